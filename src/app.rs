@@ -1,0 +1,279 @@
+//! The application: shared state, the router, background jobs, and `run` (serve until the
+//! shutdown token fires, then let in-flight requests finish).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::auth::service::AuthService;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, GatewayKind};
+use crate::error::ApiError;
+use crate::http::MAX_BODY;
+use crate::http::middleware::{RateLimit, authenticate, observe, rate_limit};
+use crate::inventory::service::ItemService;
+use crate::orders::service::OrderService;
+use crate::payments::{PaymentGateway, SimulatedGateway};
+use crate::storage::DynStore;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: DynStore,
+    pub clock: Arc<dyn Clock>,
+    pub auth: AuthService,
+    pub items: ItemService,
+    pub orders: OrderService,
+    pub metrics: PrometheusHandle,
+    pub rate_limit: Option<RateLimit>,
+    openapi: Arc<String>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Ordo", description = "Order processing and order tracking service"),
+    modifiers(&BearerAuth),
+    components(schemas(crate::error::Problem, crate::error::FieldError))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT or API key")
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(crate::auth::http::router())
+        .merge(crate::inventory::http::router())
+        .merge(crate::orders::http::router())
+}
+
+/// The OpenAPI document of every route, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, doc) = api_routes().split_for_parts();
+    doc
+}
+
+impl AppState {
+    /// Connects to the database (applying migrations), loads keys and bootstraps the admin.
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let store =
+            crate::storage::connect(config.database_url.expose(), config.db_pool_size).await?;
+        let auth = AuthService::new(
+            store.clone(),
+            clock.clone(),
+            config.jwt_secret.as_ref(),
+            config.token_ttl,
+        )
+        .await?;
+        if let Some((email, password)) = &config.admin {
+            auth.ensure_admin(email, password).await?;
+        }
+        let gateway: Arc<dyn PaymentGateway> = match config.payment_gateway {
+            GatewayKind::Simulated => Arc::new(SimulatedGateway {
+                latency: config.simulated_gateway_latency,
+            }),
+            GatewayKind::Stripe => {
+                anyhow::bail!("the stripe gateway is not available in this build")
+            }
+        };
+        let orders = OrderService::new(
+            store.clone(),
+            clock.clone(),
+            gateway,
+            config.reservation_ttl,
+            config.payment_timeout,
+        );
+        let openapi = serde_json::to_string(&openapi())?;
+        Ok(AppState {
+            rate_limit: config.rate_limit_per_min.and_then(RateLimit::per_minute),
+            config: Arc::new(config),
+            items: ItemService::new(store.clone(), clock.clone()),
+            store,
+            clock,
+            auth,
+            orders,
+            metrics: crate::telemetry::metrics_handle(),
+            openapi: Arc::new(openapi),
+        })
+    }
+
+    pub async fn build_default(config: Config) -> anyhow::Result<Self> {
+        Self::build(config, Arc::new(SystemClock)).await
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, _) = api_routes().split_for_parts();
+    // Layers run outside-in in the reverse order of these calls.
+    let api = api
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::idempotency::middleware,
+        ))
+        .layer(from_fn_with_state(state.clone(), rate_limit))
+        .layer(from_fn_with_state(state.clone(), authenticate))
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .route("/v1/openapi.json", get(openapi_json))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(from_fn(observe))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ready", "database": "ok"})),
+        )
+            .into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "unavailable", "database": "error"})),
+            )
+                .into_response()
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "unavailable", "database": "timeout"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi_json(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi.as_str().to_owned(),
+    )
+        .into_response()
+}
+
+/// Background jobs of every node: the reservation-expiry sweeper and housekeeping.
+pub fn spawn_jobs(state: &AppState, shutdown: CancellationToken) {
+    let s = state.clone();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tick.tick() => {
+                    if let Err(e) = s.orders.expire_due(100).await {
+                        tracing::warn!(error = %e, "expiring reservations failed");
+                    }
+                }
+            }
+        }
+    });
+    let s = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    let cutoff = crate::storage::Ts::truncated(s.clock.now() - crate::idempotency::RETENTION);
+                    if let Err(e) = s.store.idempotency_prune(cutoff).await {
+                        tracing::warn!(error = %e, "pruning idempotency keys failed");
+                    }
+                    if let Err(e) = s.auth.prune().await {
+                        tracing::warn!(error = %e, "pruning login failures failed");
+                    }
+                    if let Some(rl) = &s.rate_limit {
+                        rl.shrink();
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Serves on `listener` until `shutdown` fires, then gives in-flight requests the grace
+/// period to finish.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    spawn_jobs(&state, shutdown.clone());
+    let grace = state.config.shutdown_grace;
+    let tls = state.config.tls.clone();
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        None => {
+            let server = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+            tokio::select! {
+                r = server => r?,
+                _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                    tracing::warn!("shutdown grace period over; closing remaining connections");
+                }
+            }
+        }
+        Some((cert, key)) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                h.graceful_shutdown(Some(grace));
+            });
+            axum_server::from_tcp_rustls(listener.into_std()?, config)?
+                .handle(handle)
+                .serve(app)
+                .await?;
+        }
+    }
+    tracing::info!("server stopped");
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! Identity operations: accounts, passwords (Argon2id), access tokens (JWT, HS256 pinned),
+//! API keys (stored as SHA-256 hashes, shown once), login rate limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::domain::{Email, NewPassword, Principal, Role, Scope};
+use super::store::{ApiKeyRow, UserRow};
+use crate::clock::Clock;
+use crate::config::Secret;
+use crate::error::{ApiError, ApiResult};
+use crate::storage::{DynStore, Error as StoreError};
+
+const JWT_SETTING: &str = "jwt_secret";
+const ISSUER: &str = "ordo";
+const API_KEY_PREFIX: &str = "ordo_";
+/// Failed logins are counted over this window.
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+pub const MAX_FAILURES_PER_EMAIL: i64 = 10;
+pub const MAX_FAILURES_PER_IP: i64 = 100;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: Uuid,
+    role: Role,
+    iss: String,
+    iat: i64,
+    exp: i64,
+}
+
+#[derive(Clone)]
+pub struct AuthService {
+    store: DynStore,
+    clock: Arc<dyn Clock>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    token_ttl: Duration,
+    /// A real Argon2id hash of a random password, verified against when an e-mail is
+    /// unknown so that both failures take the same time.
+    dummy_hash: Arc<String>,
+}
+
+pub struct IssuedToken {
+    pub access_token: String,
+    pub expires_in: u64,
+}
+
+pub struct NewUser {
+    pub email: Email,
+    pub password: NewPassword,
+    pub name: String,
+    pub phone: Option<String>,
+    pub role: Role,
+}
+
+impl AuthService {
+    /// Loads the signing key: `ORDO_JWT_SECRET`, or one generated on the first start and
+    /// stored in the database so every node shares it.
+    pub async fn new(
+        store: DynStore,
+        clock: Arc<dyn Clock>,
+        jwt_secret: Option<&Secret>,
+        token_ttl: Duration,
+    ) -> anyhow::Result<Self> {
+        let secret = match jwt_secret {
+            Some(s) => s.expose().as_bytes().to_vec(),
+            None => {
+                let fresh = base64::engine::general_purpose::STANDARD.encode(random_bytes::<32>());
+                let stored = store.put_setting_if_absent(JWT_SETTING, &fresh).await?;
+                base64::engine::general_purpose::STANDARD.decode(stored)?
+            }
+        };
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        validation.leeway = 5;
+        let dummy_hash =
+            hash_password(&base64::engine::general_purpose::STANDARD.encode(random_bytes::<16>()))
+                .await?;
+        Ok(AuthService {
+            store,
+            clock,
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+            validation,
+            token_ttl,
+            dummy_hash: Arc::new(dummy_hash),
+        })
+    }
+
+    pub fn issue_token(&self, user: &UserRow) -> ApiResult<IssuedToken> {
+        let role = Role::parse(&user.role)
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("bad role in db")))?;
+        let now = self.clock.now().unix_timestamp();
+        let ttl = self.token_ttl.as_secs();
+        let claims = Claims {
+            sub: user.id,
+            role,
+            iss: ISSUER.to_owned(),
+            iat: now,
+            exp: now + ttl as i64,
+        };
+        let access_token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+                .map_err(ApiError::internal)?;
+        Ok(IssuedToken {
+            access_token,
+            expires_in: ttl,
+        })
+    }
+
+    /// Resolves a bearer credential: an access token, or an API key (looked up on every
+    /// request so that revocation takes effect at once).
+    pub async fn authenticate(&self, bearer: &str) -> ApiResult<Principal> {
+        if let Some(rest) = bearer.strip_prefix(API_KEY_PREFIX) {
+            if rest.is_empty() || rest.len() > 128 {
+                return Err(ApiError::Unauthorized("invalid API key"));
+            }
+            let row = self
+                .store
+                .active_api_key(&sha256(bearer))
+                .await?
+                .ok_or(ApiError::Unauthorized("invalid or revoked API key"))?;
+            let scopes = row
+                .scopes
+                .split_whitespace()
+                .filter_map(Scope::parse)
+                .collect();
+            return Ok(Principal::ApiKey { id: row.id, scopes });
+        }
+        let mut validation = self.validation.clone();
+        // Expiry is judged by our clock, not the system's, so tests can move time.
+        validation.validate_exp = false;
+        let data = jsonwebtoken::decode::<Claims>(bearer, &self.decoding, &validation)
+            .map_err(|_| ApiError::Unauthorized("invalid access token"))?;
+        if data.claims.exp + (self.validation.leeway as i64) < self.clock.now().unix_timestamp() {
+            return Err(ApiError::Unauthorized("the access token has expired"));
+        }
+        Ok(Principal::User {
+            id: data.claims.sub,
+            role: data.claims.role,
+        })
+    }
+
+    pub async fn create_user(&self, new: NewUser) -> ApiResult<UserRow> {
+        let password_hash = hash_password(new.password.expose())
+            .await
+            .map_err(ApiError::internal)?;
+        let now = self.clock.ts();
+        let row = UserRow {
+            id: Uuid::now_v7(),
+            email: new.email.as_str().to_owned(),
+            password_hash,
+            name: new.name,
+            phone: new.phone,
+            role: new.role.as_str().to_owned(),
+            created_at: now,
+            updated_at: now,
+        };
+        match self.store.insert_user(&row).await {
+            Ok(()) => Ok(row),
+            Err(StoreError::Unique(_)) => Err(ApiError::Conflict(
+                "a user with this e-mail already exists".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks rate limits, then the password. Unknown e-mail and wrong password answer alike.
+    pub async fn login(&self, email: &str, password: &str, ip: &str) -> ApiResult<UserRow> {
+        let email = email.trim().to_lowercase();
+        let now = self.clock.now();
+        let window = time::Duration::try_from(LOGIN_WINDOW).map_err(ApiError::internal)?;
+        let since = crate::storage::Ts::truncated(now - window);
+        let counts = self.store.login_failures(&email, ip, since).await?;
+        let blocked_until = [
+            (counts.by_email >= MAX_FAILURES_PER_EMAIL)
+                .then_some(counts.oldest_by_email)
+                .flatten(),
+            (counts.by_ip >= MAX_FAILURES_PER_IP)
+                .then_some(counts.oldest_by_ip)
+                .flatten(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|oldest| oldest.0 + window)
+        .max();
+        if let Some(until) = blocked_until {
+            let secs = (until - now).whole_seconds().max(1) as u64;
+            return Err(ApiError::RateLimited {
+                retry_after_secs: secs,
+            });
+        }
+        let user = self.store.user_by_email(&email).await?;
+        let hash = user.as_ref().map_or_else(
+            || self.dummy_hash.as_str().to_owned(),
+            |u| u.password_hash.clone(),
+        );
+        let ok = verify_password(password, &hash).await && user.is_some();
+        match user {
+            Some(u) if ok => Ok(u),
+            _ => {
+                self.store
+                    .record_login_failure(&email, ip, self.clock.ts())
+                    .await?;
+                Err(ApiError::Unauthorized("wrong e-mail or password"))
+            }
+        }
+    }
+
+    pub async fn user(&self, id: Uuid) -> ApiResult<UserRow> {
+        self.store.user_by_id(id).await?.ok_or(ApiError::NotFound)
+    }
+
+    /// Creates an API key; the returned plaintext is shown to the caller once and never stored.
+    pub async fn create_api_key(
+        &self,
+        name: String,
+        scopes: Vec<Scope>,
+        created_by: Option<Uuid>,
+    ) -> ApiResult<(ApiKeyRow, String)> {
+        let plaintext = format!(
+            "{API_KEY_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+        );
+        let mut scopes = scopes;
+        scopes.sort();
+        scopes.dedup();
+        let row = ApiKeyRow {
+            id: Uuid::now_v7(),
+            name,
+            key_hash: sha256(&plaintext),
+            scopes: scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            created_by,
+            created_at: self.clock.ts(),
+            revoked_at: None,
+        };
+        self.store.insert_api_key(&row).await?;
+        Ok((row, plaintext))
+    }
+
+    pub async fn revoke_api_key(&self, id: Uuid) -> ApiResult<()> {
+        if self.store.revoke_api_key(id, self.clock.ts()).await? {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound)
+        }
+    }
+
+    /// Makes sure the bootstrap admin exists (idempotent; an existing account is left as is).
+    pub async fn ensure_admin(&self, email: &str, password: &Secret) -> anyhow::Result<()> {
+        let email =
+            Email::parse("ORDO_ADMIN_EMAIL", email).map_err(|e| anyhow::anyhow!(e.message))?;
+        if self.store.user_by_email(email.as_str()).await?.is_some() {
+            return Ok(());
+        }
+        let password = NewPassword::parse("ORDO_ADMIN_PASSWORD", password.expose().to_owned())
+            .map_err(|e| anyhow::anyhow!("ORDO_ADMIN_PASSWORD {}", e.message))?;
+        let new = NewUser {
+            email,
+            password,
+            name: "Administrator".into(),
+            phone: None,
+            role: Role::Admin,
+        };
+        match self.create_user(new).await {
+            // Another node created it at the same moment.
+            Ok(_) | Err(ApiError::Conflict(_)) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("creating the admin user: {e}")),
+        }
+    }
+
+    pub async fn prune(&self) -> anyhow::Result<u64> {
+        let window = time::Duration::try_from(LOGIN_WINDOW)?;
+        Ok(self
+            .store
+            .prune_login_failures(crate::storage::Ts::truncated(self.clock.now() - window))
+            .await?)
+    }
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::fill(&mut b[..]);
+    b
+}
+
+pub fn sha256(s: &str) -> Vec<u8> {
+    Sha256::digest(s.as_bytes()).to_vec()
+}
+
+/// Argon2id is deliberately slow; it runs off the async workers.
+pub async fn hash_password(password: &str) -> anyhow::Result<String> {
+    let pw = password.to_owned();
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(pw.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
+    })
+    .await?
+}
+
+pub async fn verify_password(password: &str, hash: &str) -> bool {
+    let pw = password.to_owned();
+    let hash = hash.to_owned();
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .verify_password(pw.as_bytes(), hash.as_str())
+            .is_ok()
+    })
+    .await
+    .unwrap_or(false)
+}

@@ -1,0 +1,68 @@
+//! Storage of users, API keys, login failures and server settings.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::storage::{Result, Ts};
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub email: String,
+    pub password_hash: String,
+    pub name: String,
+    pub phone: Option<String>,
+    pub role: String,
+    pub created_at: Ts,
+    pub updated_at: Ts,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ApiKeyRow {
+    pub id: Uuid,
+    pub name: String,
+    pub key_hash: Vec<u8>,
+    /// Space-separated scope names.
+    pub scopes: String,
+    pub created_by: Option<Uuid>,
+    pub created_at: Ts,
+    pub revoked_at: Option<Ts>,
+}
+
+/// Failed logins inside the limiting window.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FailureCounts {
+    pub by_email: i64,
+    pub oldest_by_email: Option<Ts>,
+    pub by_ip: i64,
+    pub oldest_by_ip: Option<Ts>,
+}
+
+#[async_trait]
+pub trait AuthStore {
+    async fn setting(&self, key: &str) -> Result<Option<String>>;
+    /// Stores `value` unless the key exists; returns whichever value is stored afterwards,
+    /// so that concurrent first starts of many nodes agree.
+    async fn put_setting_if_absent(&self, key: &str, value: &str) -> Result<String>;
+    async fn insert_user(&self, user: &UserRow) -> Result<()>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>>;
+    async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRow>>;
+    async fn insert_api_key(&self, key: &ApiKeyRow) -> Result<()>;
+    /// An API key that has not been revoked.
+    async fn active_api_key(&self, key_hash: &[u8]) -> Result<Option<ApiKeyRow>>;
+    /// Returns false when there was no such active key.
+    async fn revoke_api_key(&self, id: Uuid, at: Ts) -> Result<bool>;
+    async fn login_failures(&self, email: &str, ip: &str, since: Ts) -> Result<FailureCounts>;
+    async fn record_login_failure(&self, email: &str, ip: &str, at: Ts) -> Result<()>;
+    async fn prune_login_failures(&self, before: Ts) -> Result<u64>;
+}
+
+mod sqlite {
+    use crate::storage::sqlite::{Db, SqliteStore as Backend};
+    include!("queries.rs");
+}
+
+mod postgres {
+    use crate::storage::postgres::{Db, PgStore as Backend};
+    include!("queries.rs");
+}

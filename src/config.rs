@@ -1,0 +1,235 @@
+//! Settings: defaults in code, overridden by flags and `ORDO_*` / `DATABASE_URL` environment,
+//! validated once at start. Secrets never appear in `Debug` output or logs.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// A value that must not be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GatewayKind {
+    Simulated,
+    Stripe,
+}
+
+/// Flags and environment of `ordo serve`.
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Address to serve HTTP (HTTPS when TLS is set).
+    #[arg(long, env = "ORDO_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// JetStream event bus shared by all nodes (unset: in-process bus).
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    /// On start, ensure this admin user exists.
+    #[arg(long, env = "ORDO_ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+    #[arg(long, env = "ORDO_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<Secret>,
+    /// Signing key for access tokens (unset: generated once and stored in the database).
+    #[arg(long, env = "ORDO_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "ORDO_TOKEN_TTL", default_value_t = 3600)]
+    pub token_ttl: u64,
+    /// How long an unpaid order holds its stock, in seconds.
+    #[arg(long, env = "ORDO_RESERVATION_TTL", default_value_t = 900)]
+    pub reservation_ttl: u64,
+    #[arg(
+        long,
+        env = "ORDO_PAYMENT_GATEWAY",
+        value_enum,
+        default_value = "simulated"
+    )]
+    pub payment_gateway: GatewayKind,
+    /// How long one gateway call may take before the order is answered as pending, in ms.
+    #[arg(long, env = "ORDO_PAYMENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub payment_timeout_ms: u64,
+    /// Latency the simulated gateway adds to every call, in ms (benchmarks).
+    #[arg(long, env = "ORDO_SIMULATED_GATEWAY_LATENCY_MS", default_value_t = 0)]
+    pub simulated_gateway_latency_ms: u64,
+    #[arg(long, env = "ORDO_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, env = "ORDO_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Requests per minute per caller (token or IP); unset: no limit.
+    #[arg(long, env = "ORDO_RATE_LIMIT_PER_MIN")]
+    pub rate_limit_per_min: Option<u32>,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    #[arg(long, env = "ORDO_TRUST_PROXY_HEADERS", default_value_t = false)]
+    pub trust_proxy_headers: bool,
+    #[arg(long, env = "ORDO_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Seconds in-flight requests get to finish after SIGTERM / Ctrl-C.
+    #[arg(long, env = "ORDO_SHUTDOWN_GRACE", default_value_t = 30)]
+    pub shutdown_grace: u64,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct DbArgs {
+    /// `sqlite://path` (embedded, one node) or `postgres://…` (many nodes).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://ordo.db",
+        hide_env_values = true
+    )]
+    pub database_url: Secret,
+    /// Database connections per node.
+    #[arg(long, env = "ORDO_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: u32,
+}
+
+impl DbArgs {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let url = self.database_url.expose();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            anyhow::bail!("DATABASE_URL must be sqlite://<path> or postgres://<user>@<host>/<db>");
+        }
+        if self.db_pool_size == 0 || self.db_pool_size > 1000 {
+            anyhow::bail!("ORDO_DB_POOL_SIZE must be between 1 and 1000");
+        }
+        Ok(())
+    }
+}
+
+/// Validated settings of a running server.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: Secret,
+    pub db_pool_size: u32,
+    pub nats_url: Option<String>,
+    pub admin: Option<(String, Secret)>,
+    pub jwt_secret: Option<Secret>,
+    pub token_ttl: Duration,
+    pub reservation_ttl: Duration,
+    pub payment_gateway: GatewayKind,
+    pub payment_timeout: Duration,
+    pub simulated_gateway_latency: Duration,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub rate_limit_per_min: Option<u32>,
+    pub trust_proxy_headers: bool,
+    pub log_format: LogFormat,
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    pub fn from_args(a: ServeArgs) -> anyhow::Result<Self> {
+        a.db.validate()?;
+        let admin = match (a.admin_email, a.admin_password) {
+            (Some(e), Some(p)) => {
+                if !e.contains('@') {
+                    anyhow::bail!("ORDO_ADMIN_EMAIL must be an e-mail address");
+                }
+                if p.expose().chars().count() < 8 {
+                    anyhow::bail!("ORDO_ADMIN_PASSWORD must have at least 8 characters");
+                }
+                Some((e, p))
+            }
+            (None, None) => None,
+            _ => anyhow::bail!("ORDO_ADMIN_EMAIL and ORDO_ADMIN_PASSWORD must be set together"),
+        };
+        if let Some(s) = &a.jwt_secret
+            && s.expose().len() < 32
+        {
+            anyhow::bail!("ORDO_JWT_SECRET must have at least 32 bytes");
+        }
+        if a.token_ttl == 0 || a.reservation_ttl == 0 {
+            anyhow::bail!("ORDO_TOKEN_TTL and ORDO_RESERVATION_TTL must be positive");
+        }
+        if a.payment_gateway == GatewayKind::Stripe {
+            anyhow::bail!(
+                "ORDO_PAYMENT_GATEWAY=stripe is not available in this build yet; use simulated"
+            );
+        }
+        let tls = match (a.tls_cert, a.tls_key) {
+            (Some(c), Some(k)) => {
+                for p in [&c, &k] {
+                    if !p.is_file() {
+                        anyhow::bail!("TLS file {} does not exist", p.display());
+                    }
+                }
+                Some((c, k))
+            }
+            (None, None) => None,
+            _ => anyhow::bail!("ORDO_TLS_CERT and ORDO_TLS_KEY must be set together"),
+        };
+        if a.rate_limit_per_min == Some(0) {
+            anyhow::bail!("ORDO_RATE_LIMIT_PER_MIN must be positive when set");
+        }
+        if let Some(u) = &a.nats_url
+            && !u.starts_with("nats://")
+        {
+            anyhow::bail!("NATS_URL must start with nats://");
+        }
+        Ok(Config {
+            listen: a.listen,
+            database_url: a.db.database_url,
+            db_pool_size: a.db.db_pool_size,
+            nats_url: a.nats_url,
+            admin,
+            jwt_secret: a.jwt_secret,
+            token_ttl: Duration::from_secs(a.token_ttl),
+            reservation_ttl: Duration::from_secs(a.reservation_ttl),
+            payment_gateway: a.payment_gateway,
+            payment_timeout: Duration::from_millis(a.payment_timeout_ms.max(1)),
+            simulated_gateway_latency: Duration::from_millis(a.simulated_gateway_latency_ms),
+            tls,
+            rate_limit_per_min: a.rate_limit_per_min,
+            trust_proxy_headers: a.trust_proxy_headers,
+            log_format: a.log_format,
+            shutdown_grace: Duration::from_secs(a.shutdown_grace),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let s = Secret::new("hunter2-hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,101 @@
+//! Item operations other modules and the HTTP layer call.
+
+use std::sync::Arc;
+
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::domain::ItemSort;
+use super::store::{ItemChange, ItemCursor, ItemFilter, ItemRow, UpdateOutcome};
+use crate::clock::Clock;
+use crate::error::{ApiError, ApiResult};
+use crate::storage::{DynStore, Error as StoreError};
+
+pub struct NewItem {
+    pub sku: String,
+    pub name: String,
+    pub category: Option<String>,
+    pub description: Option<String>,
+    pub price: i64,
+    pub currency: String,
+    pub stock: i64,
+    pub attributes: serde_json::Value,
+    pub supplier_id: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct ItemService {
+    store: DynStore,
+    clock: Arc<dyn Clock>,
+}
+
+impl ItemService {
+    pub fn new(store: DynStore, clock: Arc<dyn Clock>) -> Self {
+        ItemService { store, clock }
+    }
+
+    pub async fn create(&self, new: NewItem) -> ApiResult<ItemRow> {
+        let now = self.clock.ts();
+        let row = ItemRow {
+            id: Uuid::now_v7(),
+            sku: new.sku,
+            name: new.name,
+            category: new.category,
+            description: new.description,
+            price: new.price,
+            currency: new.currency,
+            stock: new.stock,
+            attributes: Json(new.attributes),
+            supplier_id: new.supplier_id,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.store.insert_item(&row).await {
+            Ok(()) => Ok(row),
+            Err(StoreError::Unique(_)) => Err(ApiError::Conflict(format!(
+                "an item with SKU {} already exists",
+                row.sku
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get(&self, id: Uuid) -> ApiResult<ItemRow> {
+        self.store.item(id).await?.ok_or(ApiError::NotFound)
+    }
+
+    pub async fn update(&self, id: Uuid, change: ItemChange) -> ApiResult<ItemRow> {
+        match self.store.update_item(id, &change, self.clock.ts()).await? {
+            UpdateOutcome::Updated(row) => {
+                if change.stock.is_some() || change.stock_adjustment.is_some() {
+                    tracing::info!(item_id = %row.id, sku = %row.sku, stock = row.stock, "stock changed");
+                }
+                Ok(row)
+            }
+            UpdateOutcome::NotFound => Err(ApiError::NotFound),
+            UpdateOutcome::StockWouldGoNegative => Err(ApiError::Conflict(
+                "the adjustment would make the stock negative".into(),
+            )),
+        }
+    }
+
+    /// One page, and the cursor of the next page when there may be one.
+    pub async fn list(
+        &self,
+        filter: &ItemFilter,
+        sort: ItemSort,
+        after: Option<&ItemCursor>,
+        limit: u32,
+    ) -> ApiResult<(Vec<ItemRow>, Option<ItemCursor>)> {
+        let rows = self.store.list_items(filter, sort, after, limit).await?;
+        let next = (rows.len() == limit as usize)
+            .then(|| rows.last())
+            .flatten()
+            .map(|last| ItemCursor {
+                price: matches!(sort, ItemSort::Price | ItemSort::PriceDesc).then_some(last.price),
+                name: (sort == ItemSort::Name).then(|| last.name.clone()),
+                id: last.id,
+            });
+        Ok((rows, next))
+    }
+}

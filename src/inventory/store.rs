@@ -1,0 +1,92 @@
+//! Storage of items and their stock.
+
+use async_trait::async_trait;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::domain::ItemSort;
+use crate::storage::{Result, Ts};
+
+pub const ITEM_COLUMNS: &str = "id, sku, name, category, description, price, currency, stock, attributes, supplier_id, created_at, updated_at";
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ItemRow {
+    pub id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub category: Option<String>,
+    pub description: Option<String>,
+    pub price: i64,
+    pub currency: String,
+    pub stock: i64,
+    pub attributes: Json<serde_json::Value>,
+    pub supplier_id: Option<String>,
+    pub created_at: Ts,
+    pub updated_at: Ts,
+}
+
+/// A change to an item; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct ItemChange {
+    pub name: Option<String>,
+    pub category: Option<Option<String>>,
+    pub description: Option<Option<String>>,
+    pub price: Option<i64>,
+    pub stock: Option<i64>,
+    /// Added to the stock (negative removes); refused if the stock would go below zero.
+    pub stock_adjustment: Option<i64>,
+    pub attributes: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ItemFilter {
+    /// Case-insensitive substring of name, SKU or description.
+    pub query: Option<String>,
+    pub category: Option<String>,
+    pub min_price: Option<i64>,
+    pub max_price: Option<i64>,
+    pub in_stock: Option<bool>,
+    pub supplier_id: Option<String>,
+}
+
+/// Where the previous page ended.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ItemCursor {
+    #[serde(rename = "p", skip_serializing_if = "Option::is_none")]
+    pub price: Option<i64>,
+    #[serde(rename = "n", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub id: Uuid,
+}
+
+#[derive(Debug)]
+pub enum UpdateOutcome {
+    Updated(ItemRow),
+    NotFound,
+    /// The adjustment would make the stock negative.
+    StockWouldGoNegative,
+}
+
+#[async_trait]
+pub trait ItemStore {
+    async fn insert_item(&self, item: &ItemRow) -> Result<()>;
+    async fn item(&self, id: Uuid) -> Result<Option<ItemRow>>;
+    async fn update_item(&self, id: Uuid, change: &ItemChange, at: Ts) -> Result<UpdateOutcome>;
+    async fn list_items(
+        &self,
+        filter: &ItemFilter,
+        sort: ItemSort,
+        after: Option<&ItemCursor>,
+        limit: u32,
+    ) -> Result<Vec<ItemRow>>;
+}
+
+mod sqlite {
+    use crate::storage::sqlite::{Db, SqliteStore as Backend};
+    include!("queries.rs");
+}
+
+mod postgres {
+    use crate::storage::postgres::{Db, PgStore as Backend};
+    include!("queries.rs");
+}

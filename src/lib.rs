@@ -1,0 +1,29 @@
+//! Ordo: order processing and order tracking.
+//!
+//! - `app`: shared state, router, background jobs, `run`.
+//! - `config`: settings from flags and environment, validated at start.
+//! - `error`: `ApiError`, the problem+json answer of every failure.
+//! - `telemetry`: logs and metrics.
+//! - `clock`: time that tests can move.
+//! - `storage`: the `Store` interface and its SQLite and PostgreSQL backends.
+//! - `http`: extractors, paging and middleware shared by every route.
+//! - `auth`: accounts, tokens, API keys, roles and permissions.
+//! - `inventory`: items and stock.
+//! - `orders`: placement with atomic reservation, the state machine, timeline, search.
+//! - `payments`: the payment gateway interface and the simulated gateway.
+//! - `idempotency`: `Idempotency-Key` handling for POST requests.
+//! - `bench`: the HTTP load generator behind `ordo bench`.
+
+pub mod app;
+pub mod auth;
+pub mod bench;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod idempotency;
+pub mod inventory;
+pub mod orders;
+pub mod payments;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,616 @@
+//! Order routes: place, read, search, pay, change status, track, cancel, timeline.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::domain::{CarrierStatus, Command, MAX_LINES, OrderStatus, Quantity};
+use super::service::{ChangeDetails, Payment, PlaceOrder, actor_of};
+use super::store::{EventRow, NewEvent, OrderCursor, OrderFilter, OrderRecord};
+use crate::app::AppState;
+use crate::auth::domain::{Permission, Principal};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::{
+    Json, Page, QueryParams, Validator, decode_cursor, encode_cursor, parse_id, parse_json,
+};
+use crate::inventory::domain::parse_text;
+use crate::payments::parse_payment_method;
+use crate::storage::Ts;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_order, list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(pay_order))
+        .routes(routes!(change_status))
+        .routes(routes!(add_tracking))
+        .routes(routes!(cancel_order))
+        .routes(routes!(order_events))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLineRequest {
+    item_id: String,
+    quantity: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderRequest {
+    items: Vec<OrderLineRequest>,
+    customer_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    shipping_address: Option<serde_json::Value>,
+    payment_method: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderLineResponse {
+    item_id: String,
+    sku: String,
+    name: String,
+    quantity: i32,
+    unit_price: i64,
+    line_total: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderResponse {
+    id: String,
+    customer_id: String,
+    status: String,
+    payment_status: String,
+    items: Vec<OrderLineResponse>,
+    total_amount: i64,
+    currency: String,
+    #[schema(value_type = Option<Object>)]
+    shipping_address: Option<serde_json::Value>,
+    carrier: Option<String>,
+    tracking_number: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    expires_at: Option<OffsetDateTime>,
+}
+
+impl From<OrderRecord> for OrderResponse {
+    fn from(r: OrderRecord) -> Self {
+        let o = r.order;
+        OrderResponse {
+            id: o.id.to_string(),
+            customer_id: o.customer_id.to_string(),
+            status: o.status,
+            payment_status: o.payment_status,
+            items: r
+                .lines
+                .into_iter()
+                .map(|l| OrderLineResponse {
+                    item_id: l.item_id.to_string(),
+                    sku: l.sku,
+                    name: l.name,
+                    quantity: l.quantity,
+                    unit_price: l.unit_price,
+                    line_total: l.line_total,
+                })
+                .collect(),
+            total_amount: o.total_amount,
+            currency: o.currency,
+            shipping_address: o.shipping_address.map(|j| j.0),
+            carrier: o.carrier,
+            tracking_number: o.tracking_number,
+            created_at: o.created_at.0,
+            updated_at: o.updated_at.0,
+            expires_at: o.expires_at.map(|t| t.0),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventData {
+    order_id: String,
+    customer_id: String,
+    status: String,
+    previous_status: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    at: OffsetDateTime,
+    note: Option<String>,
+    location: Option<String>,
+    carrier: Option<String>,
+    tracking_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    carrier_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimated_delivery: Option<String>,
+}
+
+/// One entry of an order's timeline, as also pushed to real-time clients.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventResponse {
+    /// The monotonic event sequence, as a string.
+    id: String,
+    event: String,
+    data: EventData,
+}
+
+impl From<EventRow> for EventResponse {
+    fn from(e: EventRow) -> Self {
+        EventResponse {
+            id: e.id.to_string(),
+            event: e.event,
+            data: EventData {
+                order_id: e.order_id.to_string(),
+                customer_id: e.customer_id.to_string(),
+                status: e.status,
+                previous_status: e.previous_status,
+                at: e.at.0,
+                note: e.note,
+                location: e.location,
+                carrier: e.carrier,
+                tracking_number: e.tracking_number,
+                description: e.description,
+                carrier_status: e.carrier_status,
+                estimated_delivery: e.estimated_delivery,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    data: Vec<EventResponse>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayRequest {
+    payment_method: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRequest {
+    status: OrderStatus,
+    note: Option<String>,
+    location: Option<String>,
+    carrier: Option<String>,
+    tracking_number: Option<String>,
+    expected_status: Option<OrderStatus>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingRequest {
+    description: String,
+    location: Option<String>,
+    /// RFC 3339; defaults to now.
+    occurred_at: Option<String>,
+    carrier_status: Option<String>,
+    /// A date, `YYYY-MM-DD`.
+    estimated_delivery: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    reason: Option<String>,
+}
+
+fn parse_timestamp(field: &str, raw: &str) -> Result<Ts, crate::error::FieldError> {
+    OffsetDateTime::parse(raw, &Rfc3339)
+        .map(Ts::truncated)
+        .map_err(|_| crate::error::FieldError::new(field, "must be an RFC 3339 timestamp"))
+}
+
+/// Parses the order lines: 1..=100 lines, distinct items, quantity 1..=1000.
+fn parse_lines(v: &mut Validator, items: &[OrderLineRequest]) -> Vec<(Uuid, i32)> {
+    if items.is_empty() {
+        v.push("items", "must have at least one line");
+    } else if items.len() > MAX_LINES {
+        v.push("items", format!("must have at most {MAX_LINES} lines"));
+    }
+    let mut lines = Vec::with_capacity(items.len());
+    for (i, line) in items.iter().enumerate() {
+        let id = Uuid::parse_str(line.item_id.trim()).ok();
+        if id.is_none() {
+            v.push(format!("items[{i}].item_id"), "no such item");
+        }
+        let qty = Quantity::parse(line.quantity);
+        if qty.is_none() {
+            v.push(
+                format!("items[{i}].quantity"),
+                "must be a whole number from 1 to 1000",
+            );
+        }
+        if let Some(id) = id {
+            if lines.iter().any(|(other, _)| *other == id) {
+                v.push(
+                    format!("items[{i}].item_id"),
+                    "appears in more than one line",
+                );
+            }
+            lines.push((id, qty.map_or(0, Quantity::get)));
+        }
+    }
+    lines
+}
+
+fn order_response(status: StatusCode, rec: OrderRecord) -> (StatusCode, Json<OrderResponse>) {
+    (status, Json(rec.into()))
+}
+
+/// Place an order: every line is reserved in one transaction, or none is. With
+/// `payment_method`, payment runs as part of the call.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", security(("bearer" = [])), request_body = CreateOrderRequest,
+    responses((status = 201, body = OrderResponse), (status = 202, body = OrderResponse, description = "gateway did not answer in time"),
+              (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn create_order(
+    State(state): State<AppState>,
+    caller: Principal,
+    Json(req): Json<CreateOrderRequest>,
+) -> ApiResult<(StatusCode, Json<OrderResponse>)> {
+    caller.require(Permission::WriteOrders)?;
+    let mut v = Validator::default();
+    let lines = parse_lines(&mut v, &req.items);
+    let requested_customer = match req
+        .customer_id
+        .as_deref()
+        .map(|s| Uuid::parse_str(s.trim()))
+    {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            v.push("customer_id", "no such customer");
+            None
+        }
+    };
+    let payment_method = req
+        .payment_method
+        .as_deref()
+        .and_then(|m| v.check(parse_payment_method("payment_method", m)));
+    let shipping_address = match req.shipping_address {
+        Some(a @ (serde_json::Value::Object(_) | serde_json::Value::String(_)))
+            if a.to_string().len() <= 4096 =>
+        {
+            Some(a)
+        }
+        Some(serde_json::Value::Null) | None => None,
+        Some(_) => {
+            v.push(
+                "shipping_address",
+                "must be an object or a string of at most 4 KiB",
+            );
+            None
+        }
+    };
+    let customer_id = match (caller.own_customer_id(), requested_customer) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Err(ApiError::Forbidden("a customer may only order for itself"));
+        }
+        (Some(own), _) => Some(own),
+        (None, Some(asked)) => Some(asked),
+        (None, None) => {
+            if req.customer_id.is_none() {
+                v.push(
+                    "customer_id",
+                    "is required when staff or an integration places an order",
+                );
+            }
+            None
+        }
+    };
+    v.finish()?;
+    let Some(customer_id) = customer_id else {
+        return Err(ApiError::validation("customer_id", "no such customer"));
+    };
+    let actor = actor_of(&caller);
+    let rec = state
+        .orders
+        .place(
+            PlaceOrder {
+                customer_id,
+                lines,
+                shipping_address,
+                payment_method: payment_method.clone(),
+            },
+            &actor,
+        )
+        .await?;
+    let Some(method) = payment_method else {
+        return Ok(order_response(StatusCode::CREATED, rec));
+    };
+    Ok(match state.orders.pay(rec, method, &actor).await? {
+        Payment::Paid(rec) | Payment::Declined(rec) => order_response(StatusCode::CREATED, rec),
+        Payment::Pending(rec) => order_response(StatusCode::ACCEPTED, rec),
+    })
+}
+
+/// One order (a customer: only its own).
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = OrderResponse), (status = 404, body = Problem)))]
+async fn get_order(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrderResponse>> {
+    caller.require(Permission::ReadOrders)?;
+    Ok(Json(
+        state.orders.get(&caller, parse_id(&id)?).await?.into(),
+    ))
+}
+
+/// Search orders, newest first. A customer sees only its own, whatever it passes.
+#[utoipa::path(get, path = "/v1/orders", tag = "orders", security(("bearer" = [])),
+    params(("status" = Option<Vec<String>>, Query, description = "repeatable"), ("customer_id" = Option<String>, Query),
+           ("created_after" = Option<String>, Query), ("created_before" = Option<String>, Query),
+           ("q" = Option<String>, Query, description = "an order id, or the start of the customer's e-mail"),
+           ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<OrderResponse>), (status = 422, body = Problem)))]
+async fn list_orders(
+    State(state): State<AppState>,
+    caller: Principal,
+    q: QueryParams,
+) -> ApiResult<Json<Page<OrderResponse>>> {
+    caller.require(Permission::ReadOrders)?;
+    let mut v = Validator::default();
+    let mut filter = OrderFilter::default();
+    for s in q.all("status") {
+        match OrderStatus::parse(s) {
+            Some(st) => filter.statuses.push(st.as_str().to_owned()),
+            None => v.push("status", format!("{s:?} is not an order status")),
+        }
+    }
+    filter.customer_id = match q.one("customer_id") {
+        None => None,
+        // An id that cannot exist matches nothing, like any unknown customer.
+        Some(s) => Some(Uuid::parse_str(s).unwrap_or_else(|_| Uuid::nil())),
+    };
+    filter.created_after = q
+        .one("created_after")
+        .and_then(|s| v.check(parse_timestamp("created_after", s)));
+    filter.created_before = q
+        .one("created_before")
+        .and_then(|s| v.check(parse_timestamp("created_before", s)));
+    if let Some(text) = q.one("q").map(str::trim).filter(|s| !s.is_empty()) {
+        match Uuid::parse_str(text) {
+            Ok(id) => filter.order_id = Some(id),
+            Err(_) => filter.email_prefix = Some(text.to_lowercase().chars().take(254).collect()),
+        }
+    }
+    if let Some(own) = caller.own_customer_id() {
+        filter.customer_id = Some(own);
+        filter.email_prefix = None;
+    }
+    let limit = v.check(q.limit()).unwrap_or(50);
+    let cursor = q
+        .one("cursor")
+        .and_then(|c| v.check(decode_cursor::<OrderCursor>(c)));
+    v.finish()?;
+    let (rows, next) = state.orders.list(&filter, cursor.as_ref(), limit).await?;
+    Ok(Json(Page {
+        data: rows.into_iter().map(Into::into).collect(),
+        next_cursor: next.map(|c| encode_cursor(&c)),
+    }))
+}
+
+/// Pay a `created` order: 200 `placed`, 402 declined (the order is then canceled), 202 when
+/// the gateway did not answer in time.
+#[utoipa::path(post, path = "/v1/orders/{id}/payments", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = PayRequest,
+    responses((status = 200, body = OrderResponse), (status = 202, body = OrderResponse), (status = 402, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn pay_order(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    Json(req): Json<PayRequest>,
+) -> ApiResult<(StatusCode, Json<OrderResponse>)> {
+    caller.require(Permission::WriteOrders)?;
+    let id = parse_id(&id)?;
+    let method = parse_payment_method("payment_method", &req.payment_method)
+        .map_err(|e| ApiError::Validation(vec![e]))?;
+    let rec = state.orders.get(&caller, id).await?;
+    match state.orders.pay(rec, method, &actor_of(&caller)).await? {
+        Payment::Paid(rec) => Ok(order_response(StatusCode::OK, rec)),
+        Payment::Pending(rec) => Ok(order_response(StatusCode::ACCEPTED, rec)),
+        Payment::Declined(_) => Err(ApiError::PaymentDeclined(
+            "the payment was declined; the order is canceled and its stock released".into(),
+        )),
+    }
+}
+
+fn details(
+    v: &mut Validator,
+    note: Option<&str>,
+    location: Option<&str>,
+    carrier: Option<&str>,
+    tracking: Option<&str>,
+) -> ChangeDetails {
+    ChangeDetails {
+        note: v.check(parse_text("note", note, 2000)).flatten(),
+        location: v.check(parse_text("location", location, 200)).flatten(),
+        carrier: v.check(parse_text("carrier", carrier, 100)).flatten(),
+        tracking_number: v
+            .check(parse_text("tracking_number", tracking, 100))
+            .flatten(),
+    }
+}
+
+/// Move an order through fulfilment (staff, `orders:write`, `tracking:write`).
+#[utoipa::path(post, path = "/v1/orders/{id}/status", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = StatusRequest,
+    responses((status = 200, body = OrderResponse), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn change_status(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    Json(req): Json<StatusRequest>,
+) -> ApiResult<Json<OrderResponse>> {
+    caller.require(Permission::ChangeStatus)?;
+    let id = parse_id(&id)?;
+    let mut v = Validator::default();
+    let d = details(
+        &mut v,
+        req.note.as_deref(),
+        req.location.as_deref(),
+        req.carrier.as_deref(),
+        req.tracking_number.as_deref(),
+    );
+    v.finish()?;
+    let actor = actor_of(&caller);
+    let rec = if req.status == OrderStatus::Canceled {
+        if let Some(exp) = req.expected_status {
+            let current = state.orders.get(&caller, id).await?;
+            if current.order.status != exp.as_str() {
+                return Err(ApiError::Conflict(format!(
+                    "the order is {}, not {}",
+                    current.order.status,
+                    exp.as_str()
+                )));
+            }
+        }
+        state.orders.cancel(id, &d, &actor).await?
+    } else {
+        state
+            .orders
+            .apply(
+                id,
+                Command::Advance(req.status),
+                req.expected_status,
+                &d,
+                None,
+                &actor,
+            )
+            .await?
+            .0
+    };
+    Ok(Json(rec.into()))
+}
+
+/// Record a carrier scan that does not change the order's status (staff, `tracking:write`).
+#[utoipa::path(post, path = "/v1/orders/{id}/tracking", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = TrackingRequest,
+    responses((status = 201, body = EventResponse), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn add_tracking(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    Json(req): Json<TrackingRequest>,
+) -> ApiResult<(StatusCode, Json<EventResponse>)> {
+    caller.require(Permission::WriteTracking)?;
+    let id = parse_id(&id)?;
+    let mut v = Validator::default();
+    let description = v
+        .check(parse_text("description", Some(&req.description), 2000))
+        .flatten();
+    if description.is_none() {
+        v.push("description", "must not be empty");
+    }
+    let location = v
+        .check(parse_text("location", req.location.as_deref(), 200))
+        .flatten();
+    let at = req
+        .occurred_at
+        .as_deref()
+        .and_then(|s| v.check(parse_timestamp("occurred_at", s)));
+    let carrier_status = req.carrier_status.as_deref().and_then(|s| match CarrierStatus::parse(s) {
+        Some(c) => Some(c.as_str().to_owned()),
+        None => {
+            v.push("carrier_status", "must be one of info_received, in_transit, out_for_delivery, attempt_failed, available_for_pickup, exception");
+            None
+        }
+    });
+    let estimated_delivery = req.estimated_delivery.as_deref().and_then(|s| {
+        let fmt = time::macros::format_description!("[year]-[month]-[day]");
+        match time::Date::parse(s.trim(), &fmt) {
+            Ok(d) => Some(d.to_string()),
+            Err(_) => {
+                v.push("estimated_delivery", "must be a date, YYYY-MM-DD");
+                None
+            }
+        }
+    });
+    v.finish()?;
+    let rec = state.orders.get(&caller, id).await?;
+    let event = NewEvent {
+        description,
+        location,
+        carrier_status,
+        estimated_delivery,
+        carrier: rec.order.carrier.clone(),
+        tracking_number: rec.order.tracking_number.clone(),
+        actor: Some(actor_of(&caller)),
+        at,
+        ..NewEvent::default()
+    };
+    let row = state.orders.add_tracking(&rec, event).await?;
+    Ok((StatusCode::CREATED, Json(row.into())))
+}
+
+/// Cancel an order: the customer (its own) or staff. Stock returns; a paid order is refunded.
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body(content = CancelRequest, description = "optional"),
+    responses((status = 200, body = OrderResponse), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn cancel_order(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<OrderResponse>> {
+    caller.require(Permission::WriteOrders)?;
+    let id = parse_id(&id)?;
+    let req: CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CancelRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    let mut v = Validator::default();
+    let note = v
+        .check(parse_text("reason", req.reason.as_deref(), 2000))
+        .flatten();
+    v.finish()?;
+    // Visibility first: someone else's order is "not found".
+    state.orders.get(&caller, id).await?;
+    let d = ChangeDetails {
+        note,
+        ..ChangeDetails::default()
+    };
+    Ok(Json(
+        state
+            .orders
+            .cancel(id, &d, &actor_of(&caller))
+            .await?
+            .into(),
+    ))
+}
+
+/// The order's whole timeline, oldest first.
+#[utoipa::path(get, path = "/v1/orders/{id}/events", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = EventList), (status = 404, body = Problem)))]
+async fn order_events(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EventList>> {
+    caller.require(Permission::ReadOrders)?;
+    let rec = state.orders.get(&caller, parse_id(&id)?).await?;
+    let events = state.orders.events(rec.order.id).await?;
+    Ok(Json(EventList {
+        data: events.into_iter().map(Into::into).collect(),
+    }))
+}

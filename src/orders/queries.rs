@@ -1,0 +1,298 @@
+// SQL of the orders module, compiled once per backend (see `storage`).
+
+use async_trait::async_trait;
+use sqlx::types::Json;
+use sqlx::{FromRow, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::{
+    EventRow, NewEvent, NewOrder, OrderCursor, OrderFilter, OrderLineRow, OrderRecord, OrderRow, OrderStore,
+    OrderUpdate, PlaceOutcome, STATUS_EVENT, TransitionOutcome,
+};
+use crate::storage::{Error, Result, Ts};
+
+const ORDER_COLUMNS: &str = "o.id, o.customer_id, o.status, o.payment_status, o.total_amount, o.currency, \
+     o.shipping_address, o.carrier, o.tracking_number, o.payment_method, o.payment_reference, o.version, \
+     o.created_at, o.updated_at, o.expires_at";
+const ORDER_FIELDS: &str = "id, customer_id, status, payment_status, total_amount, currency, shipping_address, \
+     carrier, tracking_number, payment_method, payment_reference, version, created_at, updated_at, expires_at";
+const LINE_COLUMNS: &str = "l.line_no, l.item_id, l.sku, l.name, l.quantity, l.unit_price, l.line_total";
+const EVENT_COLUMNS: &str = "id, order_id, customer_id, event, status, previous_status, note, location, carrier, \
+     tracking_number, description, carrier_status, estimated_delivery, actor, at";
+
+/// Groups joined order × line rows (ordered by order) into records.
+fn group(rows: Vec<<Db as sqlx::Database>::Row>) -> Result<Vec<OrderRecord>> {
+    let mut out: Vec<OrderRecord> = Vec::new();
+    for row in rows {
+        let id: Uuid = row.try_get("id")?;
+        let line = OrderLineRow::from_row(&row)?;
+        match out.last_mut() {
+            Some(rec) if rec.order.id == id => rec.lines.push(line),
+            _ => out.push(OrderRecord { order: OrderRow::from_row(&row)?, lines: vec![line] }),
+        }
+    }
+    Ok(out)
+}
+
+async fn insert_event<'c, E>(ex: E, order: &OrderRow, e: &NewEvent, at: Ts) -> Result<EventRow>
+where
+    E: sqlx::Executor<'c, Database = Db>,
+{
+    let sql = format!(
+        "INSERT INTO order_events (order_id, customer_id, event, status, previous_status, note, location, carrier, \
+         tracking_number, description, carrier_status, estimated_delivery, actor, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {EVENT_COLUMNS}"
+    );
+    Ok(sqlx::query_as::<Db, EventRow>(sqlx::AssertSqlSafe(sql))
+        .bind(order.id)
+        .bind(order.customer_id)
+        .bind(e.event)
+        .bind(&e.status)
+        .bind(&e.previous_status)
+        .bind(&e.note)
+        .bind(&e.location)
+        .bind(&e.carrier)
+        .bind(&e.tracking_number)
+        .bind(&e.description)
+        .bind(&e.carrier_status)
+        .bind(&e.estimated_delivery)
+        .bind(&e.actor)
+        .bind(e.at.unwrap_or(at))
+        .fetch_one(ex)
+        .await?)
+}
+
+#[async_trait]
+impl OrderStore for Backend {
+    async fn place_order(&self, o: &NewOrder) -> Result<PlaceOutcome> {
+        let mut tx = self.writer().begin().await?;
+        // Reserve in item id order: concurrent orders over the same items lock them in the
+        // same order, so they queue instead of deadlocking.
+        let mut by_item: Vec<usize> = (0..o.lines.len()).collect();
+        by_item.sort_by_key(|&i| o.lines[i].0);
+        let mut priced: Vec<Option<(String, String, i64, String)>> = vec![None; o.lines.len()];
+        for i in by_item {
+            let (item_id, qty) = o.lines[i];
+            let row = sqlx::query_as::<Db, (String, String, i64, String)>(
+                "UPDATE items SET stock = stock - $1, updated_at = $2 WHERE id = $3 AND stock >= $1 \
+                 RETURNING sku, name, price, currency",
+            )
+            .bind(i64::from(qty))
+            .bind(o.created_at)
+            .bind(item_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match row {
+                Some(r) => priced[i] = Some(r),
+                None => {
+                    let exists = sqlx::query_scalar::<Db, i64>("SELECT count(*) FROM items WHERE id = $1")
+                        .bind(item_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    tx.rollback().await?;
+                    return Ok(if exists == 0 { PlaceOutcome::UnknownItem(i) } else { PlaceOutcome::InsufficientStock(i) });
+                }
+            }
+        }
+        let priced: Vec<(String, String, i64, String)> = priced.into_iter().flatten().collect();
+        let currency = priced.first().map(|p| p.3.clone()).unwrap_or_default();
+        if priced.iter().any(|p| p.3 != currency) {
+            tx.rollback().await?;
+            return Ok(PlaceOutcome::MixedCurrencies);
+        }
+        let lines: Vec<OrderLineRow> = o
+            .lines
+            .iter()
+            .zip(priced)
+            .enumerate()
+            .map(|(n, ((item_id, qty), (sku, name, price, _)))| OrderLineRow {
+                line_no: n as i32 + 1,
+                item_id: *item_id,
+                sku,
+                name,
+                quantity: *qty,
+                unit_price: price,
+                line_total: price * i64::from(*qty),
+            })
+            .collect();
+        let order = OrderRow {
+            id: o.id,
+            customer_id: o.customer_id,
+            status: "created".into(),
+            payment_status: "pending".into(),
+            total_amount: lines.iter().map(|l| l.line_total).sum(),
+            currency,
+            shipping_address: o.shipping_address.clone().map(Json),
+            carrier: None,
+            tracking_number: None,
+            payment_method: o.payment_method.clone(),
+            payment_reference: None,
+            version: 0,
+            created_at: o.created_at,
+            updated_at: o.created_at,
+            expires_at: Some(o.expires_at),
+        };
+        sqlx::query::<Db>(
+            "INSERT INTO orders (id, customer_id, status, payment_status, total_amount, currency, shipping_address, \
+             payment_method, version, created_at, updated_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $10)",
+        )
+        .bind(order.id)
+        .bind(order.customer_id)
+        .bind(&order.status)
+        .bind(&order.payment_status)
+        .bind(order.total_amount)
+        .bind(&order.currency)
+        .bind(&order.shipping_address)
+        .bind(&order.payment_method)
+        .bind(order.created_at)
+        .bind(order.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        let mut q = QueryBuilder::<Db>::new(
+            "INSERT INTO order_items (order_id, line_no, item_id, sku, name, quantity, unit_price, line_total) ",
+        );
+        q.push_values(&lines, |mut b, l| {
+            b.push_bind(order.id)
+                .push_bind(l.line_no)
+                .push_bind(l.item_id)
+                .push_bind(l.sku.clone())
+                .push_bind(l.name.clone())
+                .push_bind(l.quantity)
+                .push_bind(l.unit_price)
+                .push_bind(l.line_total);
+        });
+        q.build().execute(&mut *tx).await?;
+        let created = NewEvent {
+            event: STATUS_EVENT,
+            status: "created".into(),
+            actor: Some(o.actor.clone()),
+            ..NewEvent::default()
+        };
+        insert_event(&mut *tx, &order, &created, o.created_at).await?;
+        tx.commit().await?;
+        Ok(PlaceOutcome::Placed(OrderRecord { order, lines }))
+    }
+
+    async fn order(&self, id: Uuid) -> Result<Option<OrderRecord>> {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS}, {LINE_COLUMNS} FROM orders o JOIN order_items l ON l.order_id = o.id \
+             WHERE o.id = $1 ORDER BY l.line_no"
+        );
+        let rows = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_all(self.reader()).await?;
+        Ok(group(rows)?.pop())
+    }
+
+    async fn transition(
+        &self,
+        current: &OrderRecord,
+        u: &OrderUpdate,
+        release_stock: bool,
+        events: &[NewEvent],
+        at: Ts,
+    ) -> Result<TransitionOutcome> {
+        let mut tx = self.writer().begin().await?;
+        let sql = format!(
+            "UPDATE orders SET status = $1, payment_status = $2, carrier = coalesce($3, carrier), \
+             tracking_number = coalesce($4, tracking_number), payment_reference = coalesce($5, payment_reference), \
+             version = version + 1, updated_at = $6 WHERE id = $7 AND version = $8 RETURNING {ORDER_FIELDS}"
+        );
+        let row = sqlx::query_as::<Db, OrderRow>(sqlx::AssertSqlSafe(sql))
+            .bind(&u.status)
+            .bind(&u.payment_status)
+            .bind(&u.carrier)
+            .bind(&u.tracking_number)
+            .bind(&u.payment_reference)
+            .bind(at)
+            .bind(current.order.id)
+            .bind(current.order.version)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(TransitionOutcome::Stale);
+        };
+        if release_stock {
+            let mut lines: Vec<&OrderLineRow> = current.lines.iter().collect();
+            lines.sort_by_key(|l| l.item_id);
+            for l in lines {
+                sqlx::query::<Db>("UPDATE items SET stock = stock + $1, updated_at = $2 WHERE id = $3")
+                    .bind(i64::from(l.quantity))
+                    .bind(at)
+                    .bind(l.item_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for e in events {
+            insert_event(&mut *tx, &row, e, at).await?;
+        }
+        tx.commit().await?;
+        Ok(TransitionOutcome::Applied(row))
+    }
+
+    async fn append_event(&self, order: &OrderRow, e: &NewEvent) -> Result<EventRow> {
+        insert_event(self.writer(), order, e, e.at.unwrap_or(order.updated_at)).await
+    }
+
+    async fn events(&self, order_id: Uuid) -> Result<Vec<EventRow>> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM order_events WHERE order_id = $1 ORDER BY id");
+        Ok(sqlx::query_as::<Db, EventRow>(sqlx::AssertSqlSafe(sql))
+            .bind(order_id)
+            .fetch_all(self.reader())
+            .await?)
+    }
+
+    async fn list_orders(&self, f: &OrderFilter, after: Option<&OrderCursor>, limit: u32) -> Result<Vec<OrderRecord>> {
+        let mut q = QueryBuilder::<Db>::new(format!(
+            "SELECT {ORDER_COLUMNS}, {LINE_COLUMNS} FROM (SELECT * FROM orders o WHERE 1 = 1"
+        ));
+        if !f.statuses.is_empty() {
+            q.push(" AND o.status IN (");
+            let mut sep = q.separated(", ");
+            for s in &f.statuses {
+                sep.push_bind(s.clone());
+            }
+            q.push(")");
+        }
+        if let Some(c) = f.customer_id {
+            q.push(" AND o.customer_id = ").push_bind(c);
+        }
+        if let Some(t) = f.created_after {
+            q.push(" AND o.created_at > ").push_bind(t);
+        }
+        if let Some(t) = f.created_before {
+            q.push(" AND o.created_at < ").push_bind(t);
+        }
+        if let Some(id) = f.order_id {
+            q.push(" AND o.id = ").push_bind(id);
+        }
+        if let Some(p) = &f.email_prefix {
+            let mut pat: String = p.chars().flat_map(|c| {
+                let esc = matches!(c, '%' | '_' | '\\');
+                esc.then_some('\\').into_iter().chain(std::iter::once(c))
+            }).collect();
+            pat.push('%');
+            q.push(" AND o.customer_id IN (SELECT id FROM users WHERE email LIKE ").push_bind(pat).push(" ESCAPE '\\')");
+        }
+        if let Some(c) = after {
+            let t = Ts::from_micros(c.created_at_us).map_err(|e| Error::Corrupt(e.to_string()))?;
+            q.push(" AND (o.created_at < ").push_bind(t);
+            q.push(" OR (o.created_at = ").push_bind(t).push(" AND o.id < ").push_bind(c.id).push("))");
+        }
+        q.push(" ORDER BY o.created_at DESC, o.id DESC LIMIT ").push_bind(i64::from(limit));
+        q.push(") o JOIN order_items l ON l.order_id = o.id ORDER BY o.created_at DESC, o.id DESC, l.line_no");
+        let rows = q.build().fetch_all(self.reader()).await?;
+        group(rows)
+    }
+
+    async fn expired_orders(&self, now: Ts, limit: u32) -> Result<Vec<Uuid>> {
+        Ok(sqlx::query_scalar::<Db, Uuid>(
+            "SELECT id FROM orders WHERE status = 'created' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?)
+    }
+}

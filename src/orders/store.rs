@@ -1,0 +1,184 @@
+//! Storage of orders, their lines and their timeline (the `order_events` table, which is
+//! also the outbox later stages publish from).
+
+use async_trait::async_trait;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::storage::{Result, Ts};
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct OrderRow {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub status: String,
+    pub payment_status: String,
+    pub total_amount: i64,
+    pub currency: String,
+    pub shipping_address: Option<Json<serde_json::Value>>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub payment_method: Option<String>,
+    pub payment_reference: Option<String>,
+    pub version: i64,
+    pub created_at: Ts,
+    pub updated_at: Ts,
+    pub expires_at: Option<Ts>,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct OrderLineRow {
+    pub line_no: i32,
+    pub item_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub quantity: i32,
+    pub unit_price: i64,
+    pub line_total: i64,
+}
+
+/// An order with its lines.
+#[derive(Clone, Debug)]
+pub struct OrderRecord {
+    pub order: OrderRow,
+    pub lines: Vec<OrderLineRow>,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: i64,
+    pub order_id: Uuid,
+    pub customer_id: Uuid,
+    pub event: String,
+    pub status: String,
+    pub previous_status: Option<String>,
+    pub note: Option<String>,
+    pub location: Option<String>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub description: Option<String>,
+    pub carrier_status: Option<String>,
+    pub estimated_delivery: Option<String>,
+    pub actor: Option<String>,
+    pub at: Ts,
+}
+
+pub const STATUS_EVENT: &str = "order_status_update";
+pub const TRACKING_EVENT: &str = "order_tracking_update";
+
+/// A timeline entry to append.
+#[derive(Clone, Debug, Default)]
+pub struct NewEvent {
+    pub event: &'static str,
+    pub status: String,
+    pub previous_status: Option<String>,
+    pub note: Option<String>,
+    pub location: Option<String>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub description: Option<String>,
+    pub carrier_status: Option<String>,
+    pub estimated_delivery: Option<String>,
+    pub actor: Option<String>,
+    pub at: Option<Ts>,
+}
+
+/// An order to place. Lines are in the customer's order; the store reserves them in item
+/// id order, so that two orders over the same items never wait on each other in a cycle.
+#[derive(Clone, Debug)]
+pub struct NewOrder {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub lines: Vec<(Uuid, i32)>,
+    pub shipping_address: Option<serde_json::Value>,
+    pub payment_method: Option<String>,
+    pub created_at: Ts,
+    pub expires_at: Ts,
+    pub actor: String,
+}
+
+#[derive(Debug)]
+pub enum PlaceOutcome {
+    Placed(OrderRecord),
+    /// The item of this line (index into `NewOrder::lines`) does not exist.
+    UnknownItem(usize),
+    /// This line cannot be reserved; nothing was.
+    InsufficientStock(usize),
+    /// The items are priced in more than one currency.
+    MixedCurrencies,
+}
+
+/// New values of an order after a transition; `None` keeps the stored value.
+#[derive(Clone, Debug, Default)]
+pub struct OrderUpdate {
+    pub status: String,
+    pub payment_status: String,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub payment_reference: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum TransitionOutcome {
+    Applied(OrderRow),
+    /// The order changed since it was read (its version moved on): read it again.
+    Stale,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct OrderFilter {
+    pub statuses: Vec<String>,
+    pub customer_id: Option<Uuid>,
+    pub created_after: Option<Ts>,
+    pub created_before: Option<Ts>,
+    /// An order id.
+    pub order_id: Option<Uuid>,
+    /// A prefix of the customer's e-mail (lower case).
+    pub email_prefix: Option<String>,
+}
+
+/// Where the previous page ended (lists are newest first).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct OrderCursor {
+    #[serde(rename = "t")]
+    pub created_at_us: i64,
+    pub id: Uuid,
+}
+
+#[async_trait]
+pub trait OrderStore {
+    /// Reserves every line and records the order and its `created` event in one
+    /// transaction: all or nothing.
+    async fn place_order(&self, order: &NewOrder) -> Result<PlaceOutcome>;
+    async fn order(&self, id: Uuid) -> Result<Option<OrderRecord>>;
+    /// Compare-and-set on `expected_version`; optionally returns the order's units to
+    /// stock; appends `events`; all in one transaction.
+    async fn transition(
+        &self,
+        current: &OrderRecord,
+        update: &OrderUpdate,
+        release_stock: bool,
+        events: &[NewEvent],
+        at: Ts,
+    ) -> Result<TransitionOutcome>;
+    async fn append_event(&self, order: &OrderRow, event: &NewEvent) -> Result<EventRow>;
+    async fn events(&self, order_id: Uuid) -> Result<Vec<EventRow>>;
+    async fn list_orders(
+        &self,
+        filter: &OrderFilter,
+        after: Option<&OrderCursor>,
+        limit: u32,
+    ) -> Result<Vec<OrderRecord>>;
+    /// `created` orders whose reservation ran out.
+    async fn expired_orders(&self, now: Ts, limit: u32) -> Result<Vec<Uuid>>;
+}
+
+mod sqlite {
+    use crate::storage::sqlite::{Db, SqliteStore as Backend};
+    include!("queries.rs");
+}
+
+mod postgres {
+    use crate::storage::postgres::{Db, PgStore as Backend};
+    include!("queries.rs");
+}

@@ -1,0 +1,147 @@
+//! Payments: the `PaymentGateway` interface and its simulated implementation, plus the
+//! rule that keeps card numbers out of Ordo (PCI scope).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::FieldError;
+
+/// One charge of an order. The idempotency key stays the same across retries of the
+/// same step, so that the gateway moves money at most once.
+#[derive(Clone, Debug)]
+pub struct ChargeRequest {
+    pub idempotency_key: String,
+    pub order_id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub payment_method: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct RefundRequest {
+    pub idempotency_key: String,
+    pub reference: String,
+    pub amount: i64,
+    pub currency: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    Succeeded { reference: String },
+    Declined { reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("the gateway is unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait PaymentGateway: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn charge(&self, req: &ChargeRequest) -> Result<ChargeOutcome, GatewayError>;
+    async fn refund(&self, req: &RefundRequest) -> Result<String, GatewayError>;
+}
+
+/// The default gateway: `pm_card_visa` succeeds, `pm_card_chargeDeclined` (and any other
+/// method) is declined, `pm_sim_no_response` never answers.
+pub struct SimulatedGateway {
+    pub latency: Duration,
+}
+
+#[async_trait]
+impl PaymentGateway for SimulatedGateway {
+    fn name(&self) -> &'static str {
+        "simulated"
+    }
+
+    async fn charge(&self, req: &ChargeRequest) -> Result<ChargeOutcome, GatewayError> {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        match req.payment_method.as_str() {
+            "pm_card_visa" => Ok(ChargeOutcome::Succeeded {
+                reference: format!("sim_{}", req.idempotency_key),
+            }),
+            "pm_sim_no_response" => futures::future::pending().await,
+            "pm_card_chargeDeclined" => Ok(ChargeOutcome::Declined {
+                reason: "card_declined".into(),
+            }),
+            _ => Ok(ChargeOutcome::Declined {
+                reason: "unknown payment method".into(),
+            }),
+        }
+    }
+
+    async fn refund(&self, req: &RefundRequest) -> Result<String, GatewayError> {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        Ok(format!("sim_refund_{}", req.idempotency_key))
+    }
+}
+
+/// A payment method is a gateway token (`pm_…`), never a card number: anything that looks
+/// like a card number (13–19 digits passing Luhn) is refused, and is not echoed back.
+pub fn parse_payment_method(field: &str, raw: &str) -> Result<String, FieldError> {
+    let digits: String = raw.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    if (13..=19).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && luhn(&digits)
+    {
+        return Err(FieldError::new(
+            field,
+            "must be a payment method token from the gateway; card numbers are never accepted",
+        ));
+    }
+    let s = raw.trim();
+    if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(FieldError::new(
+            field,
+            "must be a payment method token such as pm_card_visa",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn luhn(digits: &str) -> bool {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 {
+                let dd = d * 2;
+                if dd > 9 { dd - 9 } else { dd }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_numbers_are_refused_without_echo() {
+        let err = parse_payment_method("payment_method", "4242 4242 4242 4242").unwrap_err();
+        assert!(!err.message.contains("4242"));
+        assert!(parse_payment_method("payment_method", "4111111111111111").is_err());
+        assert!(parse_payment_method("payment_method", "pm_card_visa").is_ok());
+        // Not Luhn-valid and not a token either.
+        assert!(parse_payment_method("payment_method", "4242424242424241").is_err());
+    }
+
+    #[test]
+    fn luhn_checks_known_numbers() {
+        assert!(luhn("4242424242424242"));
+        assert!(luhn("5555555555554444"));
+        assert!(!luhn("4242424242424241"));
+    }
+}

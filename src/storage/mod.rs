@@ -1,0 +1,109 @@
+//! Storage: one `Store` interface, two backends (embedded SQLite, PostgreSQL).
+//!
+//! Each business module keeps its SQL in one `queries.rs` file that is compiled twice, once
+//! per backend (`include!` inside `sqlite` and `postgres` modules). The SQL is written once;
+//! the few places where the dialects differ branch on [`Dialect`]. Timestamps are stored as
+//! `timestamptz` on PostgreSQL and as integer microseconds on SQLite (text timestamps do not
+//! sort correctly), through the [`Ts`] wrapper.
+
+pub mod postgres;
+pub mod sqlite;
+mod types;
+
+use std::sync::Arc;
+
+pub use types::Ts;
+
+use crate::auth::store::AuthStore;
+use crate::idempotency::store::IdempotencyStore;
+use crate::inventory::store::ItemStore;
+use crate::orders::store::OrderStore;
+
+/// The SQL dialect of a backend, for the few statements that differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// Everything the application stores, behind one object-safe interface.
+pub trait Store: AuthStore + ItemStore + OrderStore + IdempotencyStore + Send + Sync {
+    fn dialect(&self) -> Dialect;
+    /// Cheap round trip for `/readyz`.
+    fn ping(&self) -> futures::future::BoxFuture<'_, Result<(), Error>>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Storage errors. Constraint violations are told apart so that the edge can answer
+/// 409/422 instead of 500.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unique constraint violated: {0}")]
+    Unique(String),
+    #[error("foreign key violated")]
+    ForeignKey,
+    #[error("check constraint violated")]
+    Check,
+    #[error("database: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.is_unique_violation() {
+                return Error::Unique(db.constraint().unwrap_or_default().to_owned());
+            }
+            if db.is_foreign_key_violation() {
+                return Error::ForeignKey;
+            }
+            if db.is_check_violation() {
+                return Error::Check;
+            }
+        }
+        Error::Database(e)
+    }
+}
+
+impl Error {
+    /// Errors worth retrying the whole transaction for (lost races, deadlocks, busy SQLite).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Database(sqlx::Error::Database(db)) => {
+                matches!(
+                    db.code().as_deref(),
+                    Some("40001" | "40P01" | "5" | "6" | "517")
+                )
+            }
+            Error::Database(sqlx::Error::PoolTimedOut) => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Opens the backend named by `url` and applies pending migrations.
+pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<DynStore> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = postgres::PgStore::connect(url, pool_size).await?;
+        store.migrate().await?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("sqlite:") {
+        let store = sqlite::SqliteStore::connect(url, pool_size).await?;
+        store.migrate().await?;
+        Ok(Arc::new(store))
+    } else {
+        anyhow::bail!("DATABASE_URL must start with sqlite:// or postgres://")
+    }
+}
+
+/// Applies pending migrations only (the `ordo migrate` command).
+pub async fn migrate(url: &str) -> anyhow::Result<()> {
+    connect(url, 1).await.map(|_| ())
+}

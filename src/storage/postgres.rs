@@ -1,0 +1,59 @@
+//! PostgreSQL backend: one pool shared by every module; many `ordo` nodes may share the
+//! database.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use super::{Dialect, Error, Store};
+
+pub type Db = sqlx::Postgres;
+pub const DIALECT: Dialect = Dialect::Postgres;
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size.max(2))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<(), Error> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(crate) fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl Store for PgStore {
+    fn dialect(&self) -> Dialect {
+        DIALECT
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), Error>> {
+        async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+}

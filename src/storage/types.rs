@@ -1,0 +1,89 @@
+//! Column types shared by both backends.
+
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::{Decode, Encode, Postgres, Sqlite, Type};
+use time::OffsetDateTime;
+
+/// A UTC timestamp with microsecond precision: `timestamptz` on PostgreSQL, integer
+/// microseconds since the epoch on SQLite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ts(pub OffsetDateTime);
+
+impl Ts {
+    pub fn micros(self) -> i64 {
+        // i64 microseconds cover ±292,000 years; the cast cannot truncate for real dates.
+        (self.0.unix_timestamp_nanos() / 1_000) as i64
+    }
+
+    pub fn from_micros(us: i64) -> Result<Self, time::error::ComponentRange> {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).map(Ts)
+    }
+
+    /// Truncates to whole microseconds, the precision both backends keep.
+    pub fn truncated(t: OffsetDateTime) -> Self {
+        let ns = t.unix_timestamp_nanos();
+        let us = ns - ns.rem_euclid(1_000);
+        Ts(OffsetDateTime::from_unix_timestamp_nanos(us).unwrap_or(t))
+    }
+}
+
+impl Type<Sqlite> for Ts {
+    fn type_info() -> <Sqlite as sqlx::Database>::TypeInfo {
+        <i64 as Type<Sqlite>>::type_info()
+    }
+    fn compatible(ty: &<Sqlite as sqlx::Database>::TypeInfo) -> bool {
+        <i64 as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl Encode<'_, Sqlite> for Ts {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Sqlite as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<IsNull, BoxDynError> {
+        <i64 as Encode<'_, Sqlite>>::encode_by_ref(&self.micros(), buf)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for Ts {
+    fn decode(value: <Sqlite as sqlx::Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        let us = <i64 as Decode<'r, Sqlite>>::decode(value)?;
+        Ok(Ts::from_micros(us)?)
+    }
+}
+
+impl Type<Postgres> for Ts {
+    fn type_info() -> <Postgres as sqlx::Database>::TypeInfo {
+        <OffsetDateTime as Type<Postgres>>::type_info()
+    }
+    fn compatible(ty: &<Postgres as sqlx::Database>::TypeInfo) -> bool {
+        <OffsetDateTime as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl Encode<'_, Postgres> for Ts {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Postgres as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<IsNull, BoxDynError> {
+        <OffsetDateTime as Encode<'_, Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for Ts {
+    fn decode(value: <Postgres as sqlx::Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Ts(<OffsetDateTime as Decode<'r, Postgres>>::decode(value)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micros_round_trip() {
+        let t = Ts::truncated(OffsetDateTime::now_utc());
+        assert_eq!(Ts::from_micros(t.micros()).ok(), Some(t));
+    }
+}
