@@ -1,0 +1,409 @@
+//! The test harness: every test gets its own fresh database (a temporary SQLite file, or a
+//! new PostgreSQL database on the local server that is dropped afterwards) and its own
+//! server on port 0, and talks to it over real HTTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ordo::app::AppState;
+use ordo::clock::ManualClock;
+use ordo::config::{Config, GatewayKind, LogFormat, Secret};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an async test body once per backend: `both!(name)` expects `async fn name(Backend)`.
+#[macro_export]
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+/// The PostgreSQL server tests create their databases on.
+pub fn pg_admin_url() -> String {
+    std::env::var("ORDO_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Owns the test's database and removes it when the test ends.
+enum DbGuard {
+    Sqlite { _dir: tempfile::TempDir },
+    Postgres(String),
+}
+
+impl Drop for DbGuard {
+    fn drop(&mut self) {
+        if let DbGuard::Postgres(name) = self {
+            let name = name.clone();
+            // Drop runs outside any runtime we may block: use a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub state: AppState,
+    pub backend: Backend,
+    pub admin_token: String,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _db: DbGuard,
+}
+
+pub fn test_config(database_url: String) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database_url: Secret::new(database_url),
+        db_pool_size: 8,
+        nats_url: None,
+        admin: Some((ADMIN_EMAIL.to_owned(), Secret::new(ADMIN_PASSWORD))),
+        jwt_secret: None,
+        token_ttl: Duration::from_secs(3600),
+        reservation_ttl: Duration::from_secs(900),
+        payment_gateway: GatewayKind::Simulated,
+        payment_timeout: Duration::from_millis(500),
+        simulated_gateway_latency: Duration::ZERO,
+        tls: None,
+        rate_limit_per_min: None,
+        trust_proxy_headers: false,
+        log_format: LogFormat::Text,
+        shutdown_grace: Duration::from_secs(5),
+    }
+}
+
+async fn fresh_database(backend: Backend) -> (String, DbGuard) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let url = format!("sqlite://{}", dir.path().join("ordo.db").display());
+            (url, DbGuard::Sqlite { _dir: dir })
+        }
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let name = format!("ordo_test_{}", uuid::Uuid::new_v4().simple());
+            let admin = pg_admin_url();
+            let mut c = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to the test PostgreSQL server");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .execute(&mut c)
+                .await
+                .expect("create test database");
+            let base = admin
+                .rsplit_once('/')
+                .map_or(admin.as_str(), |(b, _)| b)
+                .to_owned();
+            (format!("{base}/{name}"), DbGuard::Postgres(name))
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (url, guard) = fresh_database(backend).await;
+        let mut config = test_config(url);
+        tweak(&mut config);
+        let clock = Arc::new(ManualClock::default());
+        let state = AppState::build(config, clock.clone())
+            .await
+            .expect("build app");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn({
+            let state = state.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                ordo::app::run(listener, state, shutdown)
+                    .await
+                    .expect("server");
+            }
+        });
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("client");
+        let mut app = TestApp {
+            url: format!("http://{addr}"),
+            client,
+            clock,
+            state,
+            backend,
+            admin_token: String::new(),
+            shutdown,
+            server: Some(server),
+            _db: guard,
+        };
+        app.admin_token = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        app
+    }
+
+    /// Stops the server and waits for it (in-flight requests finish first).
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(s) = self.server.take() {
+            let _ = s.await;
+        }
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    /// Sends a request; `token` is a bearer credential, `body` JSON.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut req = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Resp::read(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.send(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.send(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.send(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let r = self
+            .send(
+                Method::POST,
+                "/v1/auth/login",
+                None,
+                Some(json!({"email": email, "password": password})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "login {email}: {}", r.body);
+        r.body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// Registers a customer; returns (user id, token).
+    pub async fn customer(&self, name: &str) -> (String, String) {
+        let email = format!("{name}-{}@example.com", uuid::Uuid::new_v4().simple());
+        let r = self
+            .send(
+                Method::POST,
+                "/v1/auth/register",
+                None,
+                Some(json!({"email": email, "password": "password-123", "name": name})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        (
+            r.body["user"]["id"].as_str().expect("id").to_owned(),
+            r.body["access_token"].as_str().expect("t").to_owned(),
+        )
+    }
+
+    /// Creates a staff user and returns its token.
+    pub async fn staff(&self) -> String {
+        let email = format!("staff-{}@example.com", uuid::Uuid::new_v4().simple());
+        let r = self
+            .post(
+                "/v1/users",
+                &self.admin_token,
+                json!({"email": email, "password": "password-123", "name": "Stef", "role": "staff"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        self.login(&email, "password-123").await
+    }
+
+    /// Creates an API key with these scopes and returns (id, key).
+    pub async fn api_key(&self, scopes: &[&str]) -> (String, String) {
+        let r = self
+            .post(
+                "/v1/api-keys",
+                &self.admin_token,
+                json!({"name": "integration", "scopes": scopes}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        (
+            r.body["id"].as_str().expect("id").to_owned(),
+            r.body["key"].as_str().expect("key").to_owned(),
+        )
+    }
+
+    /// Creates an item (as admin) and returns its id.
+    pub async fn item(&self, price: i64, stock: i64) -> String {
+        self.item_with(json!({"price": price, "stock": stock}))
+            .await
+    }
+
+    pub async fn item_with(&self, fields: Value) -> String {
+        let mut body = json!({
+            "sku": format!("SKU-{}", uuid::Uuid::new_v4().simple()),
+            "name": "Widget",
+            "price": 1000,
+            "currency": "USD",
+            "stock": 10,
+        });
+        if let (Some(b), Some(f)) = (body.as_object_mut(), fields.as_object()) {
+            for (k, v) in f {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let r = self.post("/v1/items", &self.admin_token, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn stock(&self, item_id: &str) -> i64 {
+        let r = self
+            .get(&format!("/v1/items/{item_id}"), &self.admin_token)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["stock"].as_i64().expect("stock")
+    }
+
+    /// Places an order for `token`'s customer with `(item, quantity)` lines.
+    pub async fn order(&self, token: &str, lines: &[(&str, i64)]) -> Resp {
+        let items: Vec<Value> = lines
+            .iter()
+            .map(|(i, q)| json!({"item_id": i, "quantity": q}))
+            .collect();
+        self.post("/v1/orders", token, json!({"items": items}))
+            .await
+    }
+
+    /// Polls `check` until it holds or `within` passes.
+    pub async fn eventually<F, Fut>(&self, within: Duration, mut check: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if check().await {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    pub async fn read(r: reqwest::Response) -> Resp {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts a problem+json answer with this status and code.
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text);
+        assert_eq!(
+            self.content_type(),
+            "application/problem+json",
+            "{}",
+            self.text
+        );
+        assert_eq!(self.body["code"], code, "{}", self.text);
+        assert_eq!(self.body["status"], status, "{}", self.text);
+    }
+
+    /// The fields named in a validation problem.
+    pub fn fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
