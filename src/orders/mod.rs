@@ -2,5 +2,6 @@
 
 pub mod domain;
 pub mod http;
+mod place_pg;
 pub mod service;
 pub mod store;

@@ -65,6 +65,9 @@ where
 #[async_trait]
 impl OrderStore for Backend {
     async fn place_order(&self, o: &NewOrder) -> Result<PlaceOutcome> {
+        if let Some(done) = self.place_fast(o).await {
+            return done;
+        }
         let mut tx = self.writer().begin().await?;
         // Reserve in item id order: concurrent orders over the same items lock them in the
         // same order, so they queue instead of deadlocking.

@@ -49,6 +49,9 @@ pub enum Error {
     Database(#[source] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A race was lost in a way the database did not report as such; try again.
+    #[error("lost a race; try again")]
+    Retry,
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
 }
@@ -80,7 +83,7 @@ impl Error {
                     Some("40001" | "40P01" | "5" | "6" | "517")
                 )
             }
-            Error::Database(sqlx::Error::PoolTimedOut) => true,
+            Error::Database(sqlx::Error::PoolTimedOut) | Error::Retry => true,
             _ => false,
         }
     }

@@ -141,6 +141,9 @@ impl TestApp {
 
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        if std::env::var_os("ORDO_TEST_LOG").is_some() {
+            ordo::telemetry::init_logging(ordo::config::LogFormat::Text);
+        }
         let (url, guard) = fresh_database(backend).await;
         let mut config = test_config(url);
         tweak(&mut config);
