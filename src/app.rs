@@ -30,8 +30,18 @@ use crate::orders::service::OrderService;
 use crate::payments::{PaymentGateway, SimulatedGateway};
 use crate::storage::DynStore;
 
+/// Shared by every request; cloning it is one reference-count increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub config: Arc<Config>,
     pub store: DynStore,
     pub clock: Arc<dyn Clock>,
@@ -112,7 +122,7 @@ impl AppState {
             config.payment_timeout,
         );
         let openapi = serde_json::to_string(&openapi())?;
-        Ok(AppState {
+        Ok(AppState(Arc::new(Services {
             rate_limit: config.rate_limit_per_min.and_then(RateLimit::per_minute),
             config: Arc::new(config),
             items: ItemService::new(store.clone(), clock.clone()),
@@ -122,7 +132,7 @@ impl AppState {
             orders,
             metrics: crate::telemetry::metrics_handle(),
             openapi: Arc::new(openapi),
-        })
+        })))
     }
 
     pub async fn build_default(config: Config) -> anyhow::Result<Self> {

@@ -21,6 +21,8 @@ use crate::storage::{DynStore, Error as StoreError};
 const JWT_SETTING: &str = "jwt_secret";
 const ISSUER: &str = "ordo";
 const API_KEY_PREFIX: &str = "ordo_";
+/// Clock skew tolerated between nodes when judging token expiry.
+const TOKEN_LEEWAY_SECS: u64 = 5;
 /// Failed logins are counted over this window.
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 pub const MAX_FAILURES_PER_EMAIL: i64 = 10;
@@ -81,7 +83,9 @@ impl AuthService {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
-        validation.leeway = 5;
+        validation.leeway = TOKEN_LEEWAY_SECS;
+        // Expiry is judged by our clock, not the system's, so tests can move time.
+        validation.validate_exp = false;
         let dummy_hash =
             hash_password(&base64::engine::general_purpose::STANDARD.encode(random_bytes::<16>()))
                 .await?;
@@ -136,12 +140,9 @@ impl AuthService {
                 .collect();
             return Ok(Principal::ApiKey { id: row.id, scopes });
         }
-        let mut validation = self.validation.clone();
-        // Expiry is judged by our clock, not the system's, so tests can move time.
-        validation.validate_exp = false;
-        let data = jsonwebtoken::decode::<Claims>(bearer, &self.decoding, &validation)
+        let data = jsonwebtoken::decode::<Claims>(bearer, &self.decoding, &self.validation)
             .map_err(|_| ApiError::Unauthorized("invalid access token"))?;
-        if data.claims.exp + (self.validation.leeway as i64) < self.clock.now().unix_timestamp() {
+        if data.claims.exp + TOKEN_LEEWAY_SECS as i64 <= self.clock.now().unix_timestamp() {
             return Err(ApiError::Unauthorized("the access token has expired"));
         }
         Ok(Principal::User {

@@ -46,7 +46,7 @@ pub fn pg_admin_url() -> String {
 }
 
 /// Owns the test's database and removes it when the test ends.
-enum DbGuard {
+pub enum DbGuard {
     Sqlite { _dir: tempfile::TempDir },
     Postgres(String),
 }
@@ -79,10 +79,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub state: AppState,
-    pub backend: Backend,
     pub admin_token: String,
     shutdown: CancellationToken,
-    server: Option<tokio::task::JoinHandle<()>>,
     _db: DbGuard,
 }
 
@@ -107,7 +105,7 @@ pub fn test_config(database_url: String) -> Config {
     }
 }
 
-async fn fresh_database(backend: Backend) -> (String, DbGuard) {
+pub async fn fresh_database(backend: Backend) -> (String, DbGuard) {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -156,7 +154,7 @@ impl TestApp {
             .expect("bind");
         let addr: SocketAddr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn({
+        tokio::spawn({
             let state = state.clone();
             let shutdown = shutdown.clone();
             async move {
@@ -174,22 +172,12 @@ impl TestApp {
             client,
             clock,
             state,
-            backend,
             admin_token: String::new(),
             shutdown,
-            server: Some(server),
             _db: guard,
         };
         app.admin_token = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
         app
-    }
-
-    /// Stops the server and waits for it (in-flight requests finish first).
-    pub async fn stop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(s) = self.server.take() {
-            let _ = s.await;
-        }
     }
 
     pub fn advance(&self, by: Duration) {
