@@ -162,19 +162,46 @@ impl OrderService {
         payment_reference: Option<String>,
         actor: &str,
     ) -> ApiResult<(OrderRecord, Vec<Event>)> {
+        self.apply_known(id, None, cmd, expected, details, payment_reference, actor)
+            .await
+    }
+
+    /// `apply`, starting from a copy of the order the caller already holds (saving a read);
+    /// if that copy turns out to be stale, the stored order is read and judged instead.
+    #[expect(clippy::too_many_arguments)]
+    async fn apply_known(
+        &self,
+        id: Uuid,
+        mut known: Option<OrderRecord>,
+        cmd: Command,
+        expected: Option<OrderStatus>,
+        details: &ChangeDetails,
+        payment_reference: Option<String>,
+        actor: &str,
+    ) -> ApiResult<(OrderRecord, Vec<Event>)> {
         for _ in 0..ATTEMPTS {
-            let current = self.store.order(id).await?.ok_or(ApiError::NotFound)?;
+            let (current, from_memory) = match known.take() {
+                Some(rec) => (rec, true),
+                None => (self.store.order(id).await?.ok_or(ApiError::NotFound)?, false),
+            };
             let state = state_of(&current)?;
             if let Some(exp) = expected
                 && exp != state.status
             {
+                if from_memory {
+                    continue;
+                }
                 return Err(ApiError::Conflict(format!(
                     "the order is {}, not {}",
                     state.status.as_str(),
                     exp.as_str()
                 )));
             }
-            let (next, events) = run(state, cmd)?;
+            let (next, events) = match run(state, cmd) {
+                Ok(r) => r,
+                Err(_) if from_memory => continue,
+                Err(e) => return Err(e.into()),
+            };
             let timeline: Vec<NewEvent> = events
                 .iter()
                 .filter_map(|e| match e {
@@ -337,8 +364,9 @@ impl OrderService {
                     ..details
                 };
                 match self
-                    .apply(
+                    .apply_known(
                         rec.order.id,
+                        Some(rec.clone()),
                         Command::ConfirmPayment,
                         None,
                         &note,
@@ -376,7 +404,7 @@ impl OrderService {
                     ..details
                 };
                 let (rec, _) = self
-                    .apply(rec.order.id, Command::FailPayment, None, &note, None, actor)
+                    .apply_known(rec.order.id, Some(rec.clone()), Command::FailPayment, None, &note, None, actor)
                     .await?;
                 Ok(Payment::Declined(rec))
             }
