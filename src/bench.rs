@@ -58,7 +58,12 @@ struct Setup {
     customers: Vec<String>,
 }
 
-async fn post(client: &reqwest::Client, url: &str, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: Value,
+) -> anyhow::Result<Value> {
     let mut req = client.post(url).json(&body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -84,10 +89,17 @@ async fn setup(a: &BenchArgs) -> anyhow::Result<Setup> {
     )
     .await
     .context("logging in as admin")?;
-    let admin = login["access_token"].as_str().context("no token")?.to_owned();
+    let admin = login["access_token"]
+        .as_str()
+        .context("no token")?
+        .to_owned();
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut items = Vec::new();
-    let n_items = if a.workload == Workload::Hot { 1 } else { a.items.max(1) };
+    let n_items = if a.workload == Workload::Hot {
+        1
+    } else {
+        a.items.max(1)
+    };
     for i in 0..n_items {
         let item = post(
             &client,
@@ -110,7 +122,12 @@ async fn setup(a: &BenchArgs) -> anyhow::Result<Setup> {
         .await?;
         customers.push(reg["access_token"].as_str().context("token")?.to_owned());
     }
-    Ok(Setup { client, url, items, customers })
+    Ok(Setup {
+        client,
+        url,
+        items,
+        customers,
+    })
 }
 
 #[derive(Default)]
@@ -124,14 +141,25 @@ struct Tally {
 async fn one_request(s: &Setup, a: &BenchArgs, n: u64) -> Result<(), String> {
     let token = &s.customers[(n as usize) % s.customers.len()];
     let res = match a.workload {
-        Workload::Reads => s.client.get(format!("{}/v1/orders?limit=20", s.url)).bearer_auth(token).send().await,
+        Workload::Reads => {
+            s.client
+                .get(format!("{}/v1/orders?limit=20", s.url))
+                .bearer_auth(token)
+                .send()
+                .await
+        }
         Workload::Orders | Workload::Hot | Workload::Checkout => {
             let item = &s.items[(n as usize).wrapping_mul(7919) % s.items.len()];
             let mut body = json!({"items": [{"item_id": item, "quantity": 1}]});
             if a.workload == Workload::Checkout {
                 body["payment_method"] = json!(a.payment_method);
             }
-            s.client.post(format!("{}/v1/orders", s.url)).bearer_auth(token).json(&body).send().await
+            s.client
+                .post(format!("{}/v1/orders", s.url))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
         }
     };
     let res = res.map_err(|e| e.to_string())?;
@@ -152,8 +180,13 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         for n in 0..(s.customers.len() * 20) as u64 {
             let item = &s.items[(n as usize) % s.items.len()];
             let token = &s.customers[(n as usize) % s.customers.len()];
-            post(&s.client, &format!("{}/v1/orders", s.url), Some(token), json!({"items": [{"item_id": item, "quantity": 1}]}))
-                .await?;
+            post(
+                &s.client,
+                &format!("{}/v1/orders", s.url),
+                Some(token),
+                json!({"items": [{"item_id": item, "quantity": 1}]}),
+            )
+            .await?;
         }
     }
     let measuring = Arc::new(AtomicBool::new(false));
@@ -163,7 +196,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     for w in 0..a.concurrency {
         let (s, a, measuring, stop) = (s.clone(), a.clone(), measuring.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
-            let mut t = Tally { hist: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok(), ..Tally::default() };
+            let mut t = Tally {
+                hist: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok(),
+                ..Tally::default()
+            };
             let mut n = w as u64 * 1_000_003;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
@@ -195,7 +231,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
-    let mut total = Tally { hist: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok(), ..Tally::default() };
+    let mut total = Tally {
+        hist: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok(),
+        ..Tally::default()
+    };
     for w in workers {
         let t = w.await?;
         total.ok += t.ok;

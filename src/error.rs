@@ -34,6 +34,8 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("not found")]
     NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error("insufficient stock")]
     InsufficientStock { item_id: String, field: String },
     #[error("invalid transition: {0}")]
@@ -85,6 +87,7 @@ impl ApiError {
             ApiError::PaymentDeclined(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::InsufficientStock { .. }
             | ApiError::InvalidTransition(_)
             | ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -105,6 +108,7 @@ impl ApiError {
             ApiError::PaymentDeclined(_) => "payment_declined",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::InsufficientStock { .. } => "insufficient_stock",
             ApiError::InvalidTransition(_) => "invalid_transition",
             ApiError::Conflict(_) => "conflict",
@@ -124,6 +128,7 @@ impl ApiError {
             ApiError::PaymentDeclined(_) => "Payment declined",
             ApiError::Forbidden(_) => "Not allowed",
             ApiError::NotFound => "Not found",
+            ApiError::MethodNotAllowed => "Method not allowed",
             ApiError::InsufficientStock { .. } => "Insufficient stock",
             ApiError::InvalidTransition(_) => "Invalid status transition",
             ApiError::Conflict(_) => "Conflict",
@@ -145,6 +150,7 @@ impl ApiError {
             | ApiError::Conflict(m)
             | ApiError::Unavailable(m) => m.clone(),
             ApiError::NotFound => "no such resource".to_owned(),
+            ApiError::MethodNotAllowed => "this resource does not support that method".to_owned(),
             ApiError::InsufficientStock { item_id, .. } => {
                 format!("not enough stock for item {item_id}")
             }

@@ -47,7 +47,7 @@ CREATE TABLE items (
     price       bigint NOT NULL CHECK (price >= 0),
     currency    text NOT NULL CHECK (length(currency) = 3),
     -- What can still be sold now; reserved units are not in it. Never negative.
-    stock       bigint NOT NULL CHECK (stock >= 0),
+    stock       bigint NOT NULL CHECK (stock >= 0 AND stock <= 1000000000),
     attributes  jsonb NOT NULL DEFAULT '{}',
     supplier_id text,
     created_at  timestamptz NOT NULL,

@@ -20,11 +20,13 @@ impl AuthStore for Backend {
     }
 
     async fn put_setting_if_absent(&self, key: &str, value: &str) -> Result<String> {
-        sqlx::query::<Db>("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
-            .bind(key)
-            .bind(value)
-            .execute(self.writer())
-            .await?;
+        sqlx::query::<Db>(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(self.writer())
+        .await?;
         let v = sqlx::query_scalar::<Db, String>("SELECT value FROM settings WHERE key = $1")
             .bind(key)
             .fetch_one(self.writer())
@@ -93,22 +95,25 @@ impl AuthStore for Backend {
     }
 
     async fn revoke_api_key(&self, id: Uuid, at: Ts) -> Result<bool> {
-        let r = sqlx::query::<Db>("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-            .bind(id)
-            .bind(at)
-            .execute(self.writer())
-            .await?;
+        let r = sqlx::query::<Db>(
+            "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(self.writer())
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn login_failures(&self, email: &str, ip: &str, since: Ts) -> Result<FailureCounts> {
-        let (by_email, oldest_by_email): (i64, Option<Ts>) = sqlx::query_as::<Db, (i64, Option<Ts>)>(
-            "SELECT count(*), min(at) FROM login_failures WHERE email = $1 AND at > $2",
-        )
-        .bind(email)
-        .bind(since)
-        .fetch_one(self.reader())
-        .await?;
+        let (by_email, oldest_by_email): (i64, Option<Ts>) =
+            sqlx::query_as::<Db, (i64, Option<Ts>)>(
+                "SELECT count(*), min(at) FROM login_failures WHERE email = $1 AND at > $2",
+            )
+            .bind(email)
+            .bind(since)
+            .fetch_one(self.reader())
+            .await?;
         let (by_ip, oldest_by_ip): (i64, Option<Ts>) = sqlx::query_as::<Db, (i64, Option<Ts>)>(
             "SELECT count(*), min(at) FROM login_failures WHERE ip = $1 AND at > $2",
         )
@@ -116,14 +121,28 @@ impl AuthStore for Backend {
         .bind(since)
         .fetch_one(self.reader())
         .await?;
-        Ok(FailureCounts { by_email, oldest_by_email, by_ip, oldest_by_ip })
+        Ok(FailureCounts {
+            by_email,
+            oldest_by_email,
+            by_ip,
+            oldest_by_ip,
+        })
     }
 
-    async fn record_login_failure(&self, email: &str, ip: &str, at: Ts) -> Result<()> {
-        sqlx::query::<Db>("INSERT INTO login_failures (email, ip, at) VALUES ($1, $2, $3)")
-            .bind(email)
-            .bind(ip)
-            .bind(at)
+    async fn record_login_attempt(&self, email: &str, ip: &str, at: Ts) -> Result<i64> {
+        Ok(sqlx::query_scalar::<Db, i64>(
+            "INSERT INTO login_failures (email, ip, at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(email)
+        .bind(ip)
+        .bind(at)
+        .fetch_one(self.writer())
+        .await?)
+    }
+
+    async fn forget_login_attempt(&self, id: i64) -> Result<()> {
+        sqlx::query::<Db>("DELETE FROM login_failures WHERE id = $1")
+            .bind(id)
             .execute(self.writer())
             .await?;
         Ok(())

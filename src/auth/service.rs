@@ -176,25 +176,34 @@ impl AuthService {
     }
 
     /// Checks rate limits, then the password. Unknown e-mail and wrong password answer alike.
+    /// Checks the password under the failed-login limits. Unknown e-mail and wrong password
+    /// answer alike.
+    ///
+    /// The attempt is recorded *before* the password is checked and forgotten again if it
+    /// succeeds: parallel guesses each see the ones recorded before them, so they cannot
+    /// slip past the limit together.
     pub async fn login(&self, email: &str, password: &str, ip: &str) -> ApiResult<UserRow> {
         let email = email.trim().to_lowercase();
         let now = self.clock.now();
         let window = time::Duration::try_from(LOGIN_WINDOW).map_err(ApiError::internal)?;
         let since = crate::storage::Ts::truncated(now - window);
+        let attempt = self
+            .store
+            .record_login_attempt(&email, ip, self.clock.ts())
+            .await?;
         let counts = self.store.login_failures(&email, ip, since).await?;
         let blocked_until = [
-            (counts.by_email >= MAX_FAILURES_PER_EMAIL)
-                .then_some(counts.oldest_by_email)
-                .flatten(),
-            (counts.by_ip >= MAX_FAILURES_PER_IP)
-                .then_some(counts.oldest_by_ip)
-                .flatten(),
+            (counts.by_email > MAX_FAILURES_PER_EMAIL).then_some(counts.oldest_by_email),
+            (counts.by_ip > MAX_FAILURES_PER_IP).then_some(counts.oldest_by_ip),
         ]
         .into_iter()
+        .flatten()
         .flatten()
         .map(|oldest| oldest.0 + window)
         .max();
         if let Some(until) = blocked_until {
+            // A refused attempt is not a failure: it does not extend the block.
+            self.store.forget_login_attempt(attempt).await?;
             let secs = (until - now).whole_seconds().max(1) as u64;
             return Err(ApiError::RateLimited {
                 retry_after_secs: secs,
@@ -207,13 +216,11 @@ impl AuthService {
         );
         let ok = verify_password(password, &hash).await && user.is_some();
         match user {
-            Some(u) if ok => Ok(u),
-            _ => {
-                self.store
-                    .record_login_failure(&email, ip, self.clock.ts())
-                    .await?;
-                Err(ApiError::Unauthorized("wrong e-mail or password"))
+            Some(u) if ok => {
+                self.store.forget_login_attempt(attempt).await?;
+                Ok(u)
             }
+            _ => Err(ApiError::Unauthorized("wrong e-mail or password")),
         }
     }
 

@@ -52,8 +52,11 @@ pub trait AuthStore {
     async fn active_api_key(&self, key_hash: &[u8]) -> Result<Option<ApiKeyRow>>;
     /// Returns false when there was no such active key.
     async fn revoke_api_key(&self, id: Uuid, at: Ts) -> Result<bool>;
+    /// Failed (or still running) login attempts after `since`.
     async fn login_failures(&self, email: &str, ip: &str, since: Ts) -> Result<FailureCounts>;
-    async fn record_login_failure(&self, email: &str, ip: &str, at: Ts) -> Result<()>;
+    /// Records an attempt as failed until `forget_login_attempt` says otherwise.
+    async fn record_login_attempt(&self, email: &str, ip: &str, at: Ts) -> Result<i64>;
+    async fn forget_login_attempt(&self, id: i64) -> Result<()>;
     async fn prune_login_failures(&self, before: Ts) -> Result<u64>;
 }
 

@@ -2,6 +2,7 @@
 //! is stored; a repeat with the same body gets that response again (`Idempotent-Replayed:
 //! true`); a repeat with another body is 422 `idempotency_key_reused`; a repeat while the
 //! first is still running is 409 `conflict`. Keys are scoped to the caller and kept 24 h.
+//! Server errors and 429s are not kept: the same key may try again.
 
 pub mod store;
 
@@ -39,9 +40,11 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
             .into_response();
         }
     };
+    // Only signed-in callers: anonymous requests (sign-up, login) have no caller to scope a
+    // key to, and their answers hold access tokens that must not be kept.
     let principal = match req.extensions().get::<Caller>() {
         Some(Caller::Authenticated(p)) => p.key(),
-        _ => "anonymous".to_owned(),
+        _ => return next.run(req).await,
     };
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
@@ -85,8 +88,11 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
                 let body = axum::body::to_bytes(body, usize::MAX)
                     .await
                     .unwrap_or_default();
-                let outcome = if parts.status.is_server_error() {
-                    // Not known to have happened: let the client try again with the same key.
+                let outcome = if parts.status.is_server_error()
+                    || parts.status == StatusCode::TOO_MANY_REQUESTS
+                {
+                    // Not known to have happened, or refused only for now: let the client try
+                    // again with the same key.
                     store.idempotency_abandon(&principal, &key).await
                 } else {
                     let stored = StoredResponse {

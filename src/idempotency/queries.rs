@@ -7,14 +7,23 @@ use crate::storage::{Result, Ts};
 
 #[async_trait]
 impl IdempotencyStore for Backend {
-    async fn idempotency_begin(&self, principal: &str, key: &str, hash: &[u8], now: Ts, stale_before: Ts) -> Result<Begin> {
+    async fn idempotency_begin(
+        &self,
+        principal: &str,
+        key: &str,
+        hash: &[u8],
+        now: Ts,
+        stale_before: Ts,
+    ) -> Result<Begin> {
         // Keys past their retention are forgotten, so the same key may start afresh.
-        sqlx::query::<Db>("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND created_at < $3")
-            .bind(principal)
-            .bind(key)
-            .bind(stale_before)
-            .execute(self.writer())
-            .await?;
+        sqlx::query::<Db>(
+            "DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND created_at < $3",
+        )
+        .bind(principal)
+        .bind(key)
+        .bind(stale_before)
+        .execute(self.writer())
+        .await?;
         let inserted = sqlx::query::<Db>(
             "INSERT INTO idempotency_keys (principal, key, request_hash, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (principal, key) DO NOTHING",
@@ -37,7 +46,10 @@ impl IdempotencyStore for Backend {
         .await?;
         Ok(match row {
             // Abandoned between our insert and select: the caller may simply retry.
-            None => Begin::Existing(KeyRow { request_hash: hash.to_vec(), response: None }),
+            None => Begin::Existing(KeyRow {
+                request_hash: hash.to_vec(),
+                response: None,
+            }),
             Some((request_hash, status, content_type, body)) => Begin::Existing(KeyRow {
                 request_hash,
                 response: status.map(|s| StoredResponse {
@@ -49,7 +61,12 @@ impl IdempotencyStore for Backend {
         })
     }
 
-    async fn idempotency_complete(&self, principal: &str, key: &str, res: &StoredResponse) -> Result<()> {
+    async fn idempotency_complete(
+        &self,
+        principal: &str,
+        key: &str,
+        res: &StoredResponse,
+    ) -> Result<()> {
         sqlx::query::<Db>("UPDATE idempotency_keys SET status = $3, headers = $4, body = $5 WHERE principal = $1 AND key = $2")
             .bind(principal)
             .bind(key)
@@ -62,11 +79,13 @@ impl IdempotencyStore for Backend {
     }
 
     async fn idempotency_abandon(&self, principal: &str, key: &str) -> Result<()> {
-        sqlx::query::<Db>("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND status IS NULL")
-            .bind(principal)
-            .bind(key)
-            .execute(self.writer())
-            .await?;
+        sqlx::query::<Db>(
+            "DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND status IS NULL",
+        )
+        .bind(principal)
+        .bind(key)
+        .execute(self.writer())
+        .await?;
         Ok(())
     }
 

@@ -90,6 +90,14 @@ pub enum ItemSort {
 }
 
 impl ItemSort {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemSort::Name => "name",
+            ItemSort::Price => "price",
+            ItemSort::PriceDesc => "-price",
+        }
+    }
+
     pub fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
         match raw {
             None | Some("name") => Ok(ItemSort::Name),

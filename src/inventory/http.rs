@@ -277,7 +277,15 @@ async fn list_items(
     let limit = v.check(q.limit()).unwrap_or(50);
     let cursor = q
         .one("cursor")
-        .and_then(|c| v.check(decode_cursor::<ItemCursor>(c)));
+        .and_then(|c| v.check(decode_cursor::<ItemCursor>(c)))
+        .and_then(|c| {
+            if c.sort == sort.as_str() {
+                Some(c)
+            } else {
+                v.push("cursor", "belongs to a list in another order");
+                None
+            }
+        });
     v.finish()?;
     let (rows, next) = state
         .items

@@ -5,7 +5,9 @@ use sqlx::QueryBuilder;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{ITEM_COLUMNS, ItemChange, ItemCursor, ItemFilter, ItemRow, ItemSort, ItemStore, UpdateOutcome};
+use super::{
+    ITEM_COLUMNS, ItemChange, ItemCursor, ItemFilter, ItemRow, ItemSort, ItemStore, UpdateOutcome,
+};
 use crate::storage::{Error, Result, Ts};
 
 /// Escapes LIKE wildcards so that a search string is matched literally.
@@ -80,10 +82,15 @@ impl ItemStore for Backend {
         }
         q.push(" WHERE id = ").push_bind(id);
         q.push(" RETURNING ").push(ITEM_COLUMNS);
-        match q.build_query_as::<ItemRow>().fetch_optional(self.writer()).await.map_err(Error::from) {
+        match q
+            .build_query_as::<ItemRow>()
+            .fetch_optional(self.writer())
+            .await
+            .map_err(Error::from)
+        {
             Ok(Some(row)) => Ok(UpdateOutcome::Updated(row)),
             Ok(None) => Ok(UpdateOutcome::NotFound),
-            Err(Error::Check) if c.stock_adjustment.is_some() => Ok(UpdateOutcome::StockWouldGoNegative),
+            Err(Error::Check) if c.stock_adjustment.is_some() => Ok(UpdateOutcome::StockOutOfRange),
             Err(e) => Err(e),
         }
     }
@@ -95,13 +102,23 @@ impl ItemStore for Backend {
         after: Option<&ItemCursor>,
         limit: u32,
     ) -> Result<Vec<ItemRow>> {
-        let mut q = QueryBuilder::<Db>::new(format!("SELECT {ITEM_COLUMNS} FROM items WHERE 1 = 1"));
+        let mut q =
+            QueryBuilder::<Db>::new(format!("SELECT {ITEM_COLUMNS} FROM items WHERE 1 = 1"));
         if let Some(s) = &f.query {
             let pat = like_pattern(s);
             let like = " LIKE ";
-            q.push(" AND (lower(name)").push(like).push_bind(pat.clone()).push(" ESCAPE '\\'");
-            q.push(" OR lower(sku)").push(like).push_bind(pat.clone()).push(" ESCAPE '\\'");
-            q.push(" OR lower(coalesce(description, ''))").push(like).push_bind(pat).push(" ESCAPE '\\')");
+            q.push(" AND (lower(name)")
+                .push(like)
+                .push_bind(pat.clone())
+                .push(" ESCAPE '\\'");
+            q.push(" OR lower(sku)")
+                .push(like)
+                .push_bind(pat.clone())
+                .push(" ESCAPE '\\'");
+            q.push(" OR lower(coalesce(description, ''))")
+                .push(like)
+                .push_bind(pat)
+                .push(" ESCAPE '\\')");
         }
         if let Some(v) = &f.category {
             q.push(" AND category = ").push_bind(v.clone());
@@ -128,18 +145,24 @@ impl ItemStore for Backend {
         if let Some(c) = after {
             match sort {
                 ItemSort::Name => {
-                    q.push(" AND (name > ").push_bind(c.name.clone().unwrap_or_default());
-                    q.push(" OR (name = ").push_bind(c.name.clone().unwrap_or_default());
+                    q.push(" AND (name > ")
+                        .push_bind(c.name.clone().unwrap_or_default());
+                    q.push(" OR (name = ")
+                        .push_bind(c.name.clone().unwrap_or_default());
                     q.push(" AND id > ").push_bind(c.id).push("))");
                 }
                 ItemSort::Price => {
-                    q.push(" AND (price > ").push_bind(c.price.unwrap_or_default());
-                    q.push(" OR (price = ").push_bind(c.price.unwrap_or_default());
+                    q.push(" AND (price > ")
+                        .push_bind(c.price.unwrap_or_default());
+                    q.push(" OR (price = ")
+                        .push_bind(c.price.unwrap_or_default());
                     q.push(" AND id > ").push_bind(c.id).push("))");
                 }
                 ItemSort::PriceDesc => {
-                    q.push(" AND (price < ").push_bind(c.price.unwrap_or_default());
-                    q.push(" OR (price = ").push_bind(c.price.unwrap_or_default());
+                    q.push(" AND (price < ")
+                        .push_bind(c.price.unwrap_or_default());
+                    q.push(" OR (price = ")
+                        .push_bind(c.price.unwrap_or_default());
                     q.push(" AND id < ").push_bind(c.id).push("))");
                 }
             }
@@ -150,6 +173,8 @@ impl ItemStore for Backend {
             ItemSort::PriceDesc => " ORDER BY price DESC, id DESC",
         });
         q.push(" LIMIT ").push_bind(i64::from(limit));
-        Ok(q.build_query_as::<ItemRow>().fetch_all(self.reader()).await?)
+        Ok(q.build_query_as::<ItemRow>()
+            .fetch_all(self.reader())
+            .await?)
     }
 }

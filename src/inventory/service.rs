@@ -73,8 +73,8 @@ impl ItemService {
                 Ok(row)
             }
             UpdateOutcome::NotFound => Err(ApiError::NotFound),
-            UpdateOutcome::StockWouldGoNegative => Err(ApiError::Conflict(
-                "the adjustment would make the stock negative".into(),
+            UpdateOutcome::StockOutOfRange => Err(ApiError::Conflict(
+                "the adjustment would take the stock below 0 or above 10^9".into(),
             )),
         }
     }
@@ -92,6 +92,7 @@ impl ItemService {
             .then(|| rows.last())
             .flatten()
             .map(|last| ItemCursor {
+                sort: sort.as_str().to_owned(),
                 price: matches!(sort, ItemSort::Price | ItemSort::PriceDesc).then_some(last.price),
                 name: (sort == ItemSort::Name).then(|| last.name.clone()),
                 id: last.id,

@@ -49,9 +49,13 @@ pub struct ItemFilter {
     pub supplier_id: Option<String>,
 }
 
-/// Where the previous page ended.
+/// Where the previous page ended, and in which order the list was sorted.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ItemCursor {
+    /// The `sort` the cursor continues; another sort is refused.
+    #[serde(rename = "s")]
+    pub sort: String,
     #[serde(rename = "p", skip_serializing_if = "Option::is_none")]
     pub price: Option<i64>,
     #[serde(rename = "n", skip_serializing_if = "Option::is_none")]
@@ -60,11 +64,15 @@ pub struct ItemCursor {
 }
 
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a short-lived return value, moved once"
+)]
 pub enum UpdateOutcome {
     Updated(ItemRow),
     NotFound,
-    /// The adjustment would make the stock negative.
-    StockWouldGoNegative,
+    /// The adjustment would take the stock below 0 or above the maximum.
+    StockOutOfRange,
 }
 
 #[async_trait]

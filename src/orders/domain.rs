@@ -210,7 +210,7 @@ pub struct Quantity(i32);
 
 impl Quantity {
     pub fn parse(v: i64) -> Option<Self> {
-        (1..=1000).contains(&v).then(|| Quantity(v as i32))
+        (1..=1000).contains(&v).then_some(Quantity(v as i32))
     }
     pub fn get(self) -> i32 {
         self.0

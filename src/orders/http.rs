@@ -375,11 +375,10 @@ async fn list_orders(
             None => v.push("status", format!("{s:?} is not an order status")),
         }
     }
-    filter.customer_id = match q.one("customer_id") {
-        None => None,
-        // An id that cannot exist matches nothing, like any unknown customer.
-        Some(s) => Some(Uuid::parse_str(s).unwrap_or_else(|_| Uuid::nil())),
-    };
+    // An id that cannot exist matches nothing, like any unknown customer.
+    filter.customer_id = q
+        .one("customer_id")
+        .map(|s| Uuid::parse_str(s).unwrap_or_else(|_| Uuid::nil()));
     filter.created_after = q
         .one("created_after")
         .and_then(|s| v.check(parse_timestamp("created_after", s)));

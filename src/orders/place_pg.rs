@@ -46,20 +46,23 @@ impl PgStore {
         let qtys: Vec<i32> = sorted.iter().map(|(_, l)| l.1).collect();
         let line_nos: Vec<i32> = sorted.iter().map(|(i, _)| *i as i32 + 1).collect();
         let shipping = o.shipping_address.clone().map(Json);
-        let rows = sqlx::query_as::<sqlx::Postgres, (i32, uuid::Uuid, String, String, i32, i64, i64, String)>(PLACE)
-            .bind(&ids)
-            .bind(&qtys)
-            .bind(&line_nos)
-            .bind(o.created_at)
-            .bind(o.id)
-            .bind(o.customer_id)
-            .bind(o.lines.len() as i64)
-            .bind(&shipping)
-            .bind(&o.payment_method)
-            .bind(o.expires_at)
-            .bind(&o.actor)
-            .fetch_all(self.writer())
-            .await;
+        let rows = sqlx::query_as::<
+            sqlx::Postgres,
+            (i32, uuid::Uuid, String, String, i32, i64, i64, String),
+        >(PLACE)
+        .bind(&ids)
+        .bind(&qtys)
+        .bind(&line_nos)
+        .bind(o.created_at)
+        .bind(o.id)
+        .bind(o.customer_id)
+        .bind(o.lines.len() as i64)
+        .bind(&shipping)
+        .bind(&o.payment_method)
+        .bind(o.expires_at)
+        .bind(&o.actor)
+        .fetch_all(self.writer())
+        .await;
         let rows = match rows.map_err(Error::from) {
             Ok(rows) => rows,
             Err(Error::Check) => return self.diagnose(o).await,
@@ -68,15 +71,17 @@ impl PgStore {
         let currency = rows.first().map(|r| r.7.clone()).unwrap_or_default();
         let lines: Vec<OrderLineRow> = rows
             .into_iter()
-            .map(|(line_no, item_id, sku, name, quantity, unit_price, line_total, _)| OrderLineRow {
-                line_no,
-                item_id,
-                sku,
-                name,
-                quantity,
-                unit_price,
-                line_total,
-            })
+            .map(
+                |(line_no, item_id, sku, name, quantity, unit_price, line_total, _)| OrderLineRow {
+                    line_no,
+                    item_id,
+                    sku,
+                    name,
+                    quantity,
+                    unit_price,
+                    line_total,
+                },
+            )
             .collect();
         let order = OrderRow {
             id: o.id,
@@ -108,10 +113,17 @@ impl PgStore {
         .bind(&ids)
         .fetch_all(self.reader())
         .await?;
-        if let Some(i) = o.lines.iter().position(|(id, _)| !found.iter().any(|f| f.0 == *id)) {
+        if let Some(i) = o
+            .lines
+            .iter()
+            .position(|(id, _)| !found.iter().any(|f| f.0 == *id))
+        {
             return Ok(PlaceOutcome::UnknownItem(i));
         }
-        let short = o.lines.iter().position(|(id, qty)| found.iter().any(|f| f.0 == *id && f.1 < i64::from(*qty)));
+        let short = o
+            .lines
+            .iter()
+            .position(|(id, qty)| found.iter().any(|f| f.0 == *id && f.1 < i64::from(*qty)));
         if let Some(i) = short {
             return Ok(PlaceOutcome::InsufficientStock(i));
         }

@@ -6,8 +6,8 @@ use sqlx::{FromRow, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{
-    EventRow, NewEvent, NewOrder, OrderCursor, OrderFilter, OrderLineRow, OrderRecord, OrderRow, OrderStore,
-    OrderUpdate, PlaceOutcome, STATUS_EVENT, TransitionOutcome,
+    EventRow, NewEvent, NewOrder, OrderCursor, OrderFilter, OrderLineRow, OrderRecord, OrderRow,
+    OrderStore, OrderUpdate, PlaceOutcome, STATUS_EVENT, TransitionOutcome,
 };
 use crate::storage::{Error, Result, Ts};
 
@@ -16,7 +16,8 @@ const ORDER_COLUMNS: &str = "o.id, o.customer_id, o.status, o.payment_status, o.
      o.created_at, o.updated_at, o.expires_at";
 const ORDER_FIELDS: &str = "id, customer_id, status, payment_status, total_amount, currency, shipping_address, \
      carrier, tracking_number, payment_method, payment_reference, version, created_at, updated_at, expires_at";
-const LINE_COLUMNS: &str = "l.line_no, l.item_id, l.sku, l.name, l.quantity, l.unit_price, l.line_total";
+const LINE_COLUMNS: &str =
+    "l.line_no, l.item_id, l.sku, l.name, l.quantity, l.unit_price, l.line_total";
 const EVENT_COLUMNS: &str = "id, order_id, customer_id, event, status, previous_status, note, location, carrier, \
      tracking_number, description, carrier_status, estimated_delivery, actor, at";
 
@@ -28,7 +29,10 @@ fn group(rows: Vec<<Db as sqlx::Database>::Row>) -> Result<Vec<OrderRecord>> {
         let line = OrderLineRow::from_row(&row)?;
         match out.last_mut() {
             Some(rec) if rec.order.id == id => rec.lines.push(line),
-            _ => out.push(OrderRecord { order: OrderRow::from_row(&row)?, lines: vec![line] }),
+            _ => out.push(OrderRecord {
+                order: OrderRow::from_row(&row)?,
+                lines: vec![line],
+            }),
         }
     }
     Ok(out)
@@ -88,12 +92,17 @@ impl OrderStore for Backend {
             match row {
                 Some(r) => priced[i] = Some(r),
                 None => {
-                    let exists = sqlx::query_scalar::<Db, i64>("SELECT count(*) FROM items WHERE id = $1")
-                        .bind(item_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                    let exists =
+                        sqlx::query_scalar::<Db, i64>("SELECT count(*) FROM items WHERE id = $1")
+                            .bind(item_id)
+                            .fetch_one(&mut *tx)
+                            .await?;
                     tx.rollback().await?;
-                    return Ok(if exists == 0 { PlaceOutcome::UnknownItem(i) } else { PlaceOutcome::InsufficientStock(i) });
+                    return Ok(if exists == 0 {
+                        PlaceOutcome::UnknownItem(i)
+                    } else {
+                        PlaceOutcome::InsufficientStock(i)
+                    });
                 }
             }
         }
@@ -108,15 +117,17 @@ impl OrderStore for Backend {
             .iter()
             .zip(priced)
             .enumerate()
-            .map(|(n, ((item_id, qty), (sku, name, price, _)))| OrderLineRow {
-                line_no: n as i32 + 1,
-                item_id: *item_id,
-                sku,
-                name,
-                quantity: *qty,
-                unit_price: price,
-                line_total: price * i64::from(*qty),
-            })
+            .map(
+                |(n, ((item_id, qty), (sku, name, price, _)))| OrderLineRow {
+                    line_no: n as i32 + 1,
+                    item_id: *item_id,
+                    sku,
+                    name,
+                    quantity: *qty,
+                    unit_price: price,
+                    line_total: price * i64::from(*qty),
+                },
+            )
             .collect();
         let order = OrderRow {
             id: o.id,
@@ -182,7 +193,10 @@ impl OrderStore for Backend {
             "SELECT {ORDER_COLUMNS}, {LINE_COLUMNS} FROM orders o JOIN order_items l ON l.order_id = o.id \
              WHERE o.id = $1 ORDER BY l.line_no"
         );
-        let rows = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_all(self.reader()).await?;
+        let rows = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(self.reader())
+            .await?;
         Ok(group(rows)?.pop())
     }
 
@@ -219,12 +233,14 @@ impl OrderStore for Backend {
             let mut lines: Vec<&OrderLineRow> = current.lines.iter().collect();
             lines.sort_by_key(|l| l.item_id);
             for l in lines {
-                sqlx::query::<Db>("UPDATE items SET stock = stock + $1, updated_at = $2 WHERE id = $3")
-                    .bind(i64::from(l.quantity))
-                    .bind(at)
-                    .bind(l.item_id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query::<Db>(
+                    "UPDATE items SET stock = stock + $1, updated_at = $2 WHERE id = $3",
+                )
+                .bind(i64::from(l.quantity))
+                .bind(at)
+                .bind(l.item_id)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         for e in events {
@@ -239,14 +255,20 @@ impl OrderStore for Backend {
     }
 
     async fn events(&self, order_id: Uuid) -> Result<Vec<EventRow>> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM order_events WHERE order_id = $1 ORDER BY id");
+        let sql =
+            format!("SELECT {EVENT_COLUMNS} FROM order_events WHERE order_id = $1 ORDER BY id");
         Ok(sqlx::query_as::<Db, EventRow>(sqlx::AssertSqlSafe(sql))
             .bind(order_id)
             .fetch_all(self.reader())
             .await?)
     }
 
-    async fn list_orders(&self, f: &OrderFilter, after: Option<&OrderCursor>, limit: u32) -> Result<Vec<OrderRecord>> {
+    async fn list_orders(
+        &self,
+        f: &OrderFilter,
+        after: Option<&OrderCursor>,
+        limit: u32,
+    ) -> Result<Vec<OrderRecord>> {
         let mut q = QueryBuilder::<Db>::new(format!(
             "SELECT {ORDER_COLUMNS}, {LINE_COLUMNS} FROM (SELECT * FROM orders o WHERE 1 = 1"
         ));
@@ -271,19 +293,29 @@ impl OrderStore for Backend {
             q.push(" AND o.id = ").push_bind(id);
         }
         if let Some(p) = &f.email_prefix {
-            let mut pat: String = p.chars().flat_map(|c| {
-                let esc = matches!(c, '%' | '_' | '\\');
-                esc.then_some('\\').into_iter().chain(std::iter::once(c))
-            }).collect();
+            let mut pat: String = p
+                .chars()
+                .flat_map(|c| {
+                    let esc = matches!(c, '%' | '_' | '\\');
+                    esc.then_some('\\').into_iter().chain(std::iter::once(c))
+                })
+                .collect();
             pat.push('%');
-            q.push(" AND o.customer_id IN (SELECT id FROM users WHERE email LIKE ").push_bind(pat).push(" ESCAPE '\\')");
+            q.push(" AND o.customer_id IN (SELECT id FROM users WHERE email LIKE ")
+                .push_bind(pat)
+                .push(" ESCAPE '\\')");
         }
         if let Some(c) = after {
             let t = Ts::from_micros(c.created_at_us).map_err(|e| Error::Corrupt(e.to_string()))?;
             q.push(" AND (o.created_at < ").push_bind(t);
-            q.push(" OR (o.created_at = ").push_bind(t).push(" AND o.id < ").push_bind(c.id).push("))");
+            q.push(" OR (o.created_at = ")
+                .push_bind(t)
+                .push(" AND o.id < ")
+                .push_bind(c.id)
+                .push("))");
         }
-        q.push(" ORDER BY o.created_at DESC, o.id DESC LIMIT ").push_bind(i64::from(limit));
+        q.push(" ORDER BY o.created_at DESC, o.id DESC LIMIT ")
+            .push_bind(i64::from(limit));
         q.push(") o JOIN order_items l ON l.order_id = o.id ORDER BY o.created_at DESC, o.id DESC, l.line_no");
         let rows = q.build().fetch_all(self.reader()).await?;
         group(rows)

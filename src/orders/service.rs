@@ -182,7 +182,10 @@ impl OrderService {
         for _ in 0..ATTEMPTS {
             let (current, from_memory) = match known.take() {
                 Some(rec) => (rec, true),
-                None => (self.store.order(id).await?.ok_or(ApiError::NotFound)?, false),
+                None => (
+                    self.store.order(id).await?.ok_or(ApiError::NotFound)?,
+                    false,
+                ),
             };
             let state = state_of(&current)?;
             if let Some(exp) = expected
@@ -404,7 +407,15 @@ impl OrderService {
                     ..details
                 };
                 let (rec, _) = self
-                    .apply_known(rec.order.id, Some(rec.clone()), Command::FailPayment, None, &note, None, actor)
+                    .apply_known(
+                        rec.order.id,
+                        Some(rec.clone()),
+                        Command::FailPayment,
+                        None,
+                        &note,
+                        None,
+                        actor,
+                    )
                     .await?;
                 Ok(Payment::Declined(rec))
             }

@@ -98,6 +98,10 @@ pub struct NewOrder {
 }
 
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a short-lived return value, moved once"
+)]
 pub enum PlaceOutcome {
     Placed(OrderRecord),
     /// The item of this line (index into `NewOrder::lines`) does not exist.
@@ -119,6 +123,10 @@ pub struct OrderUpdate {
 }
 
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a short-lived return value, moved once"
+)]
 pub enum TransitionOutcome {
     Applied(OrderRow),
     /// The order changed since it was read (its version moved on): read it again.
@@ -139,6 +147,7 @@ pub struct OrderFilter {
 
 /// Where the previous page ended (lists are newest first).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OrderCursor {
     #[serde(rename = "t")]
     pub created_at_us: i64,

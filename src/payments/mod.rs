@@ -97,7 +97,12 @@ pub fn parse_payment_method(field: &str, raw: &str) -> Result<String, FieldError
         ));
     }
     let s = raw.trim();
-    if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    // A token starts with a letter (`pm_…`, `tok_…`), so a mistyped card number that fails
+    // Luhn is still not taken for one.
+    let token_like = s.len() <= 255
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !token_like {
         return Err(FieldError::new(
             field,
             "must be a payment method token such as pm_card_visa",
@@ -121,7 +126,7 @@ fn luhn(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]

@@ -14,13 +14,19 @@ use crate::helpers::{Backend, Resp};
 const BIN: &str = env!("CARGO_BIN_EXE_ordo");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
 }
 
 /// `ordo` with a clean environment (no inherited `ORDO_*` or `DATABASE_URL`).
 fn ordo(dir: &Path) -> Command {
     let mut c = Command::new(BIN);
-    c.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("RUST_LOG", "info");
+    c.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info");
     c
 }
 
@@ -32,7 +38,9 @@ struct Server {
 impl Server {
     async fn start(mut cmd: Command, scheme: &str) -> Server {
         let port = free_port();
-        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let child = cmd.spawn().expect("spawn ordo");
         let url = format!("{scheme}://127.0.0.1:{port}");
         let client = client();
@@ -43,28 +51,41 @@ impl Server {
             {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "ordo did not become ready");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "ordo did not become ready"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Server { child, url }
     }
 
     fn terminate(&self) {
-        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
         assert!(ok.success());
     }
 
     /// Waits for the process to end; returns (success, stdout + stderr).
     fn wait(self) -> (bool, String) {
         let out = self.child.wait_with_output().expect("wait");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         (out.status.success(), text)
     }
 }
 
 fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().danger_accept_invalid_certs(true).build().expect("client")
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client")
 }
 
 async fn call(url: &str, token: Option<&str>, body: serde_json::Value) -> Resp {
@@ -79,8 +100,16 @@ async fn call(url: &str, token: Option<&str>, body: serde_json::Value) -> Resp {
 async fn serve_without_settings_uses_an_embedded_database() {
     let dir = tempfile::tempdir().expect("dir");
     let server = Server::start(ordo(dir.path()), "http").await;
-    assert!(dir.path().join("ordo.db").exists(), "ordo.db was not created in the working directory");
-    let r = call(&format!("{}/v1/auth/register", server.url), None, json!({"email": "a@example.com", "password": "password-1", "name": "A"})).await;
+    assert!(
+        dir.path().join("ordo.db").exists(),
+        "ordo.db was not created in the working directory"
+    );
+    let r = call(
+        &format!("{}/v1/auth/register", server.url),
+        None,
+        json!({"email": "a@example.com", "password": "password-1", "name": "A"}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     server.terminate();
     let (ok, log) = server.wait();
@@ -92,10 +121,19 @@ async fn bad_settings_stop_the_server_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("dir");
     let cases: [(&[(&str, &str)], &str); 5] = [
         (&[("DATABASE_URL", "mysql://localhost/x")], "DATABASE_URL"),
-        (&[("ORDO_ADMIN_EMAIL", "a@example.com")], "ORDO_ADMIN_PASSWORD"),
+        (
+            &[("ORDO_ADMIN_EMAIL", "a@example.com")],
+            "ORDO_ADMIN_PASSWORD",
+        ),
         (&[("ORDO_JWT_SECRET", "short")], "ORDO_JWT_SECRET"),
         (&[("ORDO_RESERVATION_TTL", "soon")], "reservation"),
-        (&[("ORDO_TLS_CERT", "/nonexistent.pem"), ("ORDO_TLS_KEY", "/nonexistent.key")], "TLS"),
+        (
+            &[
+                ("ORDO_TLS_CERT", "/nonexistent.pem"),
+                ("ORDO_TLS_KEY", "/nonexistent.key"),
+            ],
+            "TLS",
+        ),
     ];
     for (env, needle) in cases {
         let mut c = ordo(dir.path());
@@ -104,9 +142,16 @@ async fn bad_settings_stop_the_server_with_a_clear_message() {
             c.env(k, v);
         }
         let out = c.output().expect("run");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(!out.status.success(), "{env:?} was accepted");
-        assert!(text.to_lowercase().contains(&needle.to_lowercase()), "{env:?}: {text}");
+        assert!(
+            text.to_lowercase().contains(&needle.to_lowercase()),
+            "{env:?}: {text}"
+        );
     }
 }
 
@@ -122,9 +167,19 @@ async fn secrets_never_reach_the_logs() {
         .env("ORDO_LOG_FORMAT", "json")
         .env("RUST_LOG", "trace");
     let server = Server::start(c, "http").await;
-    let r = call(&format!("{}/v1/auth/login", server.url), None, json!({"email": "admin@example.com", "password": password})).await;
+    let r = call(
+        &format!("{}/v1/auth/login", server.url),
+        None,
+        json!({"email": "admin@example.com", "password": password}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
-    let bad = call(&format!("{}/v1/auth/login", server.url), None, json!({"email": "admin@example.com", "password": "wrong-password-x"})).await;
+    let bad = call(
+        &format!("{}/v1/auth/login", server.url),
+        None,
+        json!({"email": "admin@example.com", "password": "wrong-password-x"}),
+    )
+    .await;
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
     server.terminate();
     let (ok, log) = server.wait();
@@ -143,15 +198,28 @@ async fn shutdown_lets_in_flight_requests_finish() {
         .env("ORDO_ADMIN_PASSWORD", "admin-password")
         .env("ORDO_SIMULATED_GATEWAY_LATENCY_MS", "1500");
     let server = Server::start(c, "http").await;
-    let login = call(&format!("{}/v1/auth/login", server.url), None, json!({"email": "admin@example.com", "password": "admin-password"})).await;
-    let admin = login.body["access_token"].as_str().expect("token").to_owned();
+    let login = call(
+        &format!("{}/v1/auth/login", server.url),
+        None,
+        json!({"email": "admin@example.com", "password": "admin-password"}),
+    )
+    .await;
+    let admin = login.body["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     let item = call(
         &format!("{}/v1/items", server.url),
         Some(&admin),
         json!({"sku": "S1", "name": "Slow", "price": 100, "currency": "USD", "stock": 3}),
     )
     .await;
-    let reg = call(&format!("{}/v1/auth/register", server.url), None, json!({"email": "c@example.com", "password": "password-1", "name": "C"})).await;
+    let reg = call(
+        &format!("{}/v1/auth/register", server.url),
+        None,
+        json!({"email": "c@example.com", "password": "password-1", "name": "C"}),
+    )
+    .await;
     let token = reg.body["access_token"].as_str().expect("token").to_owned();
     let url = format!("{}/v1/orders", server.url);
     let body = json!({"items": [{"item_id": item.body["id"], "quantity": 1}], "payment_method": "pm_card_visa"});
@@ -170,16 +238,25 @@ async fn shutdown_lets_in_flight_requests_finish() {
 #[tokio::test]
 async fn serves_https_with_the_given_certificate() {
     let dir = tempfile::tempdir().expect("dir");
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).expect("cert");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("cert");
     std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).expect("write");
     std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).expect("write");
     let mut c = ordo(dir.path());
-    c.env("ORDO_TLS_CERT", dir.path().join("cert.pem")).env("ORDO_TLS_KEY", dir.path().join("key.pem"));
+    c.env("ORDO_TLS_CERT", dir.path().join("cert.pem"))
+        .env("ORDO_TLS_KEY", dir.path().join("key.pem"));
     let server = Server::start(c, "https").await;
-    let r = client().get(format!("{}/healthz", server.url)).send().await.expect("https request");
+    let r = client()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .expect("https request");
     assert_eq!(r.status(), StatusCode::OK);
     // Plain HTTP is not served on a TLS port.
-    let plain = reqwest::Client::new().get(server.url.replace("https", "http") + "/healthz").send().await;
+    let plain = reqwest::Client::new()
+        .get(server.url.replace("https", "http") + "/healthz")
+        .send()
+        .await;
     assert!(plain.map(|r| r.status() != StatusCode::OK).unwrap_or(true));
     server.terminate();
     assert!(server.wait().0);
@@ -188,30 +265,68 @@ async fn serves_https_with_the_given_certificate() {
 async fn migrate_then_create_a_user_from_the_command_line(b: Backend) {
     let dir = tempfile::tempdir().expect("dir");
     let (url, _guard) = crate::helpers::fresh_database(b).await;
-    let out = ordo(dir.path()).env("DATABASE_URL", &url).arg("migrate").output().expect("migrate");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ordo(dir.path())
+        .env("DATABASE_URL", &url)
+        .arg("migrate")
+        .output()
+        .expect("migrate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = ordo(dir.path())
         .env("DATABASE_URL", &url)
         .env("ORDO_NEW_USER_PASSWORD", "staff-password")
-        .args(["admin", "create-user", "--email", "Stef@Example.com", "--name", "Stef", "--role", "staff"])
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            "Stef@Example.com",
+            "--name",
+            "Stef",
+            "--role",
+            "staff",
+        ])
         .output()
         .expect("create-user");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("stef@example.com"));
     // A second time: the e-mail is taken.
     let again = ordo(dir.path())
         .env("DATABASE_URL", &url)
-        .args(["admin", "create-user", "--email", "stef@example.com", "--password", "staff-password", "--name", "S"])
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            "stef@example.com",
+            "--password",
+            "staff-password",
+            "--name",
+            "S",
+        ])
         .output()
         .expect("create-user");
     assert!(!again.status.success());
-    let server = Server::start({
-        let mut c = ordo(dir.path());
-        c.env("DATABASE_URL", &url);
-        c
-    }, "http")
+    let server = Server::start(
+        {
+            let mut c = ordo(dir.path());
+            c.env("DATABASE_URL", &url);
+            c
+        },
+        "http",
+    )
     .await;
-    let r = call(&format!("{}/v1/auth/login", server.url), None, json!({"email": "stef@example.com", "password": "staff-password"})).await;
+    let r = call(
+        &format!("{}/v1/auth/login", server.url),
+        None,
+        json!({"email": "stef@example.com", "password": "staff-password"}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["user"]["role"], "staff");
     server.terminate();

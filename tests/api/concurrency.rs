@@ -38,7 +38,12 @@ async fn flash_sale_never_oversells(b: Backend) {
     // The orders add up to exactly the units sold.
     let staff = app.staff().await;
     let list = app.get("/v1/orders?limit=200", &staff).await;
-    let sold: i64 = list.body["data"].as_array().unwrap().iter().map(|o| o["items"][0]["quantity"].as_i64().unwrap()).sum();
+    let sold: i64 = list.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["items"][0]["quantity"].as_i64().unwrap())
+        .sum();
     assert_eq!(sold, 7);
 }
 both!(flash_sale_never_oversells);
@@ -65,7 +70,9 @@ async fn overlapping_multi_line_orders_do_not_deadlock(b: Backend) {
                 let r = app.order(&token, &lines).await;
                 if r.status == StatusCode::CREATED && i % 5 == 0 {
                     let id = r.body["id"].as_str().unwrap().to_owned();
-                    let c = app.post(&format!("/v1/orders/{id}/cancel"), &token, json!({})).await;
+                    let c = app
+                        .post(&format!("/v1/orders/{id}/cancel"), &token, json!({}))
+                        .await;
                     assert_eq!(c.status, StatusCode::OK, "{}", c.text);
                 }
                 r
@@ -74,7 +81,12 @@ async fn overlapping_multi_line_orders_do_not_deadlock(b: Backend) {
         .collect();
     for t in tasks {
         let r = t.await.expect("task");
-        assert!(r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT, "{} {}", r.status, r.text);
+        assert!(
+            r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT,
+            "{} {}",
+            r.status,
+            r.text
+        );
         if r.status == StatusCode::CONFLICT {
             r.assert_problem(409, "insufficient_stock");
         }
@@ -91,7 +103,9 @@ async fn overlapping_multi_line_orders_do_not_deadlock(b: Backend) {
         let page = app.get(&path, &staff).await;
         for o in page.body["data"].as_array().unwrap() {
             for l in o["items"].as_array().unwrap() {
-                *reserved.entry(l["item_id"].as_str().unwrap().to_owned()).or_default() += l["quantity"].as_i64().unwrap();
+                *reserved
+                    .entry(l["item_id"].as_str().unwrap().to_owned())
+                    .or_default() += l["quantity"].as_i64().unwrap();
             }
         }
         match page.body["next_cursor"].as_str() {
@@ -102,7 +116,11 @@ async fn overlapping_multi_line_orders_do_not_deadlock(b: Backend) {
     for item in [&a, &bb, &c] {
         let stock = app.stock(item).await;
         assert!(stock >= 0);
-        assert_eq!(stock + reserved.get(item.as_str()).copied().unwrap_or(0), 60, "item {item}");
+        assert_eq!(
+            stock + reserved.get(item.as_str()).copied().unwrap_or(0),
+            60,
+            "item {item}"
+        );
     }
 }
 both!(overlapping_multi_line_orders_do_not_deadlock);
@@ -118,12 +136,22 @@ async fn racing_status_changes_settle_once(b: Backend) {
             .post("/v1/orders", &token, json!({"items": [{"item_id": item, "quantity": 1}], "payment_method": "pm_card_visa"}))
             .await;
         let id = r.body["id"].as_str().unwrap().to_owned();
-        let (cancel, status) = (format!("/v1/orders/{id}/cancel"), format!("/v1/orders/{id}/status"));
+        let (cancel, status) = (
+            format!("/v1/orders/{id}/cancel"),
+            format!("/v1/orders/{id}/status"),
+        );
         let (x, y) = tokio::join!(
             app.post(&cancel, &token, json!({})),
-            app.post(&status, &staff, json!({"status": "shipped", "expected_status": "placed"})),
+            app.post(
+                &status,
+                &staff,
+                json!({"status": "shipped", "expected_status": "placed"})
+            ),
         );
-        let winners = [&x, &y].iter().filter(|r| r.status == StatusCode::OK).count();
+        let winners = [&x, &y]
+            .iter()
+            .filter(|r| r.status == StatusCode::OK)
+            .count();
         assert_eq!(winners, 1, "{} / {}", x.text, y.text);
     }
     // Canceled orders gave their unit back, shipped ones did not.

@@ -1,5 +1,10 @@
 //! Integration tests: the real server over HTTP, on SQLite and on the real PostgreSQL.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test that meets an unexpected shape should fail loudly"
+)]
+
 mod helpers;
 
 mod auth;
