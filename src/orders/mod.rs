@@ -3,5 +3,6 @@
 pub mod domain;
 pub mod http;
 mod place_pg;
+mod place_sqlite;
 pub mod service;
 pub mod store;

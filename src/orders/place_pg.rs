@@ -37,7 +37,7 @@ SELECT line_no, id AS item_id, sku, name, qty AS quantity, price AS unit_price, 
 FROM upd ORDER BY line_no";
 
 impl PgStore {
-    pub(crate) async fn place_order_single_statement(&self, o: &NewOrder) -> Result<PlaceOutcome> {
+    pub(crate) async fn place_order_native(&self, o: &NewOrder) -> Result<PlaceOutcome> {
         // Lines go in item id order, so that concurrent orders lock shared items in the
         // same order.
         let mut sorted: Vec<(usize, &(uuid::Uuid, i32))> = o.lines.iter().enumerate().collect();
@@ -113,23 +113,41 @@ impl PgStore {
         .bind(&ids)
         .fetch_all(self.reader())
         .await?;
-        if let Some(i) = o
+        let by_line: Vec<Option<(i64, String)>> = o
             .lines
             .iter()
-            .position(|(id, _)| !found.iter().any(|f| f.0 == *id))
-        {
-            return Ok(PlaceOutcome::UnknownItem(i));
-        }
-        let short = o
-            .lines
-            .iter()
-            .position(|(id, qty)| found.iter().any(|f| f.0 == *id && f.1 < i64::from(*qty)));
-        if let Some(i) = short {
-            return Ok(PlaceOutcome::InsufficientStock(i));
-        }
-        if found.iter().any(|f| f.2 != found[0].2) {
-            return Ok(PlaceOutcome::MixedCurrencies);
-        }
-        Err(Error::Retry)
+            .map(|(id, _)| {
+                found
+                    .iter()
+                    .find(|f| f.0 == *id)
+                    .map(|f| (f.1, f.2.clone()))
+            })
+            .collect();
+        explain_refusal(o, &by_line)
     }
+}
+
+/// Why an order was refused, given each line's item as it is now (`None`: no such item).
+/// Unknown items come first (422), then stock (409), then currencies (422). If every
+/// line looks fine now, stock moved back meanwhile: the caller tries again.
+pub(super) fn explain_refusal(
+    o: &NewOrder,
+    found: &[Option<(i64, String)>],
+) -> Result<PlaceOutcome> {
+    if let Some(i) = found.iter().position(Option::is_none) {
+        return Ok(PlaceOutcome::UnknownItem(i));
+    }
+    let items: Vec<&(i64, String)> = found.iter().flatten().collect();
+    if let Some(i) = o
+        .lines
+        .iter()
+        .zip(&items)
+        .position(|((_, qty), (stock, _))| *stock < i64::from(*qty))
+    {
+        return Ok(PlaceOutcome::InsufficientStock(i));
+    }
+    if items.iter().any(|(_, cur)| *cur != items[0].1) {
+        return Ok(PlaceOutcome::MixedCurrencies);
+    }
+    Err(Error::Retry)
 }

@@ -1,13 +1,12 @@
 // SQL of the orders module, compiled once per backend (see `storage`).
 
 use async_trait::async_trait;
-use sqlx::types::Json;
 use sqlx::{FromRow, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{
     EventRow, NewEvent, NewOrder, OrderCursor, OrderFilter, OrderLineRow, OrderRecord, OrderRow,
-    OrderStore, OrderUpdate, PlaceOutcome, STATUS_EVENT, TransitionOutcome,
+    OrderStore, OrderUpdate, PlaceOutcome, TransitionOutcome,
 };
 use crate::storage::{Error, Result, Ts};
 
@@ -69,123 +68,9 @@ where
 #[async_trait]
 impl OrderStore for Backend {
     async fn place_order(&self, o: &NewOrder) -> Result<PlaceOutcome> {
-        if let Some(done) = self.place_fast(o).await {
-            return done;
-        }
-        let mut tx = self.writer().begin().await?;
-        // Reserve in item id order: concurrent orders over the same items lock them in the
-        // same order, so they queue instead of deadlocking.
-        let mut by_item: Vec<usize> = (0..o.lines.len()).collect();
-        by_item.sort_by_key(|&i| o.lines[i].0);
-        let mut priced: Vec<Option<(String, String, i64, String)>> = vec![None; o.lines.len()];
-        for i in by_item {
-            let (item_id, qty) = o.lines[i];
-            let row = sqlx::query_as::<Db, (String, String, i64, String)>(
-                "UPDATE items SET stock = stock - $1, updated_at = $2 WHERE id = $3 AND stock >= $1 \
-                 RETURNING sku, name, price, currency",
-            )
-            .bind(i64::from(qty))
-            .bind(o.created_at)
-            .bind(item_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match row {
-                Some(r) => priced[i] = Some(r),
-                None => {
-                    let exists =
-                        sqlx::query_scalar::<Db, i64>("SELECT count(*) FROM items WHERE id = $1")
-                            .bind(item_id)
-                            .fetch_one(&mut *tx)
-                            .await?;
-                    tx.rollback().await?;
-                    return Ok(if exists == 0 {
-                        PlaceOutcome::UnknownItem(i)
-                    } else {
-                        PlaceOutcome::InsufficientStock(i)
-                    });
-                }
-            }
-        }
-        let priced: Vec<(String, String, i64, String)> = priced.into_iter().flatten().collect();
-        let currency = priced.first().map(|p| p.3.clone()).unwrap_or_default();
-        if priced.iter().any(|p| p.3 != currency) {
-            tx.rollback().await?;
-            return Ok(PlaceOutcome::MixedCurrencies);
-        }
-        let lines: Vec<OrderLineRow> = o
-            .lines
-            .iter()
-            .zip(priced)
-            .enumerate()
-            .map(
-                |(n, ((item_id, qty), (sku, name, price, _)))| OrderLineRow {
-                    line_no: n as i32 + 1,
-                    item_id: *item_id,
-                    sku,
-                    name,
-                    quantity: *qty,
-                    unit_price: price,
-                    line_total: price * i64::from(*qty),
-                },
-            )
-            .collect();
-        let order = OrderRow {
-            id: o.id,
-            customer_id: o.customer_id,
-            status: "created".into(),
-            payment_status: "pending".into(),
-            total_amount: lines.iter().map(|l| l.line_total).sum(),
-            currency,
-            shipping_address: o.shipping_address.clone().map(Json),
-            carrier: None,
-            tracking_number: None,
-            payment_method: o.payment_method.clone(),
-            payment_reference: None,
-            version: 0,
-            created_at: o.created_at,
-            updated_at: o.created_at,
-            expires_at: Some(o.expires_at),
-        };
-        sqlx::query::<Db>(
-            "INSERT INTO orders (id, customer_id, status, payment_status, total_amount, currency, shipping_address, \
-             payment_method, version, created_at, updated_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $10)",
-        )
-        .bind(order.id)
-        .bind(order.customer_id)
-        .bind(&order.status)
-        .bind(&order.payment_status)
-        .bind(order.total_amount)
-        .bind(&order.currency)
-        .bind(&order.shipping_address)
-        .bind(&order.payment_method)
-        .bind(order.created_at)
-        .bind(order.expires_at)
-        .execute(&mut *tx)
-        .await?;
-        let mut q = QueryBuilder::<Db>::new(
-            "INSERT INTO order_items (order_id, line_no, item_id, sku, name, quantity, unit_price, line_total) ",
-        );
-        q.push_values(&lines, |mut b, l| {
-            b.push_bind(order.id)
-                .push_bind(l.line_no)
-                .push_bind(l.item_id)
-                .push_bind(l.sku.clone())
-                .push_bind(l.name.clone())
-                .push_bind(l.quantity)
-                .push_bind(l.unit_price)
-                .push_bind(l.line_total);
-        });
-        q.build().execute(&mut *tx).await?;
-        let created = NewEvent {
-            event: STATUS_EVENT,
-            status: "created".into(),
-            actor: Some(o.actor.clone()),
-            ..NewEvent::default()
-        };
-        insert_event(&mut *tx, &order, &created, o.created_at).await?;
-        tx.commit().await?;
-        Ok(PlaceOutcome::Placed(OrderRecord { order, lines }))
+        // Each backend places an order in as few trips to the database as it can; see
+        // `place_pg.rs` and `place_sqlite.rs`.
+        self.place_order_native(o).await
     }
 
     async fn order(&self, id: Uuid) -> Result<Option<OrderRecord>> {

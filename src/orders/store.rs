@@ -185,22 +185,9 @@ pub trait OrderStore {
 mod sqlite {
     use crate::storage::sqlite::{Db, SqliteStore as Backend};
     include!("queries.rs");
-
-    impl Backend {
-        /// SQLite has one writer and no round trips: the portable transaction is the fast path.
-        async fn place_fast(&self, _: &NewOrder) -> Option<Result<PlaceOutcome>> {
-            None
-        }
-    }
 }
 
 mod postgres {
     use crate::storage::postgres::{Db, PgStore as Backend};
     include!("queries.rs");
-
-    impl Backend {
-        async fn place_fast(&self, o: &NewOrder) -> Option<Result<PlaceOutcome>> {
-            Some(self.place_order_single_statement(o).await)
-        }
-    }
 }
