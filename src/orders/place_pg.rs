@@ -14,9 +14,14 @@ use crate::storage::{Error, Result};
 const PLACE: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[]) AS t(item_id, qty, line_no)
+), locked AS (
+    -- Row locks in item id order, whatever plan the UPDATE gets: orders over the same
+    -- items queue behind each other instead of deadlocking.
+    SELECT i.id FROM items i WHERE i.id = ANY($1) ORDER BY i.id FOR NO KEY UPDATE
 ), upd AS (
     UPDATE items i SET stock = i.stock - input.qty, updated_at = $4
-    FROM input WHERE i.id = input.item_id AND i.stock >= input.qty
+    FROM input JOIN locked ON locked.id = input.item_id
+    WHERE i.id = input.item_id AND i.stock >= input.qty
     RETURNING input.line_no, i.id, i.sku, i.name, i.price, i.currency, input.qty
 ), ord AS (
     INSERT INTO orders (id, customer_id, status, payment_status, total_amount, currency, shipping_address,
