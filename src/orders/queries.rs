@@ -8,7 +8,7 @@ use super::{
     EventRow, NewEvent, NewOrder, OrderCursor, OrderFilter, OrderLineRow, OrderRecord, OrderRow,
     OrderStore, OrderUpdate, PlaceOutcome, TransitionOutcome,
 };
-use crate::storage::{Error, Result, Ts};
+use crate::storage::{Dialect, Error, Result, Ts};
 
 const ORDER_COLUMNS: &str = "o.id, o.customer_id, o.status, o.payment_status, o.total_amount, o.currency, \
      o.shipping_address, o.carrier, o.tracking_number, o.payment_method, o.payment_reference, o.version, \
@@ -201,7 +201,16 @@ impl OrderStore for Backend {
         }
         q.push(" ORDER BY o.created_at DESC, o.id DESC LIMIT ")
             .push_bind(i64::from(limit));
-        q.push(") o JOIN order_items l ON l.order_id = o.id ORDER BY o.created_at DESC, o.id DESC, l.line_no");
+        // PostgreSQL's generic plan for a plain join may hash all of `order_items`; a LATERAL
+        // subquery that cannot be flattened (OFFSET 0) pins it to one index lookup per order
+        // on the page. SQLite always loops.
+        q.push(match DIALECT {
+            Dialect::Postgres => {
+                ") o CROSS JOIN LATERAL (SELECT * FROM order_items l WHERE l.order_id = o.id OFFSET 0) l"
+            }
+            Dialect::Sqlite => ") o JOIN order_items l ON l.order_id = o.id",
+        });
+        q.push(" ORDER BY o.created_at DESC, o.id DESC, l.line_no");
         let rows = q.build().fetch_all(self.reader()).await?;
         group(rows)
     }

@@ -183,11 +183,11 @@ pub trait OrderStore {
 }
 
 mod sqlite {
-    use crate::storage::sqlite::{Db, SqliteStore as Backend};
+    use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
     include!("queries.rs");
 }
 
 mod postgres {
-    use crate::storage::postgres::{Db, PgStore as Backend};
+    use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
     include!("queries.rs");
 }
