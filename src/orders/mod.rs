@@ -3,6 +3,6 @@
 pub mod domain;
 pub mod http;
 mod place_pg;
-mod place_sqlite;
+pub(crate) mod place_sqlite;
 pub mod service;
 pub mod store;

@@ -2,6 +2,7 @@
 //! writers queue in-process instead of spinning on `SQLITE_BUSY`) and a pool of readers.
 
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -18,6 +19,8 @@ pub const DIALECT: Dialect = Dialect::Sqlite;
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
+    /// Orders waiting to be placed in the next group commit (started on first use).
+    pub(crate) placer: Arc<OnceLock<crate::orders::place_sqlite::Placer>>,
 }
 
 impl SqliteStore {
@@ -40,7 +43,11 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts.read_only(true))
             .await?;
-        Ok(Self { read, write })
+        Ok(Self {
+            read,
+            write,
+            placer: Arc::default(),
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), Error> {
