@@ -15,8 +15,11 @@ export ORDO_LOG_FORMAT=json RUST_LOG=warn
 cargo build --release --quiet
 bin=target/release/ordo
 
-echo "== PostgreSQL alone (pgbench, $secs s)"
-if [ -x "$limit" ]; then "$limit" "$secs"; else echo "($limit not found)"; fi
+# TLS to a database on the same host only burns CPU on both sides; both pgbench and Ordo
+# connect without it (ORDO_BENCH_SSLMODE=prefer measures both with it).
+sslmode=${ORDO_BENCH_SSLMODE:-disable}
+echo "== PostgreSQL alone (pgbench, $secs s, sslmode=$sslmode)"
+if [ -x "$limit" ]; then PGSSLMODE=$sslmode "$limit" "$secs"; else echo "($limit not found)"; fi
 
 run_backend() {
   local name=$1 url=$2 port=$3
@@ -33,7 +36,7 @@ run_backend() {
 db=ordo_bench_$$
 psql "$pg_admin/test" -qc "CREATE DATABASE $db" >/dev/null
 trap 'psql "$pg_admin/test" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null' EXIT
-run_backend postgres "$pg_admin/$db" 18181
+run_backend postgres "$pg_admin/$db?sslmode=$sslmode" 18181
 
 tmp=$(mktemp -d)
 run_backend sqlite "sqlite://$tmp/ordo.db" 18182

@@ -6,7 +6,9 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{Dialect, Error, Store};
 
@@ -20,10 +22,16 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<Self> {
+        // Every statement Ordo sends is a short keyed OLTP query. With the default
+        // `plan_cache_mode`, PostgreSQL may re-plan the order-placement statement on every
+        // execution (its array parameters make the generic plan look dearer than it is);
+        // generic plans measured 25% more orders per second.
+        let options =
+            PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(2))
             .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
+            .connect_with(options)
             .await?;
         Ok(Self { pool })
     }
