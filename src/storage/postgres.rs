@@ -1,13 +1,12 @@
 //! PostgreSQL backend: one pool shared by every module; many `ordo` nodes may share the
 //! database.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use sqlx::PgPool;
-use std::str::FromStr;
-
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{Dialect, Error, Store};
