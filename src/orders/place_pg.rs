@@ -7,7 +7,7 @@
 
 use sqlx::types::Json;
 
-use super::store::{NewOrder, OrderLineRow, OrderRecord, OrderRow, PlaceOutcome};
+use super::store::{NewOrder, PlaceOutcome, ReservedLine};
 use crate::storage::postgres::PgStore;
 use crate::storage::{Error, Result};
 
@@ -51,61 +51,26 @@ impl PgStore {
         let qtys: Vec<i32> = sorted.iter().map(|(_, l)| l.1).collect();
         let line_nos: Vec<i32> = sorted.iter().map(|(i, _)| *i as i32 + 1).collect();
         let shipping = o.shipping_address.clone().map(Json);
-        let rows = sqlx::query_as::<
-            sqlx::Postgres,
-            (i32, uuid::Uuid, String, String, i32, i64, i64, String),
-        >(PLACE)
-        .bind(&ids)
-        .bind(&qtys)
-        .bind(&line_nos)
-        .bind(o.created_at)
-        .bind(o.id)
-        .bind(o.customer_id)
-        .bind(o.lines.len() as i64)
-        .bind(&shipping)
-        .bind(&o.payment_method)
-        .bind(o.expires_at)
-        .bind(&o.actor)
-        .fetch_all(self.writer())
-        .await;
+        let rows = sqlx::query_as::<sqlx::Postgres, ReservedLine>(PLACE)
+            .bind(&ids)
+            .bind(&qtys)
+            .bind(&line_nos)
+            .bind(o.created_at)
+            .bind(o.id)
+            .bind(o.customer_id)
+            .bind(o.lines.len() as i64)
+            .bind(&shipping)
+            .bind(&o.payment_method)
+            .bind(o.expires_at)
+            .bind(&o.actor)
+            .fetch_all(self.writer())
+            .await;
         let rows = match rows.map_err(Error::from) {
             Ok(rows) => rows,
             Err(Error::Check) => return self.diagnose(o).await,
             Err(e) => return Err(e),
         };
-        let currency = rows.first().map(|r| r.7.clone()).unwrap_or_default();
-        let lines: Vec<OrderLineRow> = rows
-            .into_iter()
-            .map(
-                |(line_no, item_id, sku, name, quantity, unit_price, line_total, _)| OrderLineRow {
-                    line_no,
-                    item_id,
-                    sku,
-                    name,
-                    quantity,
-                    unit_price,
-                    line_total,
-                },
-            )
-            .collect();
-        let order = OrderRow {
-            id: o.id,
-            customer_id: o.customer_id,
-            status: "created".into(),
-            payment_status: "pending".into(),
-            total_amount: lines.iter().map(|l| l.line_total).sum(),
-            currency,
-            shipping_address: shipping,
-            carrier: None,
-            tracking_number: None,
-            payment_method: o.payment_method.clone(),
-            payment_reference: None,
-            version: 0,
-            created_at: o.created_at,
-            updated_at: o.created_at,
-            expires_at: Some(o.expires_at),
-        };
-        Ok(PlaceOutcome::Placed(OrderRecord { order, lines }))
+        Ok(PlaceOutcome::Placed(o.placed(rows)))
     }
 
     /// Says why an order could not be placed. Stock may have moved since; if every line

@@ -14,7 +14,7 @@ use sqlx::SqlitePool;
 use sqlx::types::Json;
 use tokio::sync::{mpsc, oneshot};
 
-use super::store::{NewOrder, OrderLineRow, OrderRecord, OrderRow, PlaceOutcome};
+use super::store::{NewOrder, PlaceOutcome, ReservedLine};
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::{Error, Result};
 
@@ -63,15 +63,13 @@ fn place_sql(n: usize) -> String {
     sql
 }
 
-type LineTuple = (i32, uuid::Uuid, String, String, i32, i64, i64, String);
-
 /// Most orders one group commit takes.
 const MAX_BATCH: usize = 64;
 
 /// One order waiting for the writer. `None` in the reply: refused, nothing reserved.
 pub(crate) struct PlaceJob {
     order: NewOrder,
-    reply: oneshot::Sender<Result<Option<Vec<LineTuple>>>>,
+    reply: oneshot::Sender<Result<Option<Vec<ReservedLine>>>>,
 }
 
 pub(crate) type Placer = mpsc::Sender<PlaceJob>;
@@ -90,7 +88,10 @@ async fn writer_task(writer: SqlitePool, mut rx: mpsc::Receiver<PlaceJob>) {
     }
 }
 
-async fn run_batch(writer: &SqlitePool, batch: &[PlaceJob]) -> Vec<Result<Option<Vec<LineTuple>>>> {
+async fn run_batch(
+    writer: &SqlitePool,
+    batch: &[PlaceJob],
+) -> Vec<Result<Option<Vec<ReservedLine>>>> {
     let mut tx = match writer.begin().await {
         Ok(tx) => tx,
         Err(e) => {
@@ -110,7 +111,7 @@ async fn run_batch(writer: &SqlitePool, batch: &[PlaceJob]) -> Vec<Result<Option
             "SAVEPOINT place;\n{};\nRELEASE place",
             place_sql(o.lines.len())
         );
-        let mut q = sqlx::query_as::<sqlx::Sqlite, LineTuple>(sqlx::AssertSqlSafe(sql))
+        let mut q = sqlx::query_as::<sqlx::Sqlite, ReservedLine>(sqlx::AssertSqlSafe(sql))
             .bind(o.created_at)
             .bind(o.id)
             .bind(o.customer_id)
@@ -175,39 +176,7 @@ impl SqliteStore {
         let Some(rows) = answer.await.map_err(|_| gone())?? else {
             return self.diagnose(o).await;
         };
-        let currency = rows.first().map(|r| r.7.clone()).unwrap_or_default();
-        let lines: Vec<OrderLineRow> = rows
-            .into_iter()
-            .map(
-                |(line_no, item_id, sku, name, quantity, unit_price, line_total, _)| OrderLineRow {
-                    line_no,
-                    item_id,
-                    sku,
-                    name,
-                    quantity,
-                    unit_price,
-                    line_total,
-                },
-            )
-            .collect();
-        let order = OrderRow {
-            id: o.id,
-            customer_id: o.customer_id,
-            status: "created".into(),
-            payment_status: "pending".into(),
-            total_amount: lines.iter().map(|l| l.line_total).sum(),
-            currency,
-            shipping_address: o.shipping_address.clone().map(Json),
-            carrier: None,
-            tracking_number: None,
-            payment_method: o.payment_method.clone(),
-            payment_reference: None,
-            version: 0,
-            created_at: o.created_at,
-            updated_at: o.created_at,
-            expires_at: Some(o.expires_at),
-        };
-        Ok(PlaceOutcome::Placed(OrderRecord { order, lines }))
+        Ok(PlaceOutcome::Placed(o.placed(rows)))
     }
 
     /// Says why an order could not be placed (nothing was reserved).

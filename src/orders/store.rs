@@ -97,6 +97,49 @@ pub struct NewOrder {
     pub actor: String,
 }
 
+/// A reserved line as both native placements return it: line number, item id, SKU, name,
+/// quantity, unit price, line total, currency.
+pub(crate) type ReservedLine = (i32, Uuid, String, String, i32, i64, i64, String);
+
+impl NewOrder {
+    /// The order as a successful placement stored it, from its reserved lines.
+    pub(crate) fn placed(&self, rows: Vec<ReservedLine>) -> OrderRecord {
+        let currency = rows.first().map(|r| r.7.clone()).unwrap_or_default();
+        let lines: Vec<OrderLineRow> = rows
+            .into_iter()
+            .map(
+                |(line_no, item_id, sku, name, quantity, unit_price, line_total, _)| OrderLineRow {
+                    line_no,
+                    item_id,
+                    sku,
+                    name,
+                    quantity,
+                    unit_price,
+                    line_total,
+                },
+            )
+            .collect();
+        let order = OrderRow {
+            id: self.id,
+            customer_id: self.customer_id,
+            status: "created".into(),
+            payment_status: "pending".into(),
+            total_amount: lines.iter().map(|l| l.line_total).sum(),
+            currency,
+            shipping_address: self.shipping_address.clone().map(Json),
+            carrier: None,
+            tracking_number: None,
+            payment_method: self.payment_method.clone(),
+            payment_reference: None,
+            version: 0,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+            expires_at: Some(self.expires_at),
+        };
+        OrderRecord { order, lines }
+    }
+}
+
 #[derive(Debug)]
 #[expect(
     clippy::large_enum_variant,
