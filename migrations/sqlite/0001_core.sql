@@ -70,6 +70,8 @@ CREATE TABLE orders (
     tracking_number  text,
     payment_method   text,
     payment_reference text,
+    -- Set while a payment call is out, so that a second call for the same order is refused.
+    payment_attempt_at INTEGER,
     -- Bumped on every change: compare-and-set instead of holding row locks across calls.
     version          bigint NOT NULL DEFAULT 0,
     created_at       INTEGER NOT NULL,

@@ -215,6 +215,19 @@ impl OrderStore for Backend {
         group(rows)
     }
 
+    async fn claim_payment(&self, id: Uuid, now: Ts, stale_before: Ts) -> Result<bool> {
+        let r = sqlx::query::<Db>(
+            "UPDATE orders SET payment_attempt_at = $2 WHERE id = $1 AND status = 'created' \
+             AND (payment_attempt_at IS NULL OR payment_attempt_at < $3)",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(stale_before)
+        .execute(self.writer())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn expired_orders(&self, now: Ts, limit: u32) -> Result<Vec<Uuid>> {
         Ok(sqlx::query_scalar::<Db, Uuid>(
             "SELECT id FROM orders WHERE status = 'created' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",

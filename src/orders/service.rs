@@ -336,6 +336,29 @@ impl OrderService {
                 state.status.as_str()
             )));
         }
+        // One payment call per order at a time: a second one gets 409 instead of charging
+        // again. A claim older than the gateway timeout is abandoned and may be retaken.
+        let now = self.clock.now();
+        let timeout = time::Duration::try_from(self.payment_timeout).map_err(ApiError::internal)?;
+        let claimed = self
+            .store
+            .claim_payment(
+                rec.order.id,
+                Ts::truncated(now),
+                Ts::truncated(now - timeout),
+            )
+            .await?;
+        if !claimed {
+            let current = self.get_any(rec.order.id).await?;
+            return Err(if current.order.status == OrderStatus::Created.as_str() {
+                ApiError::Conflict("a payment for this order is already in progress".into())
+            } else {
+                ApiError::InvalidTransition(format!(
+                    "an order that is {} cannot be paid",
+                    current.order.status
+                ))
+            });
+        }
         let req = ChargeRequest {
             idempotency_key: format!("charge-{}", rec.order.id),
             order_id: rec.order.id.to_string(),

@@ -221,6 +221,9 @@ pub trait OrderStore {
         after: Option<&OrderCursor>,
         limit: u32,
     ) -> Result<Vec<OrderRecord>>;
+    /// Marks a payment call as under way for a `created` order; false if the order is not
+    /// `created` or another call started after `stale_before`.
+    async fn claim_payment(&self, id: Uuid, now: Ts, stale_before: Ts) -> Result<bool>;
     /// `created` orders whose reservation ran out.
     async fn expired_orders(&self, now: Ts, limit: u32) -> Result<Vec<Uuid>>;
 }

@@ -499,3 +499,49 @@ async fn tracking_is_refused_where_it_makes_no_sense(b: Backend) {
     .assert_problem(404, "not_found");
 }
 both!(tracking_is_refused_where_it_makes_no_sense);
+
+/// Two payment calls for one order at once: one is charged, the other is refused with 409
+/// before it reaches the gateway.
+async fn concurrent_payments_charge_once(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| {
+        c.simulated_gateway_latency = Duration::from_millis(300)
+    })
+    .await;
+    let (_, token) = app.customer("ann").await;
+    let item = app.item(500, 4).await;
+    let r = app.order(&token, &[(&item, 1)]).await;
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/orders/{id}/payments");
+    let (x, y) = tokio::join!(
+        app.post(&path, &token, json!({"payment_method": "pm_card_visa"})),
+        app.post(&path, &token, json!({"payment_method": "pm_card_visa"})),
+    );
+    let mut statuses = [x.status.as_u16(), y.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{} / {}", x.text, y.text);
+    let loser = if x.status == StatusCode::CONFLICT {
+        &x
+    } else {
+        &y
+    };
+    loser.assert_problem(409, "conflict");
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("ordo_payments_total"), "{metrics}");
+    let ev = app.get(&format!("/v1/orders/{id}/events"), &token).await;
+    let placed = ev.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"]["status"] == "placed")
+        .count();
+    assert_eq!(placed, 1);
+}
+both!(concurrent_payments_charge_once);
