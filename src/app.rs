@@ -27,6 +27,7 @@ use crate::http::MAX_BODY;
 use crate::http::middleware::{RateLimit, authenticate, observe, rate_limit};
 use crate::inventory::service::ItemService;
 use crate::orders::service::OrderService;
+use crate::payments::stripe::StripeGateway;
 use crate::payments::{PaymentGateway, SimulatedGateway};
 use crate::storage::DynStore;
 
@@ -111,7 +112,15 @@ impl AppState {
                 latency: config.simulated_gateway_latency,
             }),
             GatewayKind::Stripe => {
-                anyhow::bail!("the stripe gateway is not available in this build")
+                let s = config
+                    .stripe
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("STRIPE_SECRET_KEY is not set"))?;
+                Arc::new(StripeGateway::new(
+                    &s.api_base,
+                    s.secret_key.clone(),
+                    config.payment_timeout,
+                )?)
             }
         };
         let orders = OrderService::new(

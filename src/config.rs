@@ -78,6 +78,15 @@ pub struct ServeArgs {
         default_value = "simulated"
     )]
     pub payment_gateway: GatewayKind,
+    /// Stripe's API (or a compatible fake, such as localstripe).
+    #[arg(
+        long,
+        env = "STRIPE_API_BASE",
+        default_value = "https://api.stripe.com"
+    )]
+    pub stripe_api_base: String,
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<Secret>,
     /// How long one gateway call may take before the order is answered as pending, in ms.
     #[arg(long, env = "ORDO_PAYMENT_TIMEOUT_MS", default_value_t = 5000)]
     pub payment_timeout_ms: u64,
@@ -132,6 +141,12 @@ impl DbArgs {
     }
 }
 
+#[derive(Clone, Debug)]
+pub struct StripeSettings {
+    pub api_base: String,
+    pub secret_key: Secret,
+}
+
 /// Validated settings of a running server.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -144,6 +159,8 @@ pub struct Config {
     pub token_ttl: Duration,
     pub reservation_ttl: Duration,
     pub payment_gateway: GatewayKind,
+    /// Set when `payment_gateway` is `stripe`.
+    pub stripe: Option<StripeSettings>,
     pub payment_timeout: Duration,
     pub simulated_gateway_latency: Duration,
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -177,11 +194,23 @@ impl Config {
         if a.token_ttl == 0 || a.reservation_ttl == 0 {
             anyhow::bail!("ORDO_TOKEN_TTL and ORDO_RESERVATION_TTL must be positive");
         }
-        if a.payment_gateway == GatewayKind::Stripe {
-            anyhow::bail!(
-                "ORDO_PAYMENT_GATEWAY=stripe is not available in this build yet; use simulated"
-            );
-        }
+        let stripe = match (a.payment_gateway, a.stripe_secret_key) {
+            (GatewayKind::Stripe, Some(key)) => {
+                if !(a.stripe_api_base.starts_with("https://")
+                    || a.stripe_api_base.starts_with("http://"))
+                {
+                    anyhow::bail!("STRIPE_API_BASE must be an http(s) URL");
+                }
+                Some(StripeSettings {
+                    api_base: a.stripe_api_base,
+                    secret_key: key,
+                })
+            }
+            (GatewayKind::Stripe, None) => {
+                anyhow::bail!("ORDO_PAYMENT_GATEWAY=stripe needs STRIPE_SECRET_KEY")
+            }
+            (GatewayKind::Simulated, _) => None,
+        };
         let tls = match (a.tls_cert, a.tls_key) {
             (Some(c), Some(k)) => {
                 for p in [&c, &k] {
@@ -212,6 +241,7 @@ impl Config {
             token_ttl: Duration::from_secs(a.token_ttl),
             reservation_ttl: Duration::from_secs(a.reservation_ttl),
             payment_gateway: a.payment_gateway,
+            stripe,
             payment_timeout: Duration::from_millis(a.payment_timeout_ms.max(1)),
             simulated_gateway_latency: Duration::from_millis(a.simulated_gateway_latency_ms),
             tls,

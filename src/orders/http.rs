@@ -75,6 +75,8 @@ pub struct OrderResponse {
     shipping_address: Option<serde_json::Value>,
     carrier: Option<String>,
     tracking_number: Option<String>,
+    /// The gateway's id of the payment (e.g. a Stripe PaymentIntent), for reconciliation.
+    payment_reference: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     created_at: OffsetDateTime,
@@ -111,6 +113,7 @@ impl From<OrderRecord> for OrderResponse {
             shipping_address: o.shipping_address.map(|j| j.0),
             carrier: o.carrier,
             tracking_number: o.tracking_number,
+            payment_reference: o.payment_reference,
             created_at: o.created_at.0,
             updated_at: o.updated_at.0,
             expires_at: o.expires_at.map(|t| t.0),

@@ -423,6 +423,11 @@ impl OrderService {
                     Err(e) => Err(e),
                 }
             }
+            ChargeOutcome::Pending { reference } => {
+                metrics::counter!("ordo_payments_total", "outcome" => "pending").increment(1);
+                tracing::info!(order_id = %rec.order.id, %reference, "payment pending at the gateway");
+                Ok(Payment::Pending(rec))
+            }
             ChargeOutcome::Declined { reason } => {
                 metrics::counter!("ordo_payments_total", "outcome" => "declined").increment(1);
                 let note = ChangeDetails {

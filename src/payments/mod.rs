@@ -1,5 +1,7 @@
-//! Payments: the `PaymentGateway` interface and its simulated implementation, plus the
+//! Payments: the `PaymentGateway` interface, the simulated gateway and Stripe, plus the
 //! rule that keeps card numbers out of Ordo (PCI scope).
+
+pub mod stripe;
 
 use std::time::Duration;
 
@@ -28,8 +30,16 @@ pub struct RefundRequest {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChargeOutcome {
-    Succeeded { reference: String },
-    Declined { reason: String },
+    Succeeded {
+        reference: String,
+    },
+    /// Accepted, but the money has not moved yet (e.g. 3-D Secure); settles later.
+    Pending {
+        reference: String,
+    },
+    Declined {
+        reason: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

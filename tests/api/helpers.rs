@@ -95,6 +95,7 @@ pub fn test_config(database_url: String) -> Config {
         token_ttl: Duration::from_secs(3600),
         reservation_ttl: Duration::from_secs(900),
         payment_gateway: GatewayKind::Simulated,
+        stripe: None,
         payment_timeout: Duration::from_millis(500),
         simulated_gateway_latency: Duration::ZERO,
         tls: None,

@@ -16,3 +16,4 @@ mod items;
 mod ops;
 mod orders;
 mod search;
+mod stripe;

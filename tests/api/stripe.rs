@@ -1,0 +1,188 @@
+//! The Stripe gateway against localstripe (a stateful fake of Stripe's API, from PyPI),
+//! started for each test.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both;
+use crate::helpers::{Backend, TestApp};
+use ordo::config::{GatewayKind, Secret, StripeSettings};
+
+/// The localstripe process shared by this test binary. A small shell watchdog stops it
+/// when the test process ends, so no stray server is left behind.
+struct LocalStripe {
+    url: String,
+}
+
+static LOCALSTRIPE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+impl LocalStripe {
+    async fn start() -> LocalStripe {
+        let url = LOCALSTRIPE
+            .get_or_init(|| async {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map(|a| a.port())
+                    .expect("port");
+                let script = format!(
+                    "localstripe --port {port} >/dev/null 2>&1 & child=$!; \
+                     while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $child",
+                    parent = std::process::id()
+                );
+                #[expect(
+                    clippy::zombie_processes,
+                    reason = "the watchdog ends with the test process, by design"
+                )]
+                let _watchdog = std::process::Command::new("sh")
+                    .args(["-c", &script])
+                    .spawn()
+                    .expect("sh");
+                let url = format!("http://127.0.0.1:{port}");
+                let client = reqwest::Client::new();
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                while client
+                    .get(format!("{url}/v1/customers"))
+                    .basic_auth("sk_test_x", Some(""))
+                    .send()
+                    .await
+                    .is_err()
+                {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "localstripe did not start (pip install localstripe)"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                url
+            })
+            .await
+            .clone();
+        LocalStripe { url }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .basic_auth("sk_test_x", Some(""))
+            .send()
+            .await
+            .expect("localstripe")
+            .json()
+            .await
+            .expect("json")
+    }
+}
+
+async fn app_on(b: Backend, base: &str) -> TestApp {
+    let base = base.to_owned();
+    TestApp::spawn_with(b, move |c| {
+        c.payment_gateway = GatewayKind::Stripe;
+        c.stripe = Some(StripeSettings {
+            api_base: base,
+            secret_key: Secret::new("sk_test_ordo"),
+        });
+        c.payment_timeout = Duration::from_secs(5);
+    })
+    .await
+}
+
+async fn stripe_charges_and_refunds(b: Backend) {
+    let stripe = LocalStripe::start().await;
+    let app = app_on(b, &stripe.url).await;
+    let (_, token) = app.customer("ann").await;
+    let item = app.item(1250, 3).await;
+    let r = app
+        .post(
+            "/v1/orders",
+            &token,
+            json!({"items": [{"item_id": item, "quantity": 2}], "payment_method": "pm_card_visa"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["status"], "placed");
+    assert_eq!(r.body["payment_status"], "paid");
+    let pi = r.body["payment_reference"]
+        .as_str()
+        .expect("reference")
+        .to_owned();
+    assert!(pi.starts_with("pi_"), "{pi}");
+    let intent = stripe.get(&format!("/v1/payment_intents/{pi}")).await;
+    assert_eq!(intent["status"], "succeeded");
+    assert_eq!(intent["amount"], 2500);
+    assert_eq!(intent["currency"], "usd");
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(intent["metadata"]["order_id"], id.as_str());
+
+    // Canceling the paid order refunds it through Stripe.
+    let c = app
+        .post(
+            &format!("/v1/orders/{id}/cancel"),
+            &token,
+            json!({"reason": "changed my mind"}),
+        )
+        .await;
+    assert_eq!(c.status, StatusCode::OK, "{}", c.text);
+    assert_eq!(c.body["payment_status"], "refunded");
+    let refunds = stripe
+        .get(&format!("/v1/refunds?payment_intent={pi}"))
+        .await;
+    let refunds = refunds["data"].as_array().expect("refunds");
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0]["amount"], 2500);
+    assert_eq!(app.stock(&item).await, 3);
+}
+both!(stripe_charges_and_refunds);
+
+async fn stripe_declines_cancel_the_order(b: Backend) {
+    let stripe = LocalStripe::start().await;
+    let app = app_on(b, &stripe.url).await;
+    let (_, token) = app.customer("ann").await;
+    let item = app.item(1250, 3).await;
+    let r = app.order(&token, &[(&item, 1)]).await;
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    // localstripe's card that is declined at charge time.
+    let d = app
+        .post(
+            &format!("/v1/orders/{id}/payments"),
+            &token,
+            json!({"payment_method": "pm_card_chargeCustomerFail"}),
+        )
+        .await;
+    d.assert_problem(402, "payment_declined");
+    let o = app.get(&format!("/v1/orders/{id}"), &token).await;
+    assert_eq!(o.body["status"], "canceled");
+    assert_eq!(o.body["payment_status"], "failed");
+    assert_eq!(app.stock(&item).await, 3);
+    let ev = app.get(&format!("/v1/orders/{id}/events"), &token).await;
+    let last = ev.body["data"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["data"]["note"], "payment declined: card_declined");
+}
+both!(stripe_declines_cancel_the_order);
+
+async fn an_unreachable_gateway_keeps_the_reservation(b: Backend) {
+    // Nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let app = app_on(b, &format!("http://127.0.0.1:{port}")).await;
+    let (_, token) = app.customer("ann").await;
+    let item = app.item(1250, 3).await;
+    let r = app.order(&token, &[(&item, 2)]).await;
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let p = app
+        .post(
+            &format!("/v1/orders/{id}/payments"),
+            &token,
+            json!({"payment_method": "pm_card_visa"}),
+        )
+        .await;
+    p.assert_problem(503, "unavailable");
+    let o = app.get(&format!("/v1/orders/{id}"), &token).await;
+    assert_eq!(o.body["status"], "created");
+    assert_eq!(o.body["payment_status"], "pending");
+    assert_eq!(app.stock(&item).await, 1);
+}
+both!(an_unreachable_gateway_keeps_the_reservation);
