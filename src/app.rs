@@ -27,6 +27,7 @@ use crate::http::MAX_BODY;
 use crate::http::middleware::{RateLimit, authenticate, observe, rate_limit};
 use crate::inventory::service::ItemService;
 use crate::orders::service::OrderService;
+use crate::payments::resilience::Resilient;
 use crate::payments::stripe::StripeGateway;
 use crate::payments::{PaymentGateway, SimulatedGateway};
 use crate::storage::DynStore;
@@ -51,6 +52,7 @@ pub struct Services {
     pub orders: OrderService,
     pub metrics: PrometheusHandle,
     pub rate_limit: Option<RateLimit>,
+    pub gateway: Arc<dyn PaymentGateway>,
     openapi: Arc<String>,
 }
 
@@ -123,10 +125,15 @@ impl AppState {
                 )?)
             }
         };
+        let gateway: Arc<dyn PaymentGateway> = Arc::new(Resilient::new(
+            gateway,
+            config.gateway_policy,
+            clock.clone(),
+        ));
         let orders = OrderService::new(
             store.clone(),
             clock.clone(),
-            gateway,
+            gateway.clone(),
             config.reservation_ttl,
             config.payment_timeout,
         );
@@ -139,6 +146,7 @@ impl AppState {
             clock,
             auth,
             orders,
+            gateway,
             metrics: crate::telemetry::metrics_handle(),
             openapi: Arc::new(openapi),
         })))
@@ -179,27 +187,28 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// 200 only when the database answers. The payment gateway's breaker state is shown but
+/// does not make the node unready: orders can still be placed and keep their reservation.
 async fn readyz(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({"status": "ready", "database": "ok"})),
-        )
-            .into_response(),
+    let database = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => "ok",
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(serde_json::json!({"status": "unavailable", "database": "error"})),
-            )
-                .into_response()
+            "error"
         }
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "unavailable", "database": "timeout"})),
-        )
-            .into_response(),
-    }
+        Err(_) => "timeout",
+    };
+    let (status, word) = if database == "ok" {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    let body = serde_json::json!({
+        "status": word,
+        "database": database,
+        "payment_gateway": {"name": state.gateway.name(), "circuit": state.gateway.health()},
+    });
+    (status, axum::Json(body)).into_response()
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {

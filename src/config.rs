@@ -87,6 +87,19 @@ pub struct ServeArgs {
     pub stripe_api_base: String,
     #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
     pub stripe_secret_key: Option<Secret>,
+    /// Extra attempts after a failed gateway call (exponential backoff with jitter).
+    #[arg(long, env = "ORDO_GATEWAY_RETRIES", default_value_t = 2)]
+    pub gateway_retries: u32,
+    /// Failed gateway calls in a row that open the circuit breaker.
+    #[arg(long, env = "ORDO_GATEWAY_BREAKER_THRESHOLD", default_value_t = 5)]
+    pub gateway_breaker_threshold: u32,
+    /// How long an open breaker refuses calls before it lets one probe through, in ms.
+    #[arg(
+        long,
+        env = "ORDO_GATEWAY_BREAKER_COOLDOWN_MS",
+        default_value_t = 10_000
+    )]
+    pub gateway_breaker_cooldown_ms: u64,
     /// How long one gateway call may take before the order is answered as pending, in ms.
     #[arg(long, env = "ORDO_PAYMENT_TIMEOUT_MS", default_value_t = 5000)]
     pub payment_timeout_ms: u64,
@@ -162,6 +175,7 @@ pub struct Config {
     /// Set when `payment_gateway` is `stripe`.
     pub stripe: Option<StripeSettings>,
     pub payment_timeout: Duration,
+    pub gateway_policy: crate::payments::resilience::Policy,
     pub simulated_gateway_latency: Duration,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub rate_limit_per_min: Option<u32>,
@@ -243,6 +257,12 @@ impl Config {
             payment_gateway: a.payment_gateway,
             stripe,
             payment_timeout: Duration::from_millis(a.payment_timeout_ms.max(1)),
+            gateway_policy: crate::payments::resilience::Policy {
+                retries: a.gateway_retries.min(10),
+                backoff: Duration::from_millis(50),
+                threshold: a.gateway_breaker_threshold.max(1),
+                cool_down: Duration::from_millis(a.gateway_breaker_cooldown_ms),
+            },
             simulated_gateway_latency: Duration::from_millis(a.simulated_gateway_latency_ms),
             tls,
             rate_limit_per_min: a.rate_limit_per_min,

@@ -228,6 +228,14 @@ impl OrderStore for Backend {
         Ok(r.rows_affected() == 1)
     }
 
+    async fn release_payment(&self, id: Uuid) -> Result<()> {
+        sqlx::query::<Db>("UPDATE orders SET payment_attempt_at = NULL WHERE id = $1")
+            .bind(id)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
     async fn expired_orders(&self, now: Ts, limit: u32) -> Result<Vec<Uuid>> {
         Ok(sqlx::query_scalar::<Db, Uuid>(
             "SELECT id FROM orders WHERE status = 'created' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",

@@ -14,7 +14,7 @@ use super::store::{
 use crate::auth::domain::Principal;
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
-use crate::payments::{ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest};
+use crate::payments::{ChargeOutcome, ChargeRequest, PaymentGateway, RefundRequest};
 use crate::storage::{DynStore, Error as StoreError, Ts};
 
 /// How often a transaction that lost a race (deadlock, serialization, stale version) is
@@ -373,10 +373,12 @@ impl OrderService {
                 metrics::counter!("ordo_payments_total", "outcome" => "timeout").increment(1);
                 return Ok(Payment::Pending(rec));
             }
-            Ok(Err(GatewayError::Unavailable(why))) => {
+            Ok(Err(e)) => {
                 metrics::counter!("ordo_payments_total", "outcome" => "unavailable").increment(1);
+                // No answer to wait for: the next attempt (same idempotency key) may go ahead.
+                self.store.release_payment(rec.order.id).await?;
                 return Err(ApiError::Unavailable(format!(
-                    "the payment gateway is unavailable: {why}"
+                    "the payment gateway is unavailable: {e}"
                 )));
             }
             Ok(Ok(o)) => o,

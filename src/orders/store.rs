@@ -224,6 +224,8 @@ pub trait OrderStore {
     /// Marks a payment call as under way for a `created` order; false if the order is not
     /// `created` or another call started after `stale_before`.
     async fn claim_payment(&self, id: Uuid, now: Ts, stale_before: Ts) -> Result<bool>;
+    /// Gives up the claim of `claim_payment` (the call ended without an answer to wait for).
+    async fn release_payment(&self, id: Uuid) -> Result<()>;
     /// `created` orders whose reservation ran out.
     async fn expired_orders(&self, now: Ts, limit: u32) -> Result<Vec<Uuid>>;
 }

@@ -1,6 +1,7 @@
 //! Payments: the `PaymentGateway` interface, the simulated gateway and Stripe, plus the
 //! rule that keeps card numbers out of Ordo (PCI scope).
 
+pub mod resilience;
 pub mod stripe;
 
 use std::time::Duration;
@@ -46,11 +47,18 @@ pub enum ChargeOutcome {
 pub enum GatewayError {
     #[error("the gateway is unavailable: {0}")]
     Unavailable(String),
+    /// Too many recent failures: calls are refused without trying (circuit breaker).
+    #[error("the gateway is failing; calls are paused for a moment")]
+    CircuitOpen,
 }
 
 #[async_trait]
 pub trait PaymentGateway: Send + Sync {
     fn name(&self) -> &'static str;
+    /// The gateway's health as seen by Ordo (`/readyz` detail).
+    fn health(&self) -> &'static str {
+        "unknown"
+    }
     async fn charge(&self, req: &ChargeRequest) -> Result<ChargeOutcome, GatewayError>;
     async fn refund(&self, req: &RefundRequest) -> Result<String, GatewayError>;
 }

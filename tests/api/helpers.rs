@@ -97,6 +97,7 @@ pub fn test_config(database_url: String) -> Config {
         payment_gateway: GatewayKind::Simulated,
         stripe: None,
         payment_timeout: Duration::from_millis(500),
+        gateway_policy: ordo::payments::resilience::Policy::default(),
         simulated_gateway_latency: Duration::ZERO,
         tls: None,
         rate_limit_per_min: None,

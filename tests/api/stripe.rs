@@ -186,3 +186,100 @@ async fn an_unreachable_gateway_keeps_the_reservation(b: Backend) {
     assert_eq!(app.stock(&item).await, 1);
 }
 both!(an_unreachable_gateway_keeps_the_reservation);
+
+/// After repeated failures the breaker opens: payments fail fast with 503 (the order keeps
+/// its reservation), `/readyz` shows it, and after the cool-down a probe goes out again.
+async fn a_failing_gateway_opens_the_circuit(b: Backend) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let base = format!("http://127.0.0.1:{port}");
+    let app = TestApp::spawn_with(b, move |c| {
+        c.payment_gateway = GatewayKind::Stripe;
+        c.stripe = Some(StripeSettings {
+            api_base: base,
+            secret_key: Secret::new("sk_test_ordo"),
+        });
+        c.gateway_policy.retries = 1;
+        c.gateway_policy.threshold = 2;
+    })
+    .await;
+    let (_, token) = app.customer("ann").await;
+    let item = app.item(100, 10).await;
+    let r = app.order(&token, &[(&item, 1)]).await;
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let pay = format!("/v1/orders/{id}/payments");
+    // One call with one retry: two failures, and the breaker opens.
+    let first = app
+        .post(&pay, &token, json!({"payment_method": "pm_card_visa"}))
+        .await;
+    first.assert_problem(503, "unavailable");
+    assert!(
+        first.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("could not connect"),
+        "{}",
+        first.text
+    );
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["payment_gateway"]["circuit"], "open");
+    // Open: refused at once, without trying.
+    let fast = app
+        .post(&pay, &token, json!({"payment_method": "pm_card_visa"}))
+        .await;
+    fast.assert_problem(503, "unavailable");
+    assert!(
+        fast.body["detail"].as_str().unwrap().contains("paused"),
+        "{}",
+        fast.text
+    );
+    assert_eq!(
+        app.get(&format!("/v1/orders/{id}"), &token).await.body["status"],
+        "created"
+    );
+    assert_eq!(app.stock(&item).await, 9);
+    // After the cool-down the breaker lets a probe through (which fails here: still down).
+    app.advance(Duration::from_secs(11));
+    let ready: Value = app
+        .client
+        .get(format!("{}/readyz", app.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["payment_gateway"]["circuit"], "half_open");
+    let probe = app
+        .post(&pay, &token, json!({"payment_method": "pm_card_visa"}))
+        .await;
+    assert!(
+        probe.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("could not connect"),
+        "{}",
+        probe.text
+    );
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("ordo_gateway_circuit_state"), "{metrics}");
+    assert!(metrics.contains("ordo_gateway_calls_total"), "{metrics}");
+}
+both!(a_failing_gateway_opens_the_circuit);
