@@ -86,6 +86,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::auth::http::router())
         .merge(crate::inventory::http::router())
         .merge(crate::orders::http::router())
+        .merge(crate::payments::webhooks::router())
 }
 
 /// The OpenAPI document of every route, generated from the handlers.

@@ -87,6 +87,9 @@ pub struct ServeArgs {
     pub stripe_api_base: String,
     #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
     pub stripe_secret_key: Option<Secret>,
+    /// Signing secret of Stripe's webhooks (`POST /v1/webhooks/stripe`).
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<Secret>,
     /// Extra attempts after a failed gateway call (exponential backoff with jitter).
     #[arg(long, env = "ORDO_GATEWAY_RETRIES", default_value_t = 2)]
     pub gateway_retries: u32,
@@ -174,6 +177,7 @@ pub struct Config {
     pub payment_gateway: GatewayKind,
     /// Set when `payment_gateway` is `stripe`.
     pub stripe: Option<StripeSettings>,
+    pub stripe_webhook_secret: Option<Secret>,
     pub payment_timeout: Duration,
     pub gateway_policy: crate::payments::resilience::Policy,
     pub simulated_gateway_latency: Duration,
@@ -256,6 +260,7 @@ impl Config {
             reservation_ttl: Duration::from_secs(a.reservation_ttl),
             payment_gateway: a.payment_gateway,
             stripe,
+            stripe_webhook_secret: a.stripe_webhook_secret,
             payment_timeout: Duration::from_millis(a.payment_timeout_ms.max(1)),
             gateway_policy: crate::payments::resilience::Policy {
                 retries: a.gateway_retries.min(10),

@@ -94,6 +94,8 @@ pub enum Command {
     Advance(OrderStatus),
     /// The refund of a canceled, paid order went through.
     ConfirmRefund,
+    /// A payment that succeeded after the order was canceled (or expired) was refunded.
+    RefundLatePayment,
 }
 
 /// What happened to an order; each one is applied to the state, and status changes are
@@ -126,7 +128,7 @@ fn target(cmd: Command) -> &'static str {
         Command::ConfirmPayment => "placed",
         Command::FailPayment | Command::Expire | Command::Cancel => "canceled",
         Command::Advance(to) => to.as_str(),
-        Command::ConfirmRefund => "refunded",
+        Command::ConfirmRefund | Command::RefundLatePayment => "refunded",
     }
 }
 
@@ -175,6 +177,16 @@ pub fn decide(state: OrderState, cmd: Command) -> Result<Vec<Event>, TransitionE
             to,
         }]),
         (S::Canceled, Command::ConfirmRefund) if state.payment_status == PaymentStatus::Paid => {
+            Ok(vec![Event::PaymentStatusChanged {
+                to: PaymentStatus::Refunded,
+            }])
+        }
+        (S::Canceled, Command::RefundLatePayment)
+            if matches!(
+                state.payment_status,
+                PaymentStatus::Pending | PaymentStatus::Failed
+            ) =>
+        {
             Ok(vec![Event::PaymentStatusChanged {
                 to: PaymentStatus::Refunded,
             }])
@@ -407,6 +419,31 @@ mod tests {
         assert_eq!(next.payment_status, PaymentStatus::Refunded);
         assert!(decide(next, Command::ConfirmRefund).is_err());
         assert!(decide(st(S::Placed, PaymentStatus::Paid), Command::ConfirmRefund).is_err());
+    }
+
+    #[test]
+    fn late_payments_are_refunded_only_on_unpaid_canceled_orders() {
+        let (next, _) = run(
+            st(S::Canceled, PaymentStatus::Pending),
+            Command::RefundLatePayment,
+        )
+        .unwrap();
+        assert_eq!(next, st(S::Canceled, PaymentStatus::Refunded));
+        assert!(decide(next, Command::RefundLatePayment).is_err());
+        assert!(
+            decide(
+                st(S::Canceled, PaymentStatus::Paid),
+                Command::RefundLatePayment
+            )
+            .is_err()
+        );
+        assert!(
+            decide(
+                st(S::Created, PaymentStatus::Pending),
+                Command::RefundLatePayment
+            )
+            .is_err()
+        );
     }
 
     #[test]

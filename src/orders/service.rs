@@ -231,7 +231,12 @@ impl OrderService {
                         event: STATUS_EVENT,
                         status: next.status.as_str().to_owned(),
                         previous_status: Some(next.status.as_str().to_owned()),
-                        note: Some("payment refunded".to_owned()),
+                        note: Some(
+                            details
+                                .note
+                                .clone()
+                                .unwrap_or_else(|| "payment refunded".to_owned()),
+                        ),
                         actor: Some(actor.to_owned()),
                         ..NewEvent::default()
                     }),
@@ -398,7 +403,7 @@ impl OrderService {
                         Command::ConfirmPayment,
                         None,
                         &note,
-                        Some(reference),
+                        Some(reference.clone()),
                         "system:payment",
                     )
                     .await
@@ -406,17 +411,7 @@ impl OrderService {
                     Ok((rec, _)) => Ok(Payment::Paid(rec)),
                     // Canceled or expired while the gateway was busy: the money goes back.
                     Err(ApiError::InvalidTransition(_)) => {
-                        tracing::warn!(order_id = %rec.order.id, "payment succeeded after the order ended; refunding");
-                        let gone = self.get_any(rec.order.id).await?;
-                        self.gateway
-                            .refund(&RefundRequest {
-                                idempotency_key: format!("refund-{}", rec.order.id),
-                                reference: req.idempotency_key.clone(),
-                                amount: rec.order.total_amount,
-                                currency: rec.order.currency.clone(),
-                            })
-                            .await
-                            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                        let gone = self.refund_late(rec.order.id, reference).await?;
                         Err(ApiError::Conflict(format!(
                             "the order is {} and the payment was refunded",
                             gone.order.status
@@ -450,6 +445,97 @@ impl OrderService {
                 Ok(Payment::Declined(rec))
             }
         }
+    }
+
+    /// A payment the gateway reports as succeeded after the fact (a webhook). A `created`
+    /// order becomes `placed`; an order that ended meanwhile gets its money back.
+    pub async fn settle_success(&self, id: Uuid, reference: String) -> ApiResult<OrderRecord> {
+        let note = ChangeDetails {
+            note: Some("payment succeeded".into()),
+            ..ChangeDetails::default()
+        };
+        let applied = self
+            .apply(
+                id,
+                Command::ConfirmPayment,
+                None,
+                &note,
+                Some(reference.clone()),
+                "system:payment",
+            )
+            .await;
+        match applied {
+            Ok((rec, _)) => Ok(rec),
+            Err(ApiError::InvalidTransition(_)) => self.refund_late(id, reference).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A payment the gateway reports as failed after the fact: a `created` order is
+    /// canceled and its stock returns; any other order is left as it is.
+    pub async fn settle_failure(&self, id: Uuid, reason: &str) -> ApiResult<OrderRecord> {
+        let note = ChangeDetails {
+            note: Some(format!("payment declined: {reason}")),
+            ..ChangeDetails::default()
+        };
+        match self
+            .apply(
+                id,
+                Command::FailPayment,
+                None,
+                &note,
+                None,
+                "system:payment",
+            )
+            .await
+        {
+            Ok((rec, _)) => Ok(rec),
+            Err(ApiError::InvalidTransition(_)) => self.get_any(id).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Refunds a payment that succeeded after its order was canceled or expired; the order
+    /// stays `canceled`, `payment_status` becomes `refunded`, and the timeline says so.
+    /// Paid orders (already `placed`, or canceled and refunded by `cancel`) are left alone.
+    async fn refund_late(&self, id: Uuid, reference: String) -> ApiResult<OrderRecord> {
+        let rec = self.get_any(id).await?;
+        let state = state_of(&rec)?;
+        if state.status != OrderStatus::Canceled
+            || !matches!(
+                state.payment_status,
+                PaymentStatus::Pending | PaymentStatus::Failed
+            )
+        {
+            return Ok(rec);
+        }
+        tracing::warn!(order_id = %id, "payment succeeded after the order ended; refunding");
+        let req = RefundRequest {
+            idempotency_key: format!("refund-{id}"),
+            reference: reference.clone(),
+            amount: rec.order.total_amount,
+            currency: rec.order.currency.clone(),
+        };
+        self.gateway
+            .refund(&req)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        metrics::counter!("ordo_refunds_total").increment(1);
+        let note = ChangeDetails {
+            note: Some("late payment refunded".into()),
+            ..ChangeDetails::default()
+        };
+        let (rec, _) = self
+            .apply(
+                id,
+                Command::RefundLatePayment,
+                None,
+                &note,
+                Some(reference),
+                "system:payment",
+            )
+            .await?;
+        Ok(rec)
     }
 
     async fn get_any(&self, id: Uuid) -> ApiResult<OrderRecord> {

@@ -2,7 +2,9 @@
 //! rule that keeps card numbers out of Ordo (PCI scope).
 
 pub mod resilience;
+pub mod store;
 pub mod stripe;
+pub mod webhooks;
 
 use std::time::Duration;
 

@@ -18,6 +18,7 @@ use crate::auth::store::AuthStore;
 use crate::idempotency::store::IdempotencyStore;
 use crate::inventory::store::ItemStore;
 use crate::orders::store::OrderStore;
+use crate::payments::store::PaymentStore;
 
 /// The SQL dialect of a backend, for the few statements that differ.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +28,9 @@ pub enum Dialect {
 }
 
 /// Everything the application stores, behind one object-safe interface.
-pub trait Store: AuthStore + ItemStore + OrderStore + IdempotencyStore + Send + Sync {
+pub trait Store:
+    AuthStore + ItemStore + OrderStore + PaymentStore + IdempotencyStore + Send + Sync
+{
     fn dialect(&self) -> Dialect;
     /// Cheap round trip for `/readyz`.
     fn ping(&self) -> futures::future::BoxFuture<'_, Result<(), Error>>;

@@ -17,3 +17,4 @@ mod ops;
 mod orders;
 mod search;
 mod stripe;
+mod webhooks;
