@@ -111,9 +111,9 @@ impl AppState {
             auth.ensure_admin(email, password).await?;
         }
         let gateway: Arc<dyn PaymentGateway> = match config.payment_gateway {
-            GatewayKind::Simulated => Arc::new(SimulatedGateway {
-                latency: config.simulated_gateway_latency,
-            }),
+            GatewayKind::Simulated => {
+                Arc::new(SimulatedGateway::new(config.simulated_gateway_latency))
+            }
             GatewayKind::Stripe => {
                 let s = config
                     .stripe
@@ -240,6 +240,22 @@ pub fn spawn_jobs(state: &AppState, shutdown: CancellationToken) {
                 _ = tick.tick() => {
                     if let Err(e) = s.orders.expire_due(100).await {
                         tracing::warn!(error = %e, "expiring reservations failed");
+                    }
+                }
+            }
+        }
+    });
+    let s = state.clone();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        // Refunds that failed are retried until they go through (same idempotency key).
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tick.tick() => {
+                    if let Err(e) = s.orders.retry_refunds(50).await {
+                        tracing::warn!(error = %e, "retrying refunds failed");
                     }
                 }
             }

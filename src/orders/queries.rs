@@ -236,6 +236,15 @@ impl OrderStore for Backend {
         Ok(())
     }
 
+    async fn refunds_due(&self, limit: u32) -> Result<Vec<Uuid>> {
+        Ok(sqlx::query_scalar::<Db, Uuid>(
+            "SELECT id FROM orders WHERE status = 'canceled' AND payment_status = 'paid' ORDER BY updated_at LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?)
+    }
+
     async fn expired_orders(&self, now: Ts, limit: u32) -> Result<Vec<Uuid>> {
         Ok(sqlx::query_scalar::<Db, Uuid>(
             "SELECT id FROM orders WHERE status = 'created' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",

@@ -538,6 +538,23 @@ impl OrderService {
         Ok(rec)
     }
 
+    /// Retries the refunds of canceled, paid orders (a refund that failed stays due until
+    /// it succeeds). Returns how many went through.
+    pub async fn retry_refunds(&self, batch: u32) -> ApiResult<usize> {
+        let mut done = 0;
+        for id in self.store.refunds_due(batch).await? {
+            let rec = self.get_any(id).await?;
+            match self.refund(rec, "system:refund").await {
+                Ok(r) if r.order.payment_status == PaymentStatus::Refunded.as_str() => done += 1,
+                Ok(_) => {}
+                // Refunded meanwhile by another node: nothing left to do.
+                Err(ApiError::InvalidTransition(_)) => {}
+                Err(e) => tracing::warn!(order_id = %id, error = %e, "refund retry failed"),
+            }
+        }
+        Ok(done)
+    }
+
     async fn get_any(&self, id: Uuid) -> ApiResult<OrderRecord> {
         self.store.order(id).await?.ok_or(ApiError::NotFound)
     }

@@ -226,6 +226,8 @@ pub trait OrderStore {
     async fn claim_payment(&self, id: Uuid, now: Ts, stale_before: Ts) -> Result<bool>;
     /// Gives up the claim of `claim_payment` (the call ended without an answer to wait for).
     async fn release_payment(&self, id: Uuid) -> Result<()>;
+    /// Canceled orders whose money has not gone back yet.
+    async fn refunds_due(&self, limit: u32) -> Result<Vec<Uuid>>;
     /// `created` orders whose reservation ran out.
     async fn expired_orders(&self, now: Ts, limit: u32) -> Result<Vec<Uuid>>;
 }

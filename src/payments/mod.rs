@@ -66,9 +66,24 @@ pub trait PaymentGateway: Send + Sync {
 }
 
 /// The default gateway: `pm_card_visa` succeeds, `pm_card_chargeDeclined` (and any other
-/// method) is declined, `pm_sim_no_response` never answers.
+/// method) is declined, `pm_sim_no_response` never answers. `pm_sim_refund_fails_3`
+/// succeeds, but refunding it fails three times before it goes through (to exercise
+/// refund retries).
+#[derive(Default)]
 pub struct SimulatedGateway {
     pub latency: Duration,
+    refund_failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+const FLAKY_REFUND: &str = "sim_refundfails_";
+
+impl SimulatedGateway {
+    pub fn new(latency: Duration) -> Self {
+        SimulatedGateway {
+            latency,
+            ..SimulatedGateway::default()
+        }
+    }
 }
 
 #[async_trait]
@@ -86,6 +101,9 @@ impl PaymentGateway for SimulatedGateway {
                 reference: format!("sim_{}", req.idempotency_key),
             }),
             "pm_sim_no_response" => futures::future::pending().await,
+            "pm_sim_refund_fails_3" => Ok(ChargeOutcome::Succeeded {
+                reference: format!("{FLAKY_REFUND}{}", req.idempotency_key),
+            }),
             "pm_card_chargeDeclined" => Ok(ChargeOutcome::Declined {
                 reason: "card_declined".into(),
             }),
@@ -98,6 +116,17 @@ impl PaymentGateway for SimulatedGateway {
     async fn refund(&self, req: &RefundRequest) -> Result<String, GatewayError> {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
+        }
+        if req.reference.starts_with(FLAKY_REFUND) {
+            let mut failures = self
+                .refund_failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let n = failures.entry(req.reference.clone()).or_default();
+            if *n < 3 {
+                *n += 1;
+                return Err(GatewayError::Unavailable("simulated refund failure".into()));
+            }
         }
         Ok(format!("sim_refund_{}", req.idempotency_key))
     }

@@ -160,3 +160,64 @@ async fn racing_status_changes_settle_once(b: Backend) {
     assert_eq!(app.stock(&item).await, 50 - shipped);
 }
 both!(racing_status_changes_settle_once);
+
+/// A flash sale where half the buyers are declined: the units end with paying customers
+/// only, and every declined buyer's unit went back on sale.
+async fn flash_sale_with_declines_sells_only_to_payers(b: Backend) {
+    let app = Arc::new(TestApp::spawn(b).await);
+    let item = app.item(100, 20).await;
+    let (_, token) = app.customer("buyer").await;
+    let tasks: Vec<_> = (0..120)
+        .map(|i| {
+            let app = app.clone();
+            let token = token.clone();
+            let item = item.clone();
+            let method = if i % 2 == 0 {
+                "pm_card_visa"
+            } else {
+                "pm_card_chargeDeclined"
+            };
+            tokio::spawn(async move {
+                app.post(
+                    "/v1/orders",
+                    &token,
+                    json!({"items": [{"item_id": item, "quantity": 1}], "payment_method": method}),
+                )
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let r = t.await.expect("task");
+        assert!(
+            r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT,
+            "{}",
+            r.text
+        );
+    }
+    let staff = app.staff().await;
+    let placed = app.get("/v1/orders?status=placed&limit=200", &staff).await;
+    let placed = placed.body["data"].as_array().unwrap();
+    assert!(placed.iter().all(|o| o["payment_status"] == "paid"));
+    let created = app.get("/v1/orders?status=created&limit=200", &staff).await;
+    assert_eq!(
+        created.body["data"].as_array().unwrap().len(),
+        0,
+        "no order is left holding stock"
+    );
+    // Every unit is either with a paying customer or back on sale. (Payers who came while
+    // decliners held the last units were turned away, so not every unit need be sold.)
+    assert!(!placed.is_empty());
+    assert_eq!(app.stock(&item).await + placed.len() as i64, 20);
+    let canceled = app
+        .get("/v1/orders?status=canceled&limit=200", &staff)
+        .await;
+    assert!(
+        canceled.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["payment_status"] == "failed")
+    );
+}
+both!(flash_sale_with_declines_sells_only_to_payers);

@@ -545,3 +545,43 @@ async fn concurrent_payments_charge_once(b: Backend) {
     assert_eq!(placed, 1);
 }
 both!(concurrent_payments_charge_once);
+
+/// A refund the gateway refuses at first is retried in the background until it goes
+/// through; the order is canceled at once and shows `refunded` once the money is back.
+async fn failed_refunds_are_retried_until_they_succeed(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (_, token) = app.customer("ann").await;
+    let item = app.item(500, 4).await;
+    let r = app
+        .post(
+            "/v1/orders",
+            &token,
+            json!({"items": [{"item_id": item, "quantity": 1}], "payment_method": "pm_sim_refund_fails_3"}),
+        )
+        .await;
+    assert_eq!(r.body["payment_status"], "paid", "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let c = app
+        .post(&format!("/v1/orders/{id}/cancel"), &token, json!({}))
+        .await;
+    assert_eq!(c.status, StatusCode::OK, "{}", c.text);
+    assert_eq!(c.body["status"], "canceled");
+    // The gateway refused the refund (three attempts): still owed.
+    assert_eq!(c.body["payment_status"], "paid");
+    assert_eq!(app.stock(&item).await, 4);
+    let refunded = app
+        .eventually(Duration::from_secs(15), || async {
+            app.get(&format!("/v1/orders/{id}"), &token).await.body["payment_status"] == "refunded"
+        })
+        .await;
+    assert!(refunded, "the refund was not retried");
+    let ev = app.get(&format!("/v1/orders/{id}/events"), &token).await;
+    let refunds = ev.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"]["note"] == "payment refunded")
+        .count();
+    assert_eq!(refunds, 1);
+}
+both!(failed_refunds_are_retried_until_they_succeed);
