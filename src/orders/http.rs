@@ -337,7 +337,8 @@ async fn create_order(
     let Some(method) = payment_method else {
         return Ok(order_response(StatusCode::CREATED, rec));
     };
-    Ok(match state.orders.pay(rec, method, &actor).await? {
+    // Placing with a payment method claimed the payment call already.
+    Ok(match state.orders.charge(rec, method, &actor).await? {
         Payment::Paid(rec) | Payment::Declined(rec) => order_response(StatusCode::CREATED, rec),
         Payment::Pending(rec) => order_response(StatusCode::ACCEPTED, rec),
     })

@@ -6,3 +6,4 @@ mod place_pg;
 pub(crate) mod place_sqlite;
 pub mod service;
 pub mod store;
+mod transition_pg;

@@ -25,10 +25,12 @@ WITH input AS (
     RETURNING input.line_no, i.id, i.sku, i.name, i.price, i.currency, input.qty
 ), ord AS (
     INSERT INTO orders (id, customer_id, status, payment_status, total_amount, currency, shipping_address,
-                        payment_method, version, created_at, updated_at, expires_at)
+                        payment_method, version, created_at, updated_at, expires_at, payment_attempt_at)
     SELECT $5, $6, 'created', 'pending',
            CASE WHEN count(*) = $7 AND count(DISTINCT currency) = 1 THEN sum(price * qty) ELSE -1 END,
-           coalesce(min(currency), 'XXX'), $8, $9, 0, $4, $4, $10
+           coalesce(min(currency), 'XXX'), $8, $9, 0, $4, $4, $10,
+           -- Placing with a payment method claims the payment call at once.
+           CASE WHEN $9::text IS NULL THEN NULL ELSE $4 END
     FROM upd
     RETURNING id
 ), lines AS (

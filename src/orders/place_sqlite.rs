@@ -47,10 +47,10 @@ fn place_sql(n: usize) -> String {
     let _ = write!(
         sql,
         "INSERT INTO orders (id, customer_id, status, payment_status, total_amount, currency, shipping_address, \
-         payment_method, version, created_at, updated_at, expires_at) \
+         payment_method, version, created_at, updated_at, expires_at, payment_attempt_at) \
          SELECT $2, $3, 'created', 'pending', \
                 CASE WHEN count(*) = {n} AND count(DISTINCT i.currency) = 1 THEN sum(i.price * v.qty) ELSE -1 END, \
-                coalesce(min(i.currency), 'XXX'), $4, $5, 0, $1, $1, $6 \
+                coalesce(min(i.currency), 'XXX'), $4, $5, 0, $1, $1, $6, CASE WHEN $5 IS NULL THEN NULL ELSE $1 END \
          FROM ({lines}) v JOIN items i ON i.id = v.item_id;\n\
          INSERT INTO order_items (order_id, line_no, item_id, sku, name, quantity, unit_price, line_total) \
          SELECT $2, v.line_no, i.id, i.sku, i.name, v.qty, i.price, i.price * v.qty \

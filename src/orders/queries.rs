@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::{FromRow, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::{
+use super::{ORDER_FIELDS, 
     EventRow, NewEvent, NewOrder, OrderCursor, OrderFilter, OrderLineRow, OrderRecord, OrderRow,
     OrderStore, OrderUpdate, PlaceOutcome, TransitionOutcome,
 };
@@ -13,8 +13,6 @@ use crate::storage::{Dialect, Error, Result, Ts};
 const ORDER_COLUMNS: &str = "o.id, o.customer_id, o.status, o.payment_status, o.total_amount, o.currency, \
      o.shipping_address, o.carrier, o.tracking_number, o.payment_method, o.payment_reference, o.version, \
      o.created_at, o.updated_at, o.expires_at";
-const ORDER_FIELDS: &str = "id, customer_id, status, payment_status, total_amount, currency, shipping_address, \
-     carrier, tracking_number, payment_method, payment_reference, version, created_at, updated_at, expires_at";
 const LINE_COLUMNS: &str =
     "l.line_no, l.item_id, l.sku, l.name, l.quantity, l.unit_price, l.line_total";
 const EVENT_COLUMNS: &str = "id, order_id, customer_id, event, status, previous_status, note, location, carrier, \
@@ -93,6 +91,9 @@ impl OrderStore for Backend {
         events: &[NewEvent],
         at: Ts,
     ) -> Result<TransitionOutcome> {
+        if let Some(done) = self.transition_fast(current, u, release_stock, events, at).await {
+            return done;
+        }
         let mut tx = self.writer().begin().await?;
         let sql = format!(
             "UPDATE orders SET status = $1, payment_status = $2, carrier = coalesce($3, carrier), \

@@ -364,6 +364,17 @@ impl OrderService {
                 ))
             });
         }
+        self.charge(rec, payment_method, actor).await
+    }
+
+    /// Charges an order whose payment call is already claimed: by `pay`, or by placing it
+    /// with a `payment_method` (the claim is taken in the placement itself).
+    pub async fn charge(
+        &self,
+        rec: OrderRecord,
+        payment_method: String,
+        actor: &str,
+    ) -> ApiResult<Payment> {
         let req = ChargeRequest {
             idempotency_key: format!("charge-{}", rec.order.id),
             order_id: rec.order.id.to_string(),

@@ -7,6 +7,10 @@ use uuid::Uuid;
 
 use crate::storage::{Result, Ts};
 
+/// The columns of `OrderRow`, in order.
+pub(crate) const ORDER_FIELDS: &str = "id, customer_id, status, payment_status, total_amount, currency, shipping_address, \
+     carrier, tracking_number, payment_method, payment_reference, version, created_at, updated_at, expires_at";
+
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct OrderRow {
     pub id: Uuid,
@@ -235,9 +239,39 @@ pub trait OrderStore {
 mod sqlite {
     use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
     include!("queries.rs");
+
+    impl Backend {
+        /// SQLite has no data-modifying CTEs: transitions use the portable transaction.
+        async fn transition_fast(
+            &self,
+            _: &OrderRecord,
+            _: &OrderUpdate,
+            _: bool,
+            _: &[NewEvent],
+            _: Ts,
+        ) -> Option<Result<TransitionOutcome>> {
+            None
+        }
+    }
 }
 
 mod postgres {
     use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
     include!("queries.rs");
+
+    impl Backend {
+        async fn transition_fast(
+            &self,
+            current: &OrderRecord,
+            u: &OrderUpdate,
+            release_stock: bool,
+            events: &[NewEvent],
+            at: Ts,
+        ) -> Option<Result<TransitionOutcome>> {
+            Some(
+                self.transition_single_statement(current, u, release_stock, events, at)
+                    .await,
+            )
+        }
+    }
 }

@@ -77,6 +77,12 @@ impl<'r> Decode<'r, Postgres> for Ts {
     }
 }
 
+impl sqlx::postgres::PgHasArrayType for Ts {
+    fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+        <OffsetDateTime as sqlx::postgres::PgHasArrayType>::array_type_info()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
