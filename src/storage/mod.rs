@@ -31,7 +31,6 @@ pub enum Dialect {
 pub trait Store:
     AuthStore + ItemStore + OrderStore + PaymentStore + IdempotencyStore + Send + Sync
 {
-    fn dialect(&self) -> Dialect;
     /// Cheap round trip for `/readyz`.
     fn ping(&self) -> futures::future::BoxFuture<'_, Result<(), Error>>;
 }

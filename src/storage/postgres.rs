@@ -52,10 +52,6 @@ impl PgStore {
 }
 
 impl Store for PgStore {
-    fn dialect(&self) -> Dialect {
-        DIALECT
-    }
-
     fn ping(&self) -> BoxFuture<'_, Result<(), Error>> {
         async move {
             sqlx::query("SELECT 1").execute(&self.pool).await?;

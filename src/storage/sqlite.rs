@@ -67,10 +67,6 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn dialect(&self) -> Dialect {
-        DIALECT
-    }
-
     fn ping(&self) -> BoxFuture<'_, Result<(), Error>> {
         async move {
             sqlx::query("SELECT 1").execute(&self.read).await?;
