@@ -68,6 +68,12 @@ impl Server {
         assert!(ok.success());
     }
 
+    /// Kills the process outright, as a crash would.
+    fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits for the process to end; returns (success, stdout + stderr).
     fn wait(self) -> (bool, String) {
         let out = self.child.wait_with_output().expect("wait");
@@ -333,3 +339,136 @@ async fn migrate_then_create_a_user_from_the_command_line(b: Backend) {
     assert!(server.wait().0);
 }
 both!(migrate_then_create_a_user_from_the_command_line);
+
+/// Logs in as the admin, creates an item and a customer; returns (customer token, item id).
+async fn shop(url: &str) -> (String, String) {
+    let login = call(
+        &format!("{url}/v1/auth/login"),
+        None,
+        json!({"email": "admin@example.com", "password": "admin-password"}),
+    )
+    .await;
+    let admin = login.body["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let item = call(
+        &format!("{url}/v1/items"),
+        Some(&admin),
+        json!({"sku": "CRASH-1", "name": "Crash test", "price": 100, "currency": "USD", "stock": 5}),
+    )
+    .await;
+    let reg = call(
+        &format!("{url}/v1/auth/register"),
+        None,
+        json!({"email": "c@example.com", "password": "password-1", "name": "C"}),
+    )
+    .await;
+    (
+        reg.body["access_token"].as_str().expect("token").to_owned(),
+        item.body["id"].as_str().expect("id").to_owned(),
+    )
+}
+
+async fn get(url: &str, token: &str) -> serde_json::Value {
+    client()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn wait_for(url: &str, token: &str, field: &str, value: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        if get(url, token).await[field] == value {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn crash_test_server(dir: &Path, url: &str) -> Command {
+    let mut c = ordo(dir);
+    c.env("DATABASE_URL", url)
+        .env("ORDO_ADMIN_EMAIL", "admin@example.com")
+        .env("ORDO_ADMIN_PASSWORD", "admin-password")
+        .env("ORDO_RESERVATION_TTL", "3")
+        .env("ORDO_PAYMENT_TIMEOUT_MS", "300");
+    c
+}
+
+/// The process dies while a payment is unanswered; after a restart the reservation still
+/// expires, the order is canceled and the stock comes back, exactly once.
+async fn a_crash_during_payment_still_releases_the_reservation(b: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let (db, _guard) = crate::helpers::fresh_database(b).await;
+    let server = Server::start(crash_test_server(dir.path(), &db), "http").await;
+    let (token, item) = shop(&server.url).await;
+    let r = call(
+        &format!("{}/v1/orders", server.url),
+        Some(&token),
+        json!({"items": [{"item_id": item, "quantity": 2}], "payment_method": "pm_sim_no_response"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let id = r.body["id"].as_str().expect("id").to_owned();
+    server.crash();
+    let server = Server::start(crash_test_server(dir.path(), &db), "http").await;
+    let order = format!("{}/v1/orders/{id}", server.url);
+    assert!(
+        wait_for(&order, &token, "status", "canceled").await,
+        "the order did not expire after the restart"
+    );
+    assert_eq!(
+        get(&format!("{}/v1/items/{item}", server.url), &token).await["stock"],
+        5
+    );
+    server.terminate();
+    assert!(server.wait().0);
+}
+both!(a_crash_during_payment_still_releases_the_reservation);
+
+/// The process dies while a refund is still owed; after a restart the refund job pays it
+/// back (the order was canceled and its stock returned before the crash).
+async fn a_refund_owed_at_a_crash_is_paid_after_the_restart(b: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let (db, _guard) = crate::helpers::fresh_database(b).await;
+    let server = Server::start(crash_test_server(dir.path(), &db), "http").await;
+    let (token, item) = shop(&server.url).await;
+    let r = call(
+        &format!("{}/v1/orders", server.url),
+        Some(&token),
+        json!({"items": [{"item_id": item, "quantity": 1}], "payment_method": "pm_sim_refund_fails_3"}),
+    )
+    .await;
+    assert_eq!(r.body["payment_status"], "paid", "{}", r.text);
+    let id = r.body["id"].as_str().expect("id").to_owned();
+    let c = call(
+        &format!("{}/v1/orders/{id}/cancel", server.url),
+        Some(&token),
+        json!({}),
+    )
+    .await;
+    assert_eq!(c.body["status"], "canceled", "{}", c.text);
+    assert_eq!(c.body["payment_status"], "paid");
+    server.crash();
+    let server = Server::start(crash_test_server(dir.path(), &db), "http").await;
+    let order = format!("{}/v1/orders/{id}", server.url);
+    assert!(
+        wait_for(&order, &token, "payment_status", "refunded").await,
+        "the refund was not resumed"
+    );
+    assert_eq!(
+        get(&format!("{}/v1/items/{item}", server.url), &token).await["stock"],
+        5
+    );
+    server.terminate();
+    assert!(server.wait().0);
+}
+both!(a_refund_owed_at_a_crash_is_paid_after_the_restart);
