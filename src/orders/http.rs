@@ -477,17 +477,10 @@ async fn change_status(
     v.finish()?;
     let actor = actor_of(&caller);
     let rec = if req.status == OrderStatus::Canceled {
-        if let Some(exp) = req.expected_status {
-            let current = state.orders.get(&caller, id).await?;
-            if current.order.status != exp.as_str() {
-                return Err(ApiError::Conflict(format!(
-                    "the order is {}, not {}",
-                    current.order.status,
-                    exp.as_str()
-                )));
-            }
-        }
-        state.orders.cancel(id, &d, &actor).await?
+        state
+            .orders
+            .cancel(id, None, req.expected_status, &d, &actor)
+            .await?
     } else {
         state
             .orders
@@ -588,7 +581,7 @@ async fn cancel_order(
         .flatten();
     v.finish()?;
     // Visibility first: someone else's order is "not found".
-    state.orders.get(&caller, id).await?;
+    let known = state.orders.get(&caller, id).await?;
     let d = ChangeDetails {
         note,
         ..ChangeDetails::default()
@@ -596,7 +589,7 @@ async fn cancel_order(
     Ok(Json(
         state
             .orders
-            .cancel(id, &d, &actor_of(&caller))
+            .cancel(id, Some(known), None, &d, &actor_of(&caller))
             .await?
             .into(),
     ))

@@ -276,14 +276,18 @@ impl OrderService {
     }
 
     /// Cancels (customer or staff); a paid order's money goes back through the gateway.
+    /// `known` is the order as the caller last read it (saves a read); `expected` rejects
+    /// the cancel if the order has moved on from that status.
     pub async fn cancel(
         &self,
         id: Uuid,
+        known: Option<OrderRecord>,
+        expected: Option<OrderStatus>,
         details: &ChangeDetails,
         actor: &str,
     ) -> ApiResult<OrderRecord> {
         let (rec, events) = self
-            .apply(id, Command::Cancel, None, details, None, actor)
+            .apply_known(id, known, Command::Cancel, expected, details, None, actor)
             .await?;
         if events.contains(&Event::RefundRequested) {
             return self.refund(rec, actor).await;

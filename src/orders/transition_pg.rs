@@ -7,6 +7,9 @@ use super::store::{NewEvent, OrderRecord, OrderRow, OrderUpdate, TransitionOutco
 use crate::storage::postgres::PgStore;
 use crate::storage::{Result, Ts};
 
+/// Built once: the statement text is the same for every transition.
+static TRANSITION_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(transition_sql);
+
 fn transition_sql() -> String {
     let fields = super::store::ORDER_FIELDS;
     format!(
@@ -62,31 +65,33 @@ impl PgStore {
         let col = |f: fn(&NewEvent) -> Option<String>| {
             events.iter().map(f).collect::<Vec<Option<String>>>()
         };
-        let row = sqlx::query_as::<sqlx::Postgres, OrderRow>(sqlx::AssertSqlSafe(transition_sql()))
-            .bind(&u.status)
-            .bind(&u.payment_status)
-            .bind(&u.carrier)
-            .bind(&u.tracking_number)
-            .bind(&u.payment_reference)
-            .bind(at)
-            .bind(current.order.id)
-            .bind(current.order.version)
-            .bind(&ids)
-            .bind(&qtys)
-            .bind(col(|e| Some(e.event.to_owned())))
-            .bind(col(|e| Some(e.status.clone())))
-            .bind(col(|e| e.previous_status.clone()))
-            .bind(col(|e| e.note.clone()))
-            .bind(col(|e| e.location.clone()))
-            .bind(col(|e| e.carrier.clone()))
-            .bind(col(|e| e.tracking_number.clone()))
-            .bind(col(|e| e.description.clone()))
-            .bind(col(|e| e.carrier_status.clone()))
-            .bind(col(|e| e.estimated_delivery.clone()))
-            .bind(col(|e| e.actor.clone()))
-            .bind(events.iter().map(|e| e.at).collect::<Vec<Option<Ts>>>())
-            .fetch_optional(self.writer())
-            .await?;
+        let row = sqlx::query_as::<sqlx::Postgres, OrderRow>(sqlx::AssertSqlSafe(
+            TRANSITION_SQL.as_str(),
+        ))
+        .bind(&u.status)
+        .bind(&u.payment_status)
+        .bind(&u.carrier)
+        .bind(&u.tracking_number)
+        .bind(&u.payment_reference)
+        .bind(at)
+        .bind(current.order.id)
+        .bind(current.order.version)
+        .bind(&ids)
+        .bind(&qtys)
+        .bind(col(|e| Some(e.event.to_owned())))
+        .bind(col(|e| Some(e.status.clone())))
+        .bind(col(|e| e.previous_status.clone()))
+        .bind(col(|e| e.note.clone()))
+        .bind(col(|e| e.location.clone()))
+        .bind(col(|e| e.carrier.clone()))
+        .bind(col(|e| e.tracking_number.clone()))
+        .bind(col(|e| e.description.clone()))
+        .bind(col(|e| e.carrier_status.clone()))
+        .bind(col(|e| e.estimated_delivery.clone()))
+        .bind(col(|e| e.actor.clone()))
+        .bind(events.iter().map(|e| e.at).collect::<Vec<Option<Ts>>>())
+        .fetch_optional(self.writer())
+        .await?;
         Ok(match row {
             Some(order) => TransitionOutcome::Applied(order),
             None => TransitionOutcome::Stale,
