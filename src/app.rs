@@ -233,6 +233,8 @@ pub fn spawn_jobs(state: &AppState, shutdown: CancellationToken) {
     let s = state.clone();
     let token = shutdown.clone();
     tokio::spawn(async move {
+        // Expiry first, then the payment saga: a charge whose order just expired is voided
+        // in the same round.
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -241,21 +243,8 @@ pub fn spawn_jobs(state: &AppState, shutdown: CancellationToken) {
                     if let Err(e) = s.orders.expire_due(100).await {
                         tracing::warn!(error = %e, "expiring reservations failed");
                     }
-                }
-            }
-        }
-    });
-    let s = state.clone();
-    let token = shutdown.clone();
-    tokio::spawn(async move {
-        // Refunds that failed are retried until they go through (same idempotency key).
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
-        loop {
-            tokio::select! {
-                _ = token.cancelled() => break,
-                _ = tick.tick() => {
-                    if let Err(e) = s.orders.retry_refunds(50).await {
-                        tracing::warn!(error = %e, "retrying refunds failed");
+                    if let Err(e) = s.orders.run_due_payments(50).await {
+                        tracing::warn!(error = %e, "moving payments on failed");
                     }
                 }
             }

@@ -5,6 +5,7 @@
 //! - `error`: `ApiError`, the problem+json answer of every failure.
 //! - `telemetry`: logs and metrics.
 //! - `clock`: time that tests can move.
+//! - `failpoint`: crash points for crash tests (`ORDO_FAILPOINT`).
 //! - `storage`: the `Store` interface and its SQLite and PostgreSQL backends.
 //! - `http`: extractors, paging and middleware shared by every route.
 //! - `auth`: accounts, tokens, API keys, roles and permissions.
@@ -20,6 +21,7 @@ pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod http;
 pub mod idempotency;
 pub mod inventory;

@@ -12,7 +12,8 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::domain::{CarrierStatus, Command, MAX_LINES, OrderStatus, Quantity};
-use super::service::{ChangeDetails, Payment, PlaceOrder, actor_of};
+use super::payment::Payment;
+use super::service::{ChangeDetails, PlaceOrder, actor_of};
 use super::store::{EventRow, NewEvent, OrderCursor, OrderFilter, OrderRecord};
 use crate::app::AppState;
 use crate::auth::domain::{Permission, Principal};
@@ -28,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_order, list_orders))
         .routes(routes!(get_order))
-        .routes(routes!(pay_order))
+        .routes(routes!(pay_order, order_payments))
         .routes(routes!(change_status))
         .routes(routes!(add_tracking))
         .routes(routes!(cancel_order))
@@ -489,11 +490,9 @@ async fn change_status(
                 Command::Advance(req.status),
                 req.expected_status,
                 &d,
-                None,
                 &actor,
             )
             .await?
-            .0
     };
     Ok(Json(rec.into()))
 }
@@ -608,5 +607,76 @@ async fn order_events(
     let events = state.orders.events(rec.order.id).await?;
     Ok(Json(EventList {
         data: events.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// A step of an order's payment saga: a charge, or a refund.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentResponse {
+    id: String,
+    /// `charge` or `refund`.
+    kind: String,
+    /// `pending` (the gateway's answer is not known yet), `succeeded`, `failed`, `voided`.
+    status: String,
+    method: Option<String>,
+    amount: i64,
+    currency: String,
+    /// The gateway's id of the payment (a charge) or of the refund.
+    gateway_reference: Option<String>,
+    /// Sent with every gateway call of this step.
+    idempotency_key: String,
+    /// Gateway calls made for this step so far.
+    attempts: i32,
+    last_error: Option<String>,
+    /// When the saga looks at this step again (null: settled).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    next_attempt_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: OffsetDateTime,
+}
+
+impl From<crate::payments::store::PaymentRow> for PaymentResponse {
+    fn from(p: crate::payments::store::PaymentRow) -> Self {
+        PaymentResponse {
+            id: p.id.to_string(),
+            kind: p.kind,
+            status: p.status,
+            method: p.method,
+            amount: p.amount,
+            currency: p.currency,
+            gateway_reference: p.gateway_reference,
+            idempotency_key: p.idempotency_key,
+            attempts: p.attempts,
+            last_error: p.last_error,
+            next_attempt_at: p.next_attempt_at.map(|t| t.0),
+            created_at: p.created_at.0,
+            updated_at: p.updated_at.0,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentList {
+    data: Vec<PaymentResponse>,
+}
+
+/// The order's payment steps (charges and refunds), oldest first.
+#[utoipa::path(get, path = "/v1/orders/{id}/payments", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = PaymentList), (status = 404, body = Problem)))]
+async fn order_payments(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PaymentList>> {
+    caller.require(Permission::ReadOrders)?;
+    let rec = state.orders.get(&caller, parse_id(&id)?).await?;
+    let steps = state.orders.payments_of(&rec).await?;
+    Ok(Json(PaymentList {
+        data: steps.into_iter().map(Into::into).collect(),
     }))
 }

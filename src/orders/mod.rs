@@ -2,6 +2,7 @@
 
 pub mod domain;
 pub mod http;
+pub mod payment;
 mod place_pg;
 pub(crate) mod place_sqlite;
 pub mod service;

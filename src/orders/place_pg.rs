@@ -25,14 +25,18 @@ WITH input AS (
     RETURNING input.line_no, i.id, i.sku, i.name, i.price, i.currency, input.qty
 ), ord AS (
     INSERT INTO orders (id, customer_id, status, payment_status, total_amount, currency, shipping_address,
-                        payment_method, version, created_at, updated_at, expires_at, payment_attempt_at)
+                        payment_method, version, created_at, updated_at, expires_at)
     SELECT $5, $6, 'created', 'pending',
            CASE WHEN count(*) = $7 AND count(DISTINCT currency) = 1 THEN sum(price * qty) ELSE -1 END,
-           coalesce(min(currency), 'XXX'), $8, $9, 0, $4, $4, $10,
-           -- Placing with a payment method claims the payment call at once.
-           CASE WHEN $9::text IS NULL THEN NULL ELSE $4 END
+           coalesce(min(currency), 'XXX'), $8, $9, 0, $4, $4, $10
     FROM upd
-    RETURNING id
+    RETURNING id, total_amount, currency
+), charge AS (
+    -- Placing with a payment method starts the charge at once (the saga's first step).
+    INSERT INTO payment_transactions (id, order_id, kind, idempotency_key, method, amount, currency, status,
+                                      attempts, next_attempt_at, created_at, updated_at)
+    SELECT $12, ord.id, 'charge', $13, $9, ord.total_amount, ord.currency, 'pending', 1, $14, $4, $4
+    FROM ord WHERE $9::text IS NOT NULL
 ), lines AS (
     INSERT INTO order_items (order_id, line_no, item_id, sku, name, quantity, unit_price, line_total)
     SELECT ord.id, upd.line_no, upd.id, upd.sku, upd.name, upd.qty, upd.price, upd.price * upd.qty FROM upd, ord
@@ -65,6 +69,9 @@ impl PgStore {
             .bind(&o.payment_method)
             .bind(o.expires_at)
             .bind(&o.actor)
+            .bind(uuid::Uuid::now_v7())
+            .bind(NewOrder::charge_key(o.id))
+            .bind(o.charge_due_at)
             .fetch_all(self.writer())
             .await;
         let rows = match rows.map_err(Error::from) {

@@ -20,7 +20,8 @@ use crate::storage::{Error, Result};
 
 /// The statements for an order of `n` lines. Parameters: $1 time, $2 order id,
 /// $3 customer, $4 shipping address, $5 payment method, $6 expiry, $7 actor, then for
-/// line k (in item id order) $(8+3k) item id, $(9+3k) quantity, $(10+3k) line number.
+/// line k (in item id order) $(8+3k) item id, $(9+3k) quantity, $(10+3k) line number,
+/// then the charge's id, idempotency key and due time.
 fn place_sql(n: usize) -> String {
     let mut lines = String::new();
     for k in 0..n {
@@ -35,6 +36,7 @@ fn place_sql(n: usize) -> String {
             p + 2
         );
     }
+    let c = 8 + 3 * n;
     let mut sql = String::new();
     for k in 0..n {
         let p = 8 + 3 * k;
@@ -47,18 +49,24 @@ fn place_sql(n: usize) -> String {
     let _ = write!(
         sql,
         "INSERT INTO orders (id, customer_id, status, payment_status, total_amount, currency, shipping_address, \
-         payment_method, version, created_at, updated_at, expires_at, payment_attempt_at) \
+         payment_method, version, created_at, updated_at, expires_at) \
          SELECT $2, $3, 'created', 'pending', \
                 CASE WHEN count(*) = {n} AND count(DISTINCT i.currency) = 1 THEN sum(i.price * v.qty) ELSE -1 END, \
-                coalesce(min(i.currency), 'XXX'), $4, $5, 0, $1, $1, $6, CASE WHEN $5 IS NULL THEN NULL ELSE $1 END \
+                coalesce(min(i.currency), 'XXX'), $4, $5, 0, $1, $1, $6 \
          FROM ({lines}) v JOIN items i ON i.id = v.item_id;\n\
+         INSERT INTO payment_transactions (id, order_id, kind, idempotency_key, method, amount, currency, status, \
+         attempts, next_attempt_at, created_at, updated_at) \
+         SELECT ${c}, id, 'charge', ${}, payment_method, total_amount, currency, 'pending', 1, ${}, $1, $1 \
+         FROM orders WHERE id = $2 AND payment_method IS NOT NULL;\n\
          INSERT INTO order_items (order_id, line_no, item_id, sku, name, quantity, unit_price, line_total) \
          SELECT $2, v.line_no, i.id, i.sku, i.name, v.qty, i.price, i.price * v.qty \
          FROM ({lines}) v JOIN items i ON i.id = v.item_id;\n\
          INSERT INTO order_events (order_id, customer_id, event, status, actor, at) \
          VALUES ($2, $3, 'order_status_update', 'created', $7, $1);\n\
          SELECT v.line_no, i.id, i.sku, i.name, v.qty, i.price, i.price * v.qty, i.currency \
-         FROM ({lines}) v JOIN items i ON i.id = v.item_id ORDER BY v.line_no"
+         FROM ({lines}) v JOIN items i ON i.id = v.item_id ORDER BY v.line_no",
+        c + 1,
+        c + 2
     );
     sql
 }
@@ -122,6 +130,10 @@ async fn run_batch(
         for (i, (item_id, qty)) in &sorted {
             q = q.bind(*item_id).bind(*qty).bind(*i as i32 + 1);
         }
+        q = q
+            .bind(uuid::Uuid::now_v7())
+            .bind(NewOrder::charge_key(o.id))
+            .bind(o.charge_due_at);
         let outcome = match q.fetch_all(&mut *tx).await.map_err(Error::from) {
             Ok(rows) => Ok(Some(rows)),
             Err(e) => {
@@ -206,5 +218,6 @@ mod tests {
         assert!(sql.contains("WHERE id = $11;"));
         assert!(sql.contains("SELECT $11 AS item_id, $12 AS qty, $13 AS line_no"));
         assert!(sql.contains("count(*) = 2"));
+        assert!(sql.contains("SELECT $14, id, 'charge', $15,"));
     }
 }

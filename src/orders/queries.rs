@@ -4,10 +4,11 @@ use async_trait::async_trait;
 use sqlx::{FromRow, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::{ORDER_FIELDS, 
-    EventRow, NewEvent, NewOrder, OrderCursor, OrderFilter, OrderLineRow, OrderRecord, OrderRow,
+use super::{ORDER_FIELDS,
+    EventRow, Expiry, NewEvent, NewOrder, OrderCursor, OrderFilter, OrderLineRow, OrderRecord, OrderRow,
     OrderStore, OrderUpdate, PlaceOutcome, TransitionOutcome,
 };
+use crate::payments::store::UPSERT_PAYMENT;
 use crate::storage::{Dialect, Error, Result, Ts};
 
 const ORDER_COLUMNS: &str = "o.id, o.customer_id, o.status, o.payment_status, o.total_amount, o.currency, \
@@ -132,6 +133,11 @@ impl OrderStore for Backend {
         for e in events {
             insert_event(&mut *tx, &row, e, at).await?;
         }
+        if let Some(w) = &u.payment {
+            bind_write(sqlx::query::<Db>(UPSERT_PAYMENT), w, at)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(TransitionOutcome::Applied(row))
     }
@@ -216,43 +222,68 @@ impl OrderStore for Backend {
         group(rows)
     }
 
-    async fn claim_payment(&self, id: Uuid, now: Ts, stale_before: Ts) -> Result<bool> {
-        let r = sqlx::query::<Db>(
-            "UPDATE orders SET payment_attempt_at = $2 WHERE id = $1 AND status = 'created' \
-             AND (payment_attempt_at IS NULL OR payment_attempt_at < $3)",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(stale_before)
-        .execute(self.writer())
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    async fn release_payment(&self, id: Uuid) -> Result<()> {
-        sqlx::query::<Db>("UPDATE orders SET payment_attempt_at = NULL WHERE id = $1")
-            .bind(id)
-            .execute(self.writer())
+    async fn expire_orders(&self, now: Ts, limit: u32, expiry: &Expiry) -> Result<Vec<Uuid>> {
+        let mut tx = self.writer().begin().await?;
+        // Many nodes sweep at once: on PostgreSQL each takes orders no other node holds,
+        // and a payment or cancel that holds an order's row is not waited for (the next
+        // sweep looks again).
+        let lock = match DIALECT {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "SELECT {ORDER_FIELDS} FROM orders WHERE status = 'created' AND expires_at <= $1 \
+             ORDER BY expires_at LIMIT $2{lock}"
+        );
+        let due = sqlx::query_as::<Db, OrderRow>(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
             .await?;
-        Ok(())
-    }
-
-    async fn refunds_due(&self, limit: u32) -> Result<Vec<Uuid>> {
-        Ok(sqlx::query_scalar::<Db, Uuid>(
-            "SELECT id FROM orders WHERE status = 'canceled' AND payment_status = 'paid' ORDER BY updated_at LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(self.reader())
-        .await?)
-    }
-
-    async fn expired_orders(&self, now: Ts, limit: u32) -> Result<Vec<Uuid>> {
-        Ok(sqlx::query_scalar::<Db, Uuid>(
-            "SELECT id FROM orders WHERE status = 'created' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(self.reader())
-        .await?)
+        if due.is_empty() {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = due.iter().map(|o| o.id).collect();
+        // Stock back, item rows in id order (as every writer takes them).
+        let mut q = QueryBuilder::<Db>::new(
+            "SELECT item_id, sum(quantity) FROM order_items WHERE order_id IN (",
+        );
+        let mut sep = q.separated(", ");
+        for id in &ids {
+            sep.push_bind(*id);
+        }
+        q.push(") GROUP BY item_id ORDER BY item_id");
+        let units: Vec<(Uuid, i64)> = q.build_query_as().fetch_all(&mut *tx).await?;
+        for (item, qty) in units {
+            sqlx::query::<Db>("UPDATE items SET stock = stock + $1, updated_at = $2 WHERE id = $3")
+                .bind(qty)
+                .bind(now)
+                .bind(item)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for o in &due {
+            sqlx::query::<Db>(
+                "UPDATE orders SET status = $1, version = version + 1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(expiry.status)
+            .bind(now)
+            .bind(o.id)
+            .execute(&mut *tx)
+            .await?;
+            insert_event(&mut *tx, o, &expiry.event, now).await?;
+            // A charge still out is called off by the payment saga, at once.
+            sqlx::query::<Db>(
+                "UPDATE payment_transactions SET next_attempt_at = $2 \
+                 WHERE order_id = $1 AND kind = 'charge' AND status = 'pending'",
+            )
+            .bind(o.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
     }
 }

@@ -6,15 +6,18 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::domain::{Command, Event, OrderState, OrderStatus, PaymentStatus, TransitionError, run};
+use super::domain::{
+    Command, Event, OrderState, OrderStatus, PaymentStatus, TransitionError, decide, run,
+};
 use super::store::{
-    EventRow, NewEvent, NewOrder, OrderCursor, OrderFilter, OrderRecord, OrderUpdate, PlaceOutcome,
-    STATUS_EVENT, TRACKING_EVENT, TransitionOutcome,
+    EventRow, Expiry, NewEvent, NewOrder, OrderCursor, OrderFilter, OrderRecord, OrderUpdate,
+    PlaceOutcome, STATUS_EVENT, TRACKING_EVENT, TransitionOutcome,
 };
 use crate::auth::domain::Principal;
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
-use crate::payments::{ChargeOutcome, ChargeRequest, PaymentGateway, RefundRequest};
+use crate::payments::PaymentGateway;
+use crate::payments::store::PaymentWrite;
 use crate::storage::{DynStore, Error as StoreError, Ts};
 
 /// How often a transaction that lost a race (deadlock, serialization, stale version) is
@@ -37,24 +40,48 @@ pub struct ChangeDetails {
     pub tracking_number: Option<String>,
 }
 
-/// The outcome of a payment attempt.
-pub enum Payment {
-    Paid(OrderRecord),
-    Declined(OrderRecord),
-    /// The gateway did not answer in time; the order is still `created`.
-    Pending(OrderRecord),
+/// One change asked of an order: the command, and what to record with it.
+#[derive(Clone, Debug)]
+pub(crate) struct Change<'a> {
+    pub cmd: Command,
+    /// Rejects the change if the order is no longer in this status.
+    pub expected: Option<OrderStatus>,
+    pub details: ChangeDetails,
+    /// The gateway's reference of the order's payment, to store on the order.
+    pub payment_reference: Option<String>,
+    /// A payment step written in the same transaction.
+    pub payment: Option<PaymentWrite>,
+    pub actor: &'a str,
+}
+
+impl<'a> Change<'a> {
+    pub(crate) fn new(cmd: Command, actor: &'a str) -> Self {
+        Change {
+            cmd,
+            expected: None,
+            details: ChangeDetails::default(),
+            payment_reference: None,
+            payment: None,
+            actor,
+        }
+    }
+
+    pub(crate) fn note(mut self, note: impl Into<String>) -> Self {
+        self.details.note = Some(note.into());
+        self
+    }
 }
 
 #[derive(Clone)]
 pub struct OrderService {
-    store: DynStore,
-    clock: Arc<dyn Clock>,
-    gateway: Arc<dyn PaymentGateway>,
+    pub(super) store: DynStore,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) gateway: Arc<dyn PaymentGateway>,
     reservation_ttl: Duration,
-    payment_timeout: Duration,
+    pub(super) payment_timeout: Duration,
 }
 
-fn state_of(rec: &OrderRecord) -> ApiResult<OrderState> {
+pub(super) fn state_of(rec: &OrderRecord) -> ApiResult<OrderState> {
     let corrupt = || {
         ApiError::internal(anyhow::anyhow!(
             "order {} has an unknown status",
@@ -106,6 +133,7 @@ impl OrderService {
             payment_method: req.payment_method,
             created_at: now,
             expires_at: Ts::truncated(now.0 + ttl),
+            charge_due_at: self.charge_lease(now),
             actor: actor.to_owned(),
         };
         let mut attempt = 0;
@@ -159,26 +187,33 @@ impl OrderService {
         cmd: Command,
         expected: Option<OrderStatus>,
         details: &ChangeDetails,
-        payment_reference: Option<String>,
         actor: &str,
-    ) -> ApiResult<(OrderRecord, Vec<Event>)> {
-        self.apply_known(id, None, cmd, expected, details, payment_reference, actor)
-            .await
+    ) -> ApiResult<OrderRecord> {
+        let change = Change {
+            expected,
+            details: details.clone(),
+            ..Change::new(cmd, actor)
+        };
+        Ok(self.change(id, None, change).await?.0)
     }
 
-    /// `apply`, starting from a copy of the order the caller already holds (saving a read);
-    /// if that copy turns out to be stale, the stored order is read and judged instead.
-    #[expect(clippy::too_many_arguments)]
-    async fn apply_known(
+    /// Applies `change` to the order, starting from a copy the caller already holds
+    /// (`known`, saving a read); if that copy turns out to be stale, the stored order is
+    /// read and judged instead.
+    pub(crate) async fn change(
         &self,
         id: Uuid,
         mut known: Option<OrderRecord>,
-        cmd: Command,
-        expected: Option<OrderStatus>,
-        details: &ChangeDetails,
-        payment_reference: Option<String>,
-        actor: &str,
+        change: Change<'_>,
     ) -> ApiResult<(OrderRecord, Vec<Event>)> {
+        let Change {
+            cmd,
+            expected,
+            details,
+            payment_reference,
+            payment,
+            actor,
+        } = change;
         for _ in 0..ATTEMPTS {
             let (current, from_memory) = match known.take() {
                 Some(rec) => (rec, true),
@@ -205,50 +240,21 @@ impl OrderService {
                 Err(_) if from_memory => continue,
                 Err(e) => return Err(e.into()),
             };
-            let timeline: Vec<NewEvent> = events
-                .iter()
-                .filter_map(|e| match e {
-                    Event::StatusChanged { from, to } => Some(NewEvent {
-                        event: STATUS_EVENT,
-                        status: to.as_str().to_owned(),
-                        previous_status: Some(from.as_str().to_owned()),
-                        note: details.note.clone(),
-                        location: details.location.clone(),
-                        carrier: details
-                            .carrier
-                            .clone()
-                            .or_else(|| current.order.carrier.clone()),
-                        tracking_number: details
-                            .tracking_number
-                            .clone()
-                            .or_else(|| current.order.tracking_number.clone()),
-                        actor: Some(actor.to_owned()),
-                        ..NewEvent::default()
-                    }),
-                    Event::PaymentStatusChanged {
-                        to: PaymentStatus::Refunded,
-                    } => Some(NewEvent {
-                        event: STATUS_EVENT,
-                        status: next.status.as_str().to_owned(),
-                        previous_status: Some(next.status.as_str().to_owned()),
-                        note: Some(
-                            details
-                                .note
-                                .clone()
-                                .unwrap_or_else(|| "payment refunded".to_owned()),
-                        ),
-                        actor: Some(actor.to_owned()),
-                        ..NewEvent::default()
-                    }),
-                    _ => None,
-                })
-                .collect();
+            let timeline = timeline_of(&events, next, &current, &details, actor);
+            // A paid order that is canceled owes a refund: the saga's refund step is
+            // recorded with the cancel, and paid by `refund`.
+            let payment = payment.clone().or_else(|| {
+                events
+                    .contains(&Event::RefundRequested)
+                    .then(|| self.refund_step(&current, current.order.payment_reference.clone()))
+            });
             let update = OrderUpdate {
                 status: next.status.as_str().to_owned(),
                 payment_status: next.payment_status.as_str().to_owned(),
                 carrier: details.carrier.clone(),
                 tracking_number: details.tracking_number.clone(),
                 payment_reference: payment_reference.clone(),
+                payment,
             };
             let release = events.contains(&Event::StockReleased);
             match self
@@ -286,291 +292,23 @@ impl OrderService {
         details: &ChangeDetails,
         actor: &str,
     ) -> ApiResult<OrderRecord> {
-        let (rec, events) = self
-            .apply_known(id, known, Command::Cancel, expected, details, None, actor)
-            .await?;
+        let change = Change {
+            expected,
+            details: details.clone(),
+            ..Change::new(Command::Cancel, actor)
+        };
+        let (rec, events) = self.change(id, known, change).await?;
         if events.contains(&Event::RefundRequested) {
             return self.refund(rec, actor).await;
         }
+        if rec.order.payment_status == PaymentStatus::Pending.as_str() {
+            // A charge may still be out (3-D Secure, no answer yet): call it off now.
+            self.store.nudge_pending_charge(id, self.clock.ts()).await?;
+        }
         Ok(rec)
     }
 
-    /// Refunds a canceled, paid order. If the gateway fails, the order stays canceled with
-    /// `payment_status` `paid`, and the failure is logged.
-    async fn refund(&self, rec: OrderRecord, actor: &str) -> ApiResult<OrderRecord> {
-        let req = RefundRequest {
-            idempotency_key: format!("refund-{}", rec.order.id),
-            reference: rec.order.payment_reference.clone().unwrap_or_default(),
-            amount: rec.order.total_amount,
-            currency: rec.order.currency.clone(),
-        };
-        match tokio::time::timeout(self.payment_timeout, self.gateway.refund(&req)).await {
-            Ok(Ok(_)) => {
-                metrics::counter!("ordo_refunds_total").increment(1);
-                let (rec, _) = self
-                    .apply(
-                        rec.order.id,
-                        Command::ConfirmRefund,
-                        None,
-                        &ChangeDetails::default(),
-                        None,
-                        actor,
-                    )
-                    .await?;
-                Ok(rec)
-            }
-            Ok(Err(e)) => {
-                tracing::error!(order_id = %rec.order.id, error = %e, "refund failed");
-                Ok(rec)
-            }
-            Err(_) => {
-                tracing::error!(order_id = %rec.order.id, "refund timed out");
-                Ok(rec)
-            }
-        }
-    }
-
-    /// Charges a `created` order. Gateway latency holds no database connection and no lock:
-    /// the reservation was committed before, the outcome is committed after.
-    pub async fn pay(
-        &self,
-        rec: OrderRecord,
-        payment_method: String,
-        actor: &str,
-    ) -> ApiResult<Payment> {
-        let state = state_of(&rec)?;
-        if state.status != OrderStatus::Created {
-            return Err(ApiError::InvalidTransition(format!(
-                "an order that is {} cannot be paid",
-                state.status.as_str()
-            )));
-        }
-        // One payment call per order at a time: a second one gets 409 instead of charging
-        // again. A claim older than the gateway timeout is abandoned and may be retaken.
-        let now = self.clock.now();
-        let timeout = time::Duration::try_from(self.payment_timeout).map_err(ApiError::internal)?;
-        let claimed = self
-            .store
-            .claim_payment(
-                rec.order.id,
-                Ts::truncated(now),
-                Ts::truncated(now - timeout),
-            )
-            .await?;
-        if !claimed {
-            let current = self.get_any(rec.order.id).await?;
-            return Err(if current.order.status == OrderStatus::Created.as_str() {
-                ApiError::Conflict("a payment for this order is already in progress".into())
-            } else {
-                ApiError::InvalidTransition(format!(
-                    "an order that is {} cannot be paid",
-                    current.order.status
-                ))
-            });
-        }
-        self.charge(rec, payment_method, actor).await
-    }
-
-    /// Charges an order whose payment call is already claimed: by `pay`, or by placing it
-    /// with a `payment_method` (the claim is taken in the placement itself).
-    pub async fn charge(
-        &self,
-        rec: OrderRecord,
-        payment_method: String,
-        actor: &str,
-    ) -> ApiResult<Payment> {
-        let req = ChargeRequest {
-            idempotency_key: format!("charge-{}", rec.order.id),
-            order_id: rec.order.id.to_string(),
-            amount: rec.order.total_amount,
-            currency: rec.order.currency.clone(),
-            payment_method,
-        };
-        let outcome = match tokio::time::timeout(self.payment_timeout, self.gateway.charge(&req))
-            .await
-        {
-            Err(_) => {
-                metrics::counter!("ordo_payments_total", "outcome" => "timeout").increment(1);
-                return Ok(Payment::Pending(rec));
-            }
-            Ok(Err(e)) => {
-                metrics::counter!("ordo_payments_total", "outcome" => "unavailable").increment(1);
-                // No answer to wait for: the next attempt (same idempotency key) may go ahead.
-                self.store.release_payment(rec.order.id).await?;
-                return Err(ApiError::Unavailable(format!(
-                    "the payment gateway is unavailable: {e}"
-                )));
-            }
-            Ok(Ok(o)) => o,
-        };
-        let details = ChangeDetails::default();
-        match outcome {
-            ChargeOutcome::Succeeded { reference } => {
-                metrics::counter!("ordo_payments_total", "outcome" => "succeeded").increment(1);
-                let note = ChangeDetails {
-                    note: Some("payment succeeded".into()),
-                    ..details
-                };
-                match self
-                    .apply_known(
-                        rec.order.id,
-                        Some(rec.clone()),
-                        Command::ConfirmPayment,
-                        None,
-                        &note,
-                        Some(reference.clone()),
-                        "system:payment",
-                    )
-                    .await
-                {
-                    Ok((rec, _)) => Ok(Payment::Paid(rec)),
-                    // Canceled or expired while the gateway was busy: the money goes back.
-                    Err(ApiError::InvalidTransition(_)) => {
-                        let gone = self.refund_late(rec.order.id, reference).await?;
-                        Err(ApiError::Conflict(format!(
-                            "the order is {} and the payment was refunded",
-                            gone.order.status
-                        )))
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            ChargeOutcome::Pending { reference } => {
-                metrics::counter!("ordo_payments_total", "outcome" => "pending").increment(1);
-                tracing::info!(order_id = %rec.order.id, %reference, "payment pending at the gateway");
-                Ok(Payment::Pending(rec))
-            }
-            ChargeOutcome::Declined { reason } => {
-                metrics::counter!("ordo_payments_total", "outcome" => "declined").increment(1);
-                let note = ChangeDetails {
-                    note: Some(format!("payment declined: {reason}")),
-                    ..details
-                };
-                let (rec, _) = self
-                    .apply_known(
-                        rec.order.id,
-                        Some(rec.clone()),
-                        Command::FailPayment,
-                        None,
-                        &note,
-                        None,
-                        actor,
-                    )
-                    .await?;
-                Ok(Payment::Declined(rec))
-            }
-        }
-    }
-
-    /// A payment the gateway reports as succeeded after the fact (a webhook). A `created`
-    /// order becomes `placed`; an order that ended meanwhile gets its money back.
-    pub async fn settle_success(&self, id: Uuid, reference: String) -> ApiResult<OrderRecord> {
-        let note = ChangeDetails {
-            note: Some("payment succeeded".into()),
-            ..ChangeDetails::default()
-        };
-        let applied = self
-            .apply(
-                id,
-                Command::ConfirmPayment,
-                None,
-                &note,
-                Some(reference.clone()),
-                "system:payment",
-            )
-            .await;
-        match applied {
-            Ok((rec, _)) => Ok(rec),
-            Err(ApiError::InvalidTransition(_)) => self.refund_late(id, reference).await,
-            Err(e) => Err(e),
-        }
-    }
-
-    /// A payment the gateway reports as failed after the fact: a `created` order is
-    /// canceled and its stock returns; any other order is left as it is.
-    pub async fn settle_failure(&self, id: Uuid, reason: &str) -> ApiResult<OrderRecord> {
-        let note = ChangeDetails {
-            note: Some(format!("payment declined: {reason}")),
-            ..ChangeDetails::default()
-        };
-        match self
-            .apply(
-                id,
-                Command::FailPayment,
-                None,
-                &note,
-                None,
-                "system:payment",
-            )
-            .await
-        {
-            Ok((rec, _)) => Ok(rec),
-            Err(ApiError::InvalidTransition(_)) => self.get_any(id).await,
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Refunds a payment that succeeded after its order was canceled or expired; the order
-    /// stays `canceled`, `payment_status` becomes `refunded`, and the timeline says so.
-    /// Paid orders (already `placed`, or canceled and refunded by `cancel`) are left alone.
-    async fn refund_late(&self, id: Uuid, reference: String) -> ApiResult<OrderRecord> {
-        let rec = self.get_any(id).await?;
-        let state = state_of(&rec)?;
-        if state.status != OrderStatus::Canceled
-            || !matches!(
-                state.payment_status,
-                PaymentStatus::Pending | PaymentStatus::Failed
-            )
-        {
-            return Ok(rec);
-        }
-        tracing::warn!(order_id = %id, "payment succeeded after the order ended; refunding");
-        let req = RefundRequest {
-            idempotency_key: format!("refund-{id}"),
-            reference: reference.clone(),
-            amount: rec.order.total_amount,
-            currency: rec.order.currency.clone(),
-        };
-        self.gateway
-            .refund(&req)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        metrics::counter!("ordo_refunds_total").increment(1);
-        let note = ChangeDetails {
-            note: Some("late payment refunded".into()),
-            ..ChangeDetails::default()
-        };
-        let (rec, _) = self
-            .apply(
-                id,
-                Command::RefundLatePayment,
-                None,
-                &note,
-                Some(reference),
-                "system:payment",
-            )
-            .await?;
-        Ok(rec)
-    }
-
-    /// Retries the refunds of canceled, paid orders (a refund that failed stays due until
-    /// it succeeds). Returns how many went through.
-    pub async fn retry_refunds(&self, batch: u32) -> ApiResult<usize> {
-        let mut done = 0;
-        for id in self.store.refunds_due(batch).await? {
-            let rec = self.get_any(id).await?;
-            match self.refund(rec, "system:refund").await {
-                Ok(r) if r.order.payment_status == PaymentStatus::Refunded.as_str() => done += 1,
-                Ok(_) => {}
-                // Refunded meanwhile by another node: nothing left to do.
-                Err(ApiError::InvalidTransition(_)) => {}
-                Err(e) => tracing::warn!(order_id = %id, error = %e, "refund retry failed"),
-            }
-        }
-        Ok(done)
-    }
-
-    async fn get_any(&self, id: Uuid) -> ApiResult<OrderRecord> {
+    pub(super) async fn get_any(&self, id: Uuid) -> ApiResult<OrderRecord> {
         self.store.order(id).await?.ok_or(ApiError::NotFound)
     }
 
@@ -620,38 +358,120 @@ impl OrderService {
         Ok((rows, next))
     }
 
-    /// Cancels `created` orders whose reservation ran out and returns their stock. Safe on
-    /// many nodes at once: each cancellation is a compare-and-set on the order's version.
+    /// Cancels `created` orders whose reservation ran out and returns their stock; a charge
+    /// still out is then voided by the payment saga. Safe on many nodes at once.
     pub async fn expire_due(&self, batch: u32) -> ApiResult<usize> {
-        let ids = self.store.expired_orders(self.clock.ts(), batch).await?;
-        let mut done = 0;
-        for id in ids {
-            let details = ChangeDetails {
-                note: Some("reservation expired".into()),
-                ..ChangeDetails::default()
-            };
-            match self
-                .apply(
-                    id,
-                    Command::Expire,
-                    Some(OrderStatus::Created),
-                    &details,
-                    None,
-                    "system:expiry",
-                )
-                .await
-            {
-                Ok(_) => done += 1,
-                // Paid or canceled meanwhile, by another node or a request.
-                Err(
-                    ApiError::Conflict(_) | ApiError::InvalidTransition(_) | ApiError::NotFound,
-                ) => {}
-                Err(e) => return Err(e),
-            }
+        let expiry = expiry_change();
+        let ids = self
+            .store
+            .expire_orders(self.clock.ts(), batch, &expiry)
+            .await?;
+        if !ids.is_empty() {
+            metrics::counter!("ordo_reservations_expired_total").increment(ids.len() as u64);
         }
-        if done > 0 {
-            metrics::counter!("ordo_reservations_expired_total").increment(done as u64);
-        }
-        Ok(done)
+        Ok(ids.len())
+    }
+}
+
+/// The timeline rows of a transition's events.
+fn timeline_of(
+    events: &[Event],
+    next: OrderState,
+    current: &OrderRecord,
+    details: &ChangeDetails,
+    actor: &str,
+) -> Vec<NewEvent> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StatusChanged { from, to } => Some(NewEvent {
+                event: STATUS_EVENT,
+                status: to.as_str().to_owned(),
+                previous_status: Some(from.as_str().to_owned()),
+                note: details.note.clone(),
+                location: details.location.clone(),
+                carrier: details
+                    .carrier
+                    .clone()
+                    .or_else(|| current.order.carrier.clone()),
+                tracking_number: details
+                    .tracking_number
+                    .clone()
+                    .or_else(|| current.order.tracking_number.clone()),
+                actor: Some(actor.to_owned()),
+                ..NewEvent::default()
+            }),
+            Event::PaymentStatusChanged {
+                to: PaymentStatus::Refunded,
+            } => Some(NewEvent {
+                event: STATUS_EVENT,
+                status: next.status.as_str().to_owned(),
+                previous_status: Some(next.status.as_str().to_owned()),
+                note: Some(
+                    details
+                        .note
+                        .clone()
+                        .unwrap_or_else(|| "payment refunded".to_owned()),
+                ),
+                actor: Some(actor.to_owned()),
+                ..NewEvent::default()
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What expiring a `created`, unpaid order does, as the state machine decides it: the
+/// sweeper writes this for many orders at once.
+fn expiry_change() -> Expiry {
+    let created = OrderState {
+        status: OrderStatus::Created,
+        payment_status: PaymentStatus::Pending,
+    };
+    let events = decide(created, Command::Expire).unwrap_or_default();
+    let to = events
+        .iter()
+        .find_map(|e| match e {
+            Event::StatusChanged { to, .. } => Some(*to),
+            _ => None,
+        })
+        .unwrap_or(OrderStatus::Canceled);
+    debug_assert!(events.contains(&Event::StockReleased));
+    Expiry {
+        status: to.as_str(),
+        event: NewEvent {
+            event: STATUS_EVENT,
+            status: to.as_str().to_owned(),
+            previous_status: Some(OrderStatus::Created.as_str().to_owned()),
+            note: Some("reservation expired".into()),
+            actor: Some("system:expiry".into()),
+            ..NewEvent::default()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_cancels_and_returns_stock() {
+        let created = OrderState {
+            status: OrderStatus::Created,
+            payment_status: PaymentStatus::Pending,
+        };
+        assert_eq!(
+            decide(created, Command::Expire),
+            Ok(vec![
+                Event::StatusChanged {
+                    from: OrderStatus::Created,
+                    to: OrderStatus::Canceled
+                },
+                Event::StockReleased
+            ])
+        );
+        let e = expiry_change();
+        assert_eq!(e.status, "canceled");
+        assert_eq!(e.event.previous_status.as_deref(), Some("created"));
     }
 }

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use crate::payments::store::PaymentWrite;
 use crate::storage::{Result, Ts};
 
 /// The columns of `OrderRow`, in order.
@@ -98,7 +99,17 @@ pub struct NewOrder {
     pub payment_method: Option<String>,
     pub created_at: Ts,
     pub expires_at: Ts,
+    /// With a payment method, placing starts the charge: when the saga looks at it, if
+    /// nothing answered by then.
+    pub charge_due_at: Ts,
     pub actor: String,
+}
+
+impl NewOrder {
+    /// The idempotency key of an order's charge: the same for every call of it.
+    pub fn charge_key(id: Uuid) -> String {
+        format!("charge-{id}")
+    }
 }
 
 /// A reserved line as both native placements return it: line number, item id, SKU, name,
@@ -167,6 +178,15 @@ pub struct OrderUpdate {
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
     pub payment_reference: Option<String>,
+    /// A payment step written in the same transaction.
+    pub payment: Option<PaymentWrite>,
+}
+
+/// What the expiry sweeper writes for each order whose reservation ran out.
+#[derive(Clone, Debug)]
+pub struct Expiry {
+    pub status: &'static str,
+    pub event: NewEvent,
 }
 
 #[derive(Debug)]
@@ -225,18 +245,14 @@ pub trait OrderStore {
         after: Option<&OrderCursor>,
         limit: u32,
     ) -> Result<Vec<OrderRecord>>;
-    /// Marks a payment call as under way for a `created` order; false if the order is not
-    /// `created` or another call started after `stale_before`.
-    async fn claim_payment(&self, id: Uuid, now: Ts, stale_before: Ts) -> Result<bool>;
-    /// Gives up the claim of `claim_payment` (the call ended without an answer to wait for).
-    async fn release_payment(&self, id: Uuid) -> Result<()>;
-    /// Canceled orders whose money has not gone back yet.
-    async fn refunds_due(&self, limit: u32) -> Result<Vec<Uuid>>;
-    /// `created` orders whose reservation ran out.
-    async fn expired_orders(&self, now: Ts, limit: u32) -> Result<Vec<Uuid>>;
+    /// Ends up to `limit` `created` orders whose reservation ran out, in one transaction:
+    /// status, stock back, the timeline, and any pending charge made due (to be voided).
+    /// On PostgreSQL, rows another node is expiring are skipped (`SKIP LOCKED`).
+    async fn expire_orders(&self, now: Ts, limit: u32, expiry: &Expiry) -> Result<Vec<Uuid>>;
 }
 
 mod sqlite {
+    use crate::payments::store::sqlite::bind_write;
     use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
     include!("queries.rs");
 
@@ -256,6 +272,7 @@ mod sqlite {
 }
 
 mod postgres {
+    use crate::payments::store::postgres::bind_write;
     use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
     include!("queries.rs");
 

@@ -37,8 +37,11 @@ fn transition_sql() -> String {
                  WITH ORDINALITY AS e(event, status, previous_status, note, location, carrier, tracking_number,
                                       description, carrier_status, estimated_delivery, actor, at, n)
             ORDER BY e.n
+        ), pay AS (
+            {pay}
         )
-        SELECT {fields} FROM upd"
+        SELECT {fields} FROM upd",
+        pay = crate::payments::store::UPSERT_PAYMENT_AFTER_UPDATE
     )
 }
 
@@ -89,9 +92,22 @@ impl PgStore {
         .bind(col(|e| e.carrier_status.clone()))
         .bind(col(|e| e.estimated_delivery.clone()))
         .bind(col(|e| e.actor.clone()))
-        .bind(events.iter().map(|e| e.at).collect::<Vec<Option<Ts>>>())
-        .fetch_optional(self.writer())
-        .await?;
+        .bind(events.iter().map(|e| e.at).collect::<Vec<Option<Ts>>>());
+        let w = u.payment.as_ref();
+        let row = row
+            .bind(uuid::Uuid::now_v7())
+            .bind(w.map(|w| w.kind.as_str()))
+            .bind(w.map(|w| w.idempotency_key.as_str()))
+            .bind(w.and_then(|w| w.method.as_deref()))
+            .bind(w.map(|w| w.amount))
+            .bind(w.map(|w| w.currency.as_str()))
+            .bind(w.map(|w| w.status.as_str()))
+            .bind(w.and_then(|w| w.reference.as_deref()))
+            .bind(w.map(|w| w.attempts))
+            .bind(w.and_then(|w| w.error.as_deref()))
+            .bind(w.and_then(|w| w.next_attempt_at))
+            .fetch_optional(self.writer())
+            .await?;
         Ok(match row {
             Some(order) => TransitionOutcome::Applied(order),
             None => TransitionOutcome::Stale,

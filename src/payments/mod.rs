@@ -40,13 +40,27 @@ pub enum ChargeOutcome {
     Pending {
         reference: String,
     },
+    /// Prepared but never confirmed (only `retrieve` says this): confirm it to go on.
+    Unconfirmed {
+        reference: String,
+    },
     Declined {
         reason: String,
     },
 }
 
+/// What became of a payment that Ordo asked the gateway to call off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VoidOutcome {
+    /// Called off: no money moved, none will.
+    Voided,
+    /// Too late: the money had moved already. It must be refunded.
+    Captured { reference: String },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
+    /// The call may or may not have reached the gateway.
     #[error("the gateway is unavailable: {0}")]
     Unavailable(String),
     /// Too many recent failures: calls are refused without trying (circuit breaker).
@@ -54,6 +68,11 @@ pub enum GatewayError {
     CircuitOpen,
 }
 
+/// A payment gateway. A charge is two steps: `prepare` registers the payment with the
+/// gateway and returns its reference without moving money; `confirm` moves it. Between
+/// the two Ordo can store the reference, so that whatever happens afterwards (a timeout, a
+/// crash) the payment can be looked up (`retrieve`) or called off (`void`) by reference,
+/// never by charging again.
 #[async_trait]
 pub trait PaymentGateway: Send + Sync {
     fn name(&self) -> &'static str;
@@ -61,27 +80,82 @@ pub trait PaymentGateway: Send + Sync {
     fn health(&self) -> &'static str {
         "unknown"
     }
-    async fn charge(&self, req: &ChargeRequest) -> Result<ChargeOutcome, GatewayError>;
+    /// Must the reference from `prepare` be stored before `confirm`? Not when preparing
+    /// again with the same idempotency key gives the same reference at no cost.
+    fn store_reference_before_confirm(&self) -> bool {
+        true
+    }
+    /// Registers the payment (idempotent by `req.idempotency_key`); moves no money.
+    async fn prepare(&self, req: &ChargeRequest) -> Result<String, GatewayError>;
+    /// Moves the money of a prepared payment (idempotent by `req.idempotency_key`).
+    async fn confirm(
+        &self,
+        req: &ChargeRequest,
+        reference: &str,
+    ) -> Result<ChargeOutcome, GatewayError>;
+    /// Where a prepared payment stands, without changing it. A payment that was prepared
+    /// but never confirmed is `Pending`.
+    async fn retrieve(
+        &self,
+        req: &ChargeRequest,
+        reference: &str,
+    ) -> Result<ChargeOutcome, GatewayError>;
+    /// Calls off a payment that has not moved money; reports it if it had.
+    async fn void(&self, req: &ChargeRequest, reference: &str)
+    -> Result<VoidOutcome, GatewayError>;
     async fn refund(&self, req: &RefundRequest) -> Result<String, GatewayError>;
 }
 
-/// The default gateway: `pm_card_visa` succeeds, `pm_card_chargeDeclined` (and any other
-/// method) is declined, `pm_sim_no_response` never answers. `pm_sim_refund_fails_3`
-/// succeeds, but refunding it fails three times before it goes through (to exercise
-/// refund retries).
+/// The default gateway. Its references name the payment method, so that every answer can
+/// be worked out again from the reference alone, after a restart too:
+/// - `pm_card_visa` succeeds; `pm_card_chargeDeclined` (and any unknown method) is declined;
+/// - `pm_sim_no_response` never answers a confirm or a lookup; voiding it succeeds;
+/// - `pm_sim_answers_late` takes the money, but its confirm never answers: only a lookup
+///   (the saga polling) or a void (which finds it captured) learns the outcome;
+/// - `pm_sim_refund_fails_3` succeeds, but refunding it fails three times before it goes
+///   through (to exercise refund retries).
 #[derive(Default)]
 pub struct SimulatedGateway {
     pub latency: Duration,
     refund_failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
-const FLAKY_REFUND: &str = "sim_refundfails_";
+const FLAKY_REFUND: &str = "pm_sim_refund_fails_3";
 
 impl SimulatedGateway {
     pub fn new(latency: Duration) -> Self {
         SimulatedGateway {
             latency,
             ..SimulatedGateway::default()
+        }
+    }
+
+    async fn delay(&self) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+    }
+
+    /// The outcome of the payment with this reference, had it been confirmed.
+    async fn outcome(reference: &str, answer_late: bool) -> ChargeOutcome {
+        let method = reference
+            .strip_prefix("sim:")
+            .and_then(|r| r.split_once(':'))
+            .map_or("", |(m, _)| m);
+        match method {
+            "pm_card_visa" | FLAKY_REFUND => ChargeOutcome::Succeeded {
+                reference: reference.to_owned(),
+            },
+            "pm_sim_answers_late" if answer_late => ChargeOutcome::Succeeded {
+                reference: reference.to_owned(),
+            },
+            "pm_sim_no_response" | "pm_sim_answers_late" => futures::future::pending().await,
+            "pm_card_chargeDeclined" => ChargeOutcome::Declined {
+                reason: "card_declined".into(),
+            },
+            _ => ChargeOutcome::Declined {
+                reason: "unknown payment method".into(),
+            },
         }
     }
 }
@@ -92,32 +166,52 @@ impl PaymentGateway for SimulatedGateway {
         "simulated"
     }
 
-    async fn charge(&self, req: &ChargeRequest) -> Result<ChargeOutcome, GatewayError> {
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
-        }
-        match req.payment_method.as_str() {
-            "pm_card_visa" => Ok(ChargeOutcome::Succeeded {
-                reference: format!("sim_{}", req.idempotency_key),
-            }),
-            "pm_sim_no_response" => futures::future::pending().await,
-            "pm_sim_refund_fails_3" => Ok(ChargeOutcome::Succeeded {
-                reference: format!("{FLAKY_REFUND}{}", req.idempotency_key),
-            }),
-            "pm_card_chargeDeclined" => Ok(ChargeOutcome::Declined {
-                reason: "card_declined".into(),
-            }),
-            _ => Ok(ChargeOutcome::Declined {
-                reason: "unknown payment method".into(),
-            }),
-        }
+    fn store_reference_before_confirm(&self) -> bool {
+        false
+    }
+
+    async fn prepare(&self, req: &ChargeRequest) -> Result<String, GatewayError> {
+        Ok(format!(
+            "sim:{}:{}",
+            req.payment_method, req.idempotency_key
+        ))
+    }
+
+    async fn confirm(
+        &self,
+        _: &ChargeRequest,
+        reference: &str,
+    ) -> Result<ChargeOutcome, GatewayError> {
+        self.delay().await;
+        Ok(Self::outcome(reference, false).await)
+    }
+
+    async fn retrieve(
+        &self,
+        _: &ChargeRequest,
+        reference: &str,
+    ) -> Result<ChargeOutcome, GatewayError> {
+        self.delay().await;
+        Ok(Self::outcome(reference, true).await)
+    }
+
+    async fn void(&self, _: &ChargeRequest, reference: &str) -> Result<VoidOutcome, GatewayError> {
+        self.delay().await;
+        let captured = reference.starts_with("sim:pm_card_visa:")
+            || reference.starts_with("sim:pm_sim_answers_late:")
+            || reference.starts_with(&format!("sim:{FLAKY_REFUND}:"));
+        Ok(if captured {
+            VoidOutcome::Captured {
+                reference: reference.to_owned(),
+            }
+        } else {
+            VoidOutcome::Voided
+        })
     }
 
     async fn refund(&self, req: &RefundRequest) -> Result<String, GatewayError> {
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
-        }
-        if req.reference.starts_with(FLAKY_REFUND) {
+        self.delay().await;
+        if req.reference.starts_with(&format!("sim:{FLAKY_REFUND}:")) {
             let mut failures = self
                 .refund_failures
                 .lock()

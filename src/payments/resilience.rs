@@ -12,7 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest};
+use super::{
+    ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest, VoidOutcome,
+};
 use crate::clock::Clock;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,16 +186,46 @@ impl PaymentGateway for Resilient {
         self.inner.name()
     }
 
-    async fn charge(&self, req: &ChargeRequest) -> Result<ChargeOutcome, GatewayError> {
-        self.call("charge", || self.inner.charge(req)).await
+    fn health(&self) -> &'static str {
+        self.state().as_str()
+    }
+
+    fn store_reference_before_confirm(&self) -> bool {
+        self.inner.store_reference_before_confirm()
+    }
+
+    async fn prepare(&self, req: &ChargeRequest) -> Result<String, GatewayError> {
+        self.call("prepare", || self.inner.prepare(req)).await
+    }
+
+    async fn confirm(
+        &self,
+        req: &ChargeRequest,
+        reference: &str,
+    ) -> Result<ChargeOutcome, GatewayError> {
+        self.call("confirm", || self.inner.confirm(req, reference))
+            .await
+    }
+
+    async fn retrieve(
+        &self,
+        req: &ChargeRequest,
+        reference: &str,
+    ) -> Result<ChargeOutcome, GatewayError> {
+        self.call("retrieve", || self.inner.retrieve(req, reference))
+            .await
+    }
+
+    async fn void(
+        &self,
+        req: &ChargeRequest,
+        reference: &str,
+    ) -> Result<VoidOutcome, GatewayError> {
+        self.call("void", || self.inner.void(req, reference)).await
     }
 
     async fn refund(&self, req: &RefundRequest) -> Result<String, GatewayError> {
         self.call("refund", || self.inner.refund(req)).await
-    }
-
-    fn health(&self) -> &'static str {
-        self.state().as_str()
     }
 }
 
@@ -215,7 +247,10 @@ mod tests {
         fn name(&self) -> &'static str {
             "flaky"
         }
-        async fn charge(&self, _: &ChargeRequest) -> Result<ChargeOutcome, GatewayError> {
+        async fn prepare(&self, _: &ChargeRequest) -> Result<String, GatewayError> {
+            Ok("ref".into())
+        }
+        async fn confirm(&self, _: &ChargeRequest, _: &str) -> Result<ChargeOutcome, GatewayError> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             if n < self.fail_first {
                 Err(GatewayError::Unavailable("down".into()))
@@ -224,6 +259,16 @@ mod tests {
                     reference: format!("ref{n}"),
                 })
             }
+        }
+        async fn retrieve(
+            &self,
+            r: &ChargeRequest,
+            s: &str,
+        ) -> Result<ChargeOutcome, GatewayError> {
+            self.confirm(r, s).await
+        }
+        async fn void(&self, _: &ChargeRequest, _: &str) -> Result<VoidOutcome, GatewayError> {
+            Ok(VoidOutcome::Voided)
         }
         async fn refund(&self, _: &RefundRequest) -> Result<String, GatewayError> {
             Ok("re".into())
@@ -260,7 +305,7 @@ mod tests {
     async fn transient_failures_are_retried() {
         let (flaky, _, r) = setup(2, 2);
         assert!(matches!(
-            r.charge(&req()).await,
+            r.confirm(&req(), "ref").await,
             Ok(ChargeOutcome::Succeeded { .. })
         ));
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
@@ -272,14 +317,14 @@ mod tests {
         let (flaky, clock, r) = setup(4, 0);
         for _ in 0..3 {
             assert!(matches!(
-                r.charge(&req()).await,
+                r.confirm(&req(), "ref").await,
                 Err(GatewayError::Unavailable(_))
             ));
         }
         assert_eq!(r.state(), BreakerState::Open);
         // Open: no call reaches the gateway.
         assert!(matches!(
-            r.charge(&req()).await,
+            r.confirm(&req(), "ref").await,
             Err(GatewayError::CircuitOpen)
         ));
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
@@ -287,13 +332,13 @@ mod tests {
         clock.advance(Duration::from_secs(11));
         assert_eq!(r.state(), BreakerState::HalfOpen);
         assert!(matches!(
-            r.charge(&req()).await,
+            r.confirm(&req(), "ref").await,
             Err(GatewayError::Unavailable(_))
         ));
         assert_eq!(r.state(), BreakerState::Open);
         // The next probe succeeds and closes it.
         clock.advance(Duration::from_secs(11));
-        assert!(r.charge(&req()).await.is_ok());
+        assert!(r.confirm(&req(), "ref").await.is_ok());
         assert_eq!(r.state(), BreakerState::Closed);
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 5);
     }

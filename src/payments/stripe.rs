@@ -1,12 +1,15 @@
-//! Stripe's HTTP API as a `PaymentGateway`: PaymentIntents created and confirmed in one
-//! call, refunds, and an idempotency key on every request. Tested against localstripe.
+//! Stripe's HTTP API as a `PaymentGateway`: a PaymentIntent is created (prepare), then
+//! confirmed; it is looked up by id, canceled (void) and refunded. Every POST carries an
+//! idempotency key. Tested against localstripe.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest};
+use super::{
+    ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest, VoidOutcome,
+};
 use crate::config::Secret;
 
 pub struct StripeGateway {
@@ -66,6 +69,70 @@ impl StripeGateway {
             .await
             .map_err(|e| GatewayError::Unavailable(format!("stripe: {}", without_url(&e))))
     }
+
+    async fn get(&self, path: &str) -> Result<reqwest::Response, GatewayError> {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .basic_auth(self.secret_key.expose(), Some(""))
+            .send()
+            .await
+            .map_err(|e| GatewayError::Unavailable(format!("stripe: {}", without_url(&e))))
+    }
+
+    /// A PaymentIntent from a successful answer; anything else is the gateway failing.
+    async fn intent(res: reqwest::Response) -> Result<PaymentIntent, GatewayError> {
+        let status = res.status();
+        if !status.is_success() {
+            return Err(GatewayError::Unavailable(format!(
+                "stripe answered {status}"
+            )));
+        }
+        res.json()
+            .await
+            .map_err(|_| GatewayError::Unavailable("stripe: unreadable answer".into()))
+    }
+}
+
+/// What a PaymentIntent's status means for the order.
+fn outcome_of(pi: PaymentIntent) -> ChargeOutcome {
+    match pi.status.as_str() {
+        "succeeded" | "requires_capture" => ChargeOutcome::Succeeded { reference: pi.id },
+        // Prepared, never confirmed (a crash between the two steps).
+        "requires_confirmation" => ChargeOutcome::Unconfirmed { reference: pi.id },
+        // Waiting for the customer (3-D Secure) or the bank.
+        "processing" | "requires_action" => ChargeOutcome::Pending { reference: pi.id },
+        // `requires_payment_method` after a confirm: the card was refused.
+        other => ChargeOutcome::Declined {
+            reason: other.to_owned(),
+        },
+    }
+}
+
+/// Sorts an unsuccessful answer to a charge: gateway trouble, or a decline.
+async fn refusal(res: reqwest::Response) -> Result<ChargeOutcome, GatewayError> {
+    let status = res.status();
+    if status.is_server_error()
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::CONFLICT
+    {
+        return Err(GatewayError::Unavailable(format!(
+            "stripe answered {status}"
+        )));
+    }
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        // Our key is wrong: nothing the customer can fix.
+        return Err(GatewayError::Unavailable(
+            "stripe refused the API key".into(),
+        ));
+    }
+    // 402 card errors and 400/404 (an unusable payment method) are declines.
+    let reason = res
+        .json::<ErrorBody>()
+        .await
+        .ok()
+        .and_then(|b| b.error.decline_code.or(b.error.code).or(b.error.message))
+        .unwrap_or_else(|| format!("declined ({status})"));
+    Ok(ChargeOutcome::Declined { reason })
 }
 
 /// reqwest's errors name the URL; keep the message short and free of query strings.
@@ -85,51 +152,102 @@ impl PaymentGateway for StripeGateway {
         "stripe"
     }
 
-    async fn charge(&self, req: &ChargeRequest) -> Result<ChargeOutcome, GatewayError> {
+    async fn prepare(&self, req: &ChargeRequest) -> Result<String, GatewayError> {
         let form = [
             ("amount", req.amount.to_string()),
             ("currency", req.currency.to_lowercase()),
             ("payment_method", req.payment_method.clone()),
             ("payment_method_types[]", "card".to_owned()),
-            ("confirm", "true".to_owned()),
             ("metadata[order_id]", req.order_id.clone()),
         ];
         let res = self
             .post("/v1/payment_intents", &req.idempotency_key, &form)
             .await?;
         let status = res.status();
-        if status.is_success() {
-            let pi: PaymentIntent = res
-                .json()
-                .await
-                .map_err(|_| GatewayError::Unavailable("stripe: unreadable answer".into()))?;
-            return Ok(match pi.status.as_str() {
-                "succeeded" | "requires_capture" => ChargeOutcome::Succeeded { reference: pi.id },
-                "processing" | "requires_action" => ChargeOutcome::Pending { reference: pi.id },
-                other => ChargeOutcome::Declined {
-                    reason: other.to_owned(),
-                },
+        if status.is_client_error()
+            && status != reqwest::StatusCode::TOO_MANY_REQUESTS
+            && status != reqwest::StatusCode::CONFLICT
+        {
+            // An unusable payment method is refused at creation already: say so at the
+            // confirm step, where declines are handled.
+            return Ok(format!("declined:{}", status.as_u16()));
+        }
+        Ok(Self::intent(res).await?.id)
+    }
+
+    async fn confirm(
+        &self,
+        req: &ChargeRequest,
+        reference: &str,
+    ) -> Result<ChargeOutcome, GatewayError> {
+        if let Some(code) = reference.strip_prefix("declined:") {
+            return Ok(ChargeOutcome::Declined {
+                reason: format!("the payment method was refused ({code})"),
             });
         }
-        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(GatewayError::Unavailable(format!(
-                "stripe answered {status}"
-            )));
+        let res = self
+            .post(
+                &format!("/v1/payment_intents/{reference}/confirm"),
+                &format!("{}-confirm", req.idempotency_key),
+                &[],
+            )
+            .await?;
+        if res.status().is_success() {
+            return Ok(outcome_of(Self::intent(res).await?));
         }
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            // Our key is wrong: nothing the customer can fix.
-            return Err(GatewayError::Unavailable(
-                "stripe refused the API key".into(),
-            ));
+        if res.status() == reqwest::StatusCode::BAD_REQUEST {
+            // Most likely confirmed already (a retry whose first try got through): the
+            // PaymentIntent itself says how it went.
+            return match self.retrieve(req, reference).await? {
+                ChargeOutcome::Unconfirmed { .. } => refusal(res).await,
+                other => Ok(other),
+            };
         }
-        // 402 card errors and 400/404 (an unusable payment method) are declines.
-        let reason = res
-            .json::<ErrorBody>()
-            .await
-            .ok()
-            .and_then(|b| b.error.decline_code.or(b.error.code).or(b.error.message))
-            .unwrap_or_else(|| format!("declined ({status})"));
-        Ok(ChargeOutcome::Declined { reason })
+        refusal(res).await
+    }
+
+    async fn retrieve(
+        &self,
+        _: &ChargeRequest,
+        reference: &str,
+    ) -> Result<ChargeOutcome, GatewayError> {
+        if reference.starts_with("declined:") {
+            return Ok(ChargeOutcome::Declined {
+                reason: "the payment method was refused".into(),
+            });
+        }
+        let res = self
+            .get(&format!("/v1/payment_intents/{reference}"))
+            .await?;
+        Ok(outcome_of(Self::intent(res).await?))
+    }
+
+    async fn void(
+        &self,
+        req: &ChargeRequest,
+        reference: &str,
+    ) -> Result<VoidOutcome, GatewayError> {
+        if reference.starts_with("declined:") {
+            return Ok(VoidOutcome::Voided);
+        }
+        let res = self
+            .post(
+                &format!("/v1/payment_intents/{reference}/cancel"),
+                &format!("{}-void", req.idempotency_key),
+                &[],
+            )
+            .await?;
+        if res.status().is_success() {
+            return Ok(VoidOutcome::Voided);
+        }
+        // Stripe refuses to cancel a PaymentIntent that succeeded (or was canceled): look.
+        match self.retrieve(req, reference).await? {
+            ChargeOutcome::Succeeded { reference } => Ok(VoidOutcome::Captured { reference }),
+            ChargeOutcome::Declined { .. } => Ok(VoidOutcome::Voided),
+            ChargeOutcome::Pending { .. } | ChargeOutcome::Unconfirmed { .. } => Err(
+                GatewayError::Unavailable("stripe would not cancel a pending payment".into()),
+            ),
+        }
     }
 
     async fn refund(&self, req: &RefundRequest) -> Result<String, GatewayError> {

@@ -472,3 +472,106 @@ async fn a_refund_owed_at_a_crash_is_paid_after_the_restart(b: Backend) {
     assert!(server.wait().0);
 }
 both!(a_refund_owed_at_a_crash_is_paid_after_the_restart);
+
+/// The process dies in the middle of a charge through Stripe (localstripe): just before
+/// the confirm, or just after Stripe took the money but before Ordo recorded it. After a
+/// restart the saga finds the PaymentIntent by the reference it stored first, finishes
+/// the step, and places the order. One PaymentIntent, charged once.
+async fn a_crash_in_the_middle_of_a_charge_is_finished_after_the_restart(
+    b: Backend,
+    failpoint: &str,
+) {
+    let stripe = crate::stripe::LocalStripe::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (db, _guard) = crate::helpers::fresh_database(b).await;
+    let server_with = |failpoint: Option<&str>| {
+        let mut c = crash_test_server(dir.path(), &db);
+        c.env("ORDO_RESERVATION_TTL", "120")
+            .env("ORDO_PAYMENT_TIMEOUT_MS", "2000")
+            .env("ORDO_PAYMENT_GATEWAY", "stripe")
+            .env("STRIPE_API_BASE", &stripe.url)
+            .env("STRIPE_SECRET_KEY", "sk_test_ordo");
+        if let Some(f) = failpoint {
+            c.env("ORDO_FAILPOINT", f);
+        }
+        c
+    };
+    let server = Server::start(server_with(Some(failpoint)), "http").await;
+    let (token, item) = shop(&server.url).await;
+    let placed = client()
+        .post(format!("{}/v1/orders", server.url))
+        .bearer_auth(&token)
+        .json(
+            &json!({"items": [{"item_id": item, "quantity": 2}], "payment_method": "pm_card_visa"}),
+        )
+        .send()
+        .await;
+    assert!(placed.is_err(), "the server should have died mid-charge");
+    server.crash();
+
+    let server = Server::start(server_with(None), "http").await;
+    let list = get(&format!("{}/v1/orders", server.url), &token).await;
+    let id = list["data"][0]["id"]
+        .as_str()
+        .expect("the order")
+        .to_owned();
+    let order = format!("{}/v1/orders/{id}", server.url);
+    assert!(
+        wait_for(&order, &token, "status", "placed").await,
+        "the charge was not finished after the restart: {}",
+        get(&order, &token).await
+    );
+    assert_eq!(get(&order, &token).await["payment_status"], "paid");
+    let intents = stripe.intents_of(&id).await;
+    assert_eq!(intents.len(), 1, "{intents:?}");
+    assert_eq!(intents[0]["status"], "succeeded");
+    assert_eq!(intents[0]["amount"], 200);
+    assert_eq!(
+        get(&format!("{}/v1/items/{item}", server.url), &token).await["stock"],
+        3
+    );
+    let steps = get(&format!("{order}/payments"), &token).await;
+    assert_eq!(steps["data"][0]["status"], "succeeded", "{steps}");
+    server.terminate();
+    assert!(server.wait().0);
+}
+
+mod a_crash_before_the_confirm {
+    use crate::helpers::Backend;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::a_crash_in_the_middle_of_a_charge_is_finished_after_the_restart(
+            Backend::Sqlite,
+            "before_confirm",
+        )
+        .await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::a_crash_in_the_middle_of_a_charge_is_finished_after_the_restart(
+            Backend::Postgres,
+            "before_confirm",
+        )
+        .await
+    }
+}
+
+mod a_crash_after_the_gateway_answered {
+    use crate::helpers::Backend;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::a_crash_in_the_middle_of_a_charge_is_finished_after_the_restart(
+            Backend::Sqlite,
+            "after_confirm",
+        )
+        .await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::a_crash_in_the_middle_of_a_charge_is_finished_after_the_restart(
+            Backend::Postgres,
+            "after_confirm",
+        )
+        .await
+    }
+}

@@ -322,6 +322,32 @@ impl TestApp {
             .await
     }
 
+    /// Waits until the order has `field` = `value`, moving the test clock by `step` before
+    /// each look (background jobs such as the payment saga work on that clock). Returns
+    /// the order as last read.
+    pub async fn order_becomes(
+        &self,
+        token: &str,
+        id: &str,
+        field: &str,
+        value: &str,
+        step: Duration,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            self.advance(step);
+            let order = self.get(&format!("/v1/orders/{id}"), token).await.body;
+            if order[field] == value {
+                return order;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the order never got {field} = {value}: {order}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls `check` until it holds or `within` passes.
     pub async fn eventually<F, Fut>(&self, within: Duration, mut check: F) -> bool
     where

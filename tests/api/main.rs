@@ -15,6 +15,7 @@ mod idempotency;
 mod items;
 mod ops;
 mod orders;
+mod payments;
 mod search;
 mod stripe;
 mod webhooks;

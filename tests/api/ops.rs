@@ -130,7 +130,7 @@ const ROUTES: [(&str, &[&str]); 16] = [
     ("/v1/suppliers/{supplier_id}/inventory", &["get"]),
     ("/v1/orders", &["get", "post"]),
     ("/v1/orders/{id}", &["get"]),
-    ("/v1/orders/{id}/payments", &["post"]),
+    ("/v1/orders/{id}/payments", &["get", "post"]),
     ("/v1/orders/{id}/status", &["post"]),
     ("/v1/orders/{id}/tracking", &["post"]),
     ("/v1/orders/{id}/cancel", &["post"]),

@@ -569,12 +569,27 @@ async fn failed_refunds_are_retried_until_they_succeed(b: Backend) {
     // The gateway refused the refund (three attempts): still owed.
     assert_eq!(c.body["payment_status"], "paid");
     assert_eq!(app.stock(&item).await, 4);
+    // The saga retries on its clock, backing off: move time along while waiting.
     let refunded = app
         .eventually(Duration::from_secs(15), || async {
+            app.advance(Duration::from_secs(10));
             app.get(&format!("/v1/orders/{id}"), &token).await.body["payment_status"] == "refunded"
         })
         .await;
     assert!(refunded, "the refund was not retried");
+    let steps = app.get(&format!("/v1/orders/{id}/payments"), &token).await;
+    assert_eq!(steps.status, StatusCode::OK, "{}", steps.text);
+    let refund = steps.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "refund")
+        .unwrap()
+        .clone();
+    assert_eq!(refund["status"], "succeeded", "{refund}");
+    // One try refused (after the gateway client's own retries), then one that went through.
+    assert_eq!(refund["attempts"], 2, "{refund}");
+    assert_eq!(refund["idempotency_key"], format!("refund-{id}"));
     let ev = app.get(&format!("/v1/orders/{id}/events"), &token).await;
     let refunds = ev.body["data"]
         .as_array()

@@ -12,14 +12,15 @@ use ordo::config::{GatewayKind, Secret, StripeSettings};
 
 /// The localstripe process shared by this test binary. A small shell watchdog stops it
 /// when the test process ends, so no stray server is left behind.
-struct LocalStripe {
-    url: String,
+pub struct LocalStripe {
+    pub url: String,
 }
 
 static LOCALSTRIPE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
 
 impl LocalStripe {
-    async fn start() -> LocalStripe {
+    pub async fn start() -> LocalStripe {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let url = LOCALSTRIPE
             .get_or_init(|| async {
                 let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -62,7 +63,7 @@ impl LocalStripe {
         LocalStripe { url }
     }
 
-    async fn get(&self, path: &str) -> Value {
+    pub async fn get(&self, path: &str) -> Value {
         reqwest::Client::new()
             .get(format!("{}{path}", self.url))
             .basic_auth("sk_test_x", Some(""))
@@ -72,6 +73,48 @@ impl LocalStripe {
             .json()
             .await
             .expect("json")
+    }
+
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Value {
+        reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .basic_auth("sk_test_x", Some(""))
+            .form(form)
+            .send()
+            .await
+            .expect("localstripe")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// A card payment method that needs 3-D Secure (localstripe knows the test number).
+    pub async fn three_d_secure_card(&self) -> String {
+        let pm = self
+            .post(
+                "/v1/payment_methods",
+                &[
+                    ("type", "card"),
+                    ("card[number]", "4000002500003155"),
+                    ("card[exp_month]", "12"),
+                    ("card[exp_year]", "2034"),
+                    ("card[cvc]", "123"),
+                ],
+            )
+            .await;
+        pm["id"].as_str().expect("payment method id").to_owned()
+    }
+
+    /// Every PaymentIntent localstripe holds for this order.
+    pub async fn intents_of(&self, order_id: &str) -> Vec<Value> {
+        let all = self.get("/v1/payment_intents?limit=100").await;
+        all["data"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter(|pi| pi["metadata"]["order_id"] == order_id)
+            .cloned()
+            .collect()
     }
 }
 
@@ -283,3 +326,96 @@ async fn a_failing_gateway_opens_the_circuit(b: Backend) {
     assert!(metrics.contains("ordo_gateway_calls_total"), "{metrics}");
 }
 both!(a_failing_gateway_opens_the_circuit);
+
+/// The charge step's PaymentIntent id, from the order's payment record.
+async fn intent_of(app: &TestApp, token: &str, id: &str) -> String {
+    let steps = app.get(&format!("/v1/orders/{id}/payments"), token).await;
+    steps.body["data"][0]["gateway_reference"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no reference: {}", steps.text))
+        .to_owned()
+}
+
+/// A card that needs 3-D Secure: the order waits (202, `created`/`pending`) while the
+/// customer authenticates with the bank; the saga keeps asking Stripe about the payment and
+/// places the order once it succeeded.
+async fn three_d_secure_settles_once_the_customer_authenticates(b: Backend) {
+    let stripe = LocalStripe::start().await;
+    let app = app_on(b, &stripe.url).await;
+    let (_, token) = app.customer("ann").await;
+    let item = app.item(1250, 3).await;
+    let card = stripe.three_d_secure_card().await;
+    let r = app
+        .post(
+            "/v1/orders",
+            &token,
+            json!({"items": [{"item_id": item, "quantity": 1}], "payment_method": card}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.body["status"], "created");
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let pi = intent_of(&app, &token, &id).await;
+    let intent = stripe.get(&format!("/v1/payment_intents/{pi}")).await;
+    assert_eq!(intent["status"], "requires_action", "{intent}");
+    // Still waiting for the customer: the saga looks, and leaves the order as it is.
+    app.advance(Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        app.get(&format!("/v1/orders/{id}"), &token).await.body["status"],
+        "created"
+    );
+    // The customer passes the bank's check.
+    let secret = intent["client_secret"].as_str().unwrap();
+    let done = stripe
+        .post(
+            &format!("/v1/payment_intents/{pi}/_authenticate"),
+            &[("client_secret", secret), ("success", "true")],
+        )
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let o = app
+        .order_becomes(&token, &id, "status", "placed", Duration::from_secs(2))
+        .await;
+    assert_eq!(o["payment_status"], "paid");
+    assert_eq!(o["payment_reference"], pi.as_str());
+    assert_eq!(
+        stripe.intents_of(&id).await.len(),
+        1,
+        "one PaymentIntent per order"
+    );
+}
+both!(three_d_secure_settles_once_the_customer_authenticates);
+
+/// Nobody authenticates: the reservation runs out, the stock returns, and the
+/// PaymentIntent is canceled at Stripe, so it can never take the money later.
+async fn an_unfinished_payment_is_canceled_at_stripe_when_the_order_expires(b: Backend) {
+    let stripe = LocalStripe::start().await;
+    let app = app_on(b, &stripe.url).await;
+    let (_, token) = app.customer("ann").await;
+    let item = app.item(1250, 3).await;
+    let card = stripe.three_d_secure_card().await;
+    let r = app
+        .post(
+            "/v1/orders",
+            &token,
+            json!({"items": [{"item_id": item, "quantity": 2}], "payment_method": card}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let pi = intent_of(&app, &token, &id).await;
+    app.advance(Duration::from_secs(901));
+    app.order_becomes(&token, &id, "status", "canceled", Duration::from_secs(2))
+        .await;
+    assert_eq!(app.stock(&item).await, 3);
+    let canceled = app
+        .eventually(Duration::from_secs(15), || async {
+            stripe.get(&format!("/v1/payment_intents/{pi}")).await["status"] == "canceled"
+        })
+        .await;
+    assert!(canceled, "the PaymentIntent was not canceled");
+    let steps = app.get(&format!("/v1/orders/{id}/payments"), &token).await;
+    assert_eq!(steps.body["data"][0]["status"], "voided", "{}", steps.text);
+}
+both!(an_unfinished_payment_is_canceled_at_stripe_when_the_order_expires);
