@@ -23,6 +23,10 @@ use crate::auth::service::AuthService;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, GatewayKind};
 use crate::error::ApiError;
+use crate::events::bus::{EventBus, InProcessBus};
+use crate::events::hub::Hub;
+use crate::events::nats::NatsBus;
+use crate::events::relay::Relay;
 use crate::http::MAX_BODY;
 use crate::http::middleware::{RateLimit, authenticate, observe, rate_limit};
 use crate::inventory::service::ItemService;
@@ -53,6 +57,9 @@ pub struct Services {
     pub metrics: PrometheusHandle,
     pub rate_limit: Option<RateLimit>,
     pub gateway: Arc<dyn PaymentGateway>,
+    /// This node's real-time connections.
+    pub hub: Arc<Hub>,
+    pub bus: Arc<dyn EventBus>,
     openapi: Arc<String>,
 }
 
@@ -87,6 +94,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::inventory::http::router())
         .merge(crate::orders::http::router())
         .merge(crate::payments::webhooks::router())
+        .merge(crate::events::http::router())
 }
 
 /// The OpenAPI document of every route, generated from the handlers.
@@ -138,6 +146,11 @@ impl AppState {
             config.reservation_ttl,
             config.payment_timeout,
         );
+        let hub = Hub::new(config.realtime.queue);
+        let bus: Arc<dyn EventBus> = match &config.nats_url {
+            Some(url) => Arc::new(NatsBus::connect(url, &config.nats_stream).await?),
+            None => Arc::new(InProcessBus::new(hub.clone())),
+        };
         let openapi = serde_json::to_string(&openapi())?;
         Ok(AppState(Arc::new(Services {
             rate_limit: config.rate_limit_per_min.and_then(RateLimit::per_minute),
@@ -148,6 +161,8 @@ impl AppState {
             auth,
             orders,
             gateway,
+            hub,
+            bus,
             metrics: crate::telemetry::metrics_handle(),
             openapi: Arc::new(openapi),
         })))
@@ -188,8 +203,9 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// 200 only when the database answers. The payment gateway's breaker state is shown but
-/// does not make the node unready: orders can still be placed and keep their reservation.
+/// 200 only when the database (and NATS, when configured) answer. The payment gateway's
+/// breaker state is shown but does not make the node unready: orders can still be placed
+/// and keep their reservation.
 async fn readyz(State(state): State<AppState>) -> Response {
     let database = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => "ok",
@@ -199,7 +215,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         }
         Err(_) => "timeout",
     };
-    let (status, word) = if database == "ok" {
+    let bus = state.bus.health();
+    let (status, word) = if database == "ok" && bus.is_ok() {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -207,6 +224,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let body = serde_json::json!({
         "status": word,
         "database": database,
+        "event_bus": {"name": state.bus.name(), "state": bus.err().unwrap_or_else(|| "ok".into())},
+        "realtime_connections": state.hub.connections(),
         "payment_gateway": {"name": state.gateway.name(), "circuit": state.gateway.health()},
     });
     (status, axum::Json(body)).into_response()
@@ -228,8 +247,22 @@ async fn openapi_json(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Background jobs of every node: the reservation-expiry sweeper and housekeeping.
+/// Background jobs of every node: the event relay and the bus feed, the reservation-expiry
+/// sweeper with the payment saga, and housekeeping.
 pub fn spawn_jobs(state: &AppState, shutdown: CancellationToken) {
+    let relay = Relay {
+        store: state.store.clone(),
+        bus: state.bus.clone(),
+        hub: state.hub.clone(),
+        clock: state.clock.clone(),
+    };
+    tokio::spawn(relay.run(shutdown.clone()));
+    let (bus, hub, token) = (state.bus.clone(), state.hub.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        if let Err(e) = bus.feed(hub, token).await {
+            tracing::error!(error = %e, "the event bus feed stopped");
+        }
+    });
     let s = state.clone();
     let token = shutdown.clone();
     tokio::spawn(async move {
@@ -281,6 +314,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     spawn_jobs(&state, shutdown.clone());
+    // Real-time connections never end by themselves: at shutdown they are told to
+    // reconnect (elsewhere), so that the graceful shutdown is not held up by them.
+    let hub = state.hub.clone();
+    let closing = shutdown.clone();
+    tokio::spawn(async move {
+        closing.cancelled().await;
+        hub.closing().cancel();
+    });
     let grace = state.config.shutdown_grace;
     let tls = state.config.tls.clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();

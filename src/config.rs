@@ -57,6 +57,22 @@ pub struct ServeArgs {
     /// JetStream event bus shared by all nodes (unset: in-process bus).
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
+    /// The JetStream stream events go to (every node of one shop must name the same).
+    #[arg(long, env = "ORDO_NATS_STREAM", default_value = "ORDO_EVENTS")]
+    pub nats_stream: String,
+    /// Seconds between pings on a WebSocket (SSE: keep-alive comments).
+    #[arg(long, env = "ORDO_WS_PING_INTERVAL", default_value_t = 20)]
+    pub ws_ping_interval: u64,
+    /// Seconds a WebSocket may stay silent (no pong, no message) before it is closed.
+    #[arg(long, env = "ORDO_WS_IDLE_TIMEOUT", default_value_t = 60)]
+    pub ws_idle_timeout: u64,
+    /// Events a real-time connection may have waiting; past that it is too slow and is
+    /// closed (it reconnects with the last id it saw).
+    #[arg(long, env = "ORDO_REALTIME_QUEUE", default_value_t = 256)]
+    pub realtime_queue: usize,
+    /// Open real-time connections (WebSocket + SSE) per caller, per node.
+    #[arg(long, env = "ORDO_REALTIME_MAX_PER_CALLER", default_value_t = 16)]
+    pub realtime_max_per_caller: usize,
     /// On start, ensure this admin user exists.
     #[arg(long, env = "ORDO_ADMIN_EMAIL")]
     pub admin_email: Option<String>,
@@ -157,6 +173,26 @@ impl DbArgs {
     }
 }
 
+/// Real-time connections (`/v1/ws`, `/v1/events`).
+#[derive(Clone, Copy, Debug)]
+pub struct RealtimeSettings {
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    pub queue: usize,
+    pub max_per_caller: usize,
+}
+
+impl Default for RealtimeSettings {
+    fn default() -> Self {
+        RealtimeSettings {
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            queue: 256,
+            max_per_caller: 16,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct StripeSettings {
     pub api_base: String,
@@ -170,6 +206,8 @@ pub struct Config {
     pub database_url: Secret,
     pub db_pool_size: u32,
     pub nats_url: Option<String>,
+    pub nats_stream: String,
+    pub realtime: RealtimeSettings,
     pub admin: Option<(String, Secret)>,
     pub jwt_secret: Option<Secret>,
     pub token_ttl: Duration,
@@ -249,11 +287,34 @@ impl Config {
         {
             anyhow::bail!("NATS_URL must start with nats://");
         }
+        if a.nats_stream.is_empty()
+            || !a
+                .nats_stream
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            anyhow::bail!("ORDO_NATS_STREAM must be letters, digits, '_' or '-'");
+        }
+        if a.ws_ping_interval == 0 || a.ws_idle_timeout <= a.ws_ping_interval {
+            anyhow::bail!(
+                "ORDO_WS_PING_INTERVAL must be positive and below ORDO_WS_IDLE_TIMEOUT"
+            );
+        }
+        if a.realtime_queue == 0 || a.realtime_max_per_caller == 0 {
+            anyhow::bail!("ORDO_REALTIME_QUEUE and ORDO_REALTIME_MAX_PER_CALLER must be positive");
+        }
         Ok(Config {
             listen: a.listen,
             database_url: a.db.database_url,
             db_pool_size: a.db.db_pool_size,
             nats_url: a.nats_url,
+            nats_stream: a.nats_stream,
+            realtime: RealtimeSettings {
+                ping_interval: Duration::from_secs(a.ws_ping_interval),
+                idle_timeout: Duration::from_secs(a.ws_idle_timeout),
+                queue: a.realtime_queue,
+                max_per_caller: a.realtime_max_per_caller,
+            },
             admin,
             jwt_secret: a.jwt_secret,
             token_ttl: Duration::from_secs(a.token_ttl),

@@ -36,6 +36,9 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A WebSocket route asked for without the upgrade handshake.
+    #[error("upgrade required")]
+    UpgradeRequired,
     #[error("insufficient stock")]
     InsufficientStock { item_id: String, field: String },
     #[error("invalid transition: {0}")]
@@ -88,6 +91,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             ApiError::InsufficientStock { .. }
             | ApiError::InvalidTransition(_)
             | ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -109,6 +113,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::UpgradeRequired => "upgrade_required",
             ApiError::InsufficientStock { .. } => "insufficient_stock",
             ApiError::InvalidTransition(_) => "invalid_transition",
             ApiError::Conflict(_) => "conflict",
@@ -129,6 +134,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "Not allowed",
             ApiError::NotFound => "Not found",
             ApiError::MethodNotAllowed => "Method not allowed",
+            ApiError::UpgradeRequired => "Upgrade required",
             ApiError::InsufficientStock { .. } => "Insufficient stock",
             ApiError::InvalidTransition(_) => "Invalid status transition",
             ApiError::Conflict(_) => "Conflict",
@@ -151,6 +157,9 @@ impl ApiError {
             | ApiError::Unavailable(m) => m.clone(),
             ApiError::NotFound => "no such resource".to_owned(),
             ApiError::MethodNotAllowed => "this resource does not support that method".to_owned(),
+            ApiError::UpgradeRequired => {
+                "this route speaks WebSocket: send the upgrade handshake".to_owned()
+            }
             ApiError::InsufficientStock { item_id, .. } => {
                 format!("not enough stock for item {item_id}")
             }

@@ -13,6 +13,8 @@
 //! - `orders`: placement with atomic reservation, the state machine, timeline, search.
 //! - `payments`: the payment gateway interface and the simulated gateway.
 //! - `idempotency`: `Idempotency-Key` handling for POST requests.
+//! - `events`: the event log as an outbox, the event bus (in-process or NATS JetStream),
+//!   the relay, and real-time push over WebSocket and SSE.
 //! - `bench`: the HTTP load generator behind `ordo bench`.
 
 pub mod app;
@@ -21,6 +23,7 @@ pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod failpoint;
 pub mod http;
 pub mod idempotency;

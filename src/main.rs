@@ -119,14 +119,12 @@ fn main() -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ordo::telemetry::init_logging(args.log_format);
     let config = Config::from_args(args)?;
-    if config.nats_url.is_some() {
-        tracing::warn!("NATS_URL is set, but this build publishes events in-process only");
-    }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(
         listen = %config.listen,
         tls = config.tls.is_some(),
         backend = if config.database_url.expose().starts_with("sqlite") { "sqlite" } else { "postgres" },
+        bus = if config.nats_url.is_some() { "nats" } else { "in-process" },
         "starting ordo"
     );
     let state = ordo::app::AppState::build_default(config).await?;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::{FromRow, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::{ORDER_FIELDS,
+use super::{EVENT_COLUMNS, ORDER_FIELDS,
     EventRow, Expiry, NewEvent, NewOrder, OrderCursor, OrderFilter, OrderLineRow, OrderRecord, OrderRow,
     OrderStore, OrderUpdate, PlaceOutcome, TransitionOutcome,
 };
@@ -16,8 +16,6 @@ const ORDER_COLUMNS: &str = "o.id, o.customer_id, o.status, o.payment_status, o.
      o.created_at, o.updated_at, o.expires_at";
 const LINE_COLUMNS: &str =
     "l.line_no, l.item_id, l.sku, l.name, l.quantity, l.unit_price, l.line_total";
-const EVENT_COLUMNS: &str = "id, order_id, customer_id, event, status, previous_status, note, location, carrier, \
-     tracking_number, description, carrier_status, estimated_delivery, actor, at";
 
 /// Groups joined order × line rows (ordered by order) into records.
 fn group(rows: Vec<<Db as sqlx::Database>::Row>) -> Result<Vec<OrderRecord>> {
@@ -40,10 +38,17 @@ async fn insert_event<'c, E>(ex: E, order: &OrderRow, e: &NewEvent, at: Ts) -> R
 where
     E: sqlx::Executor<'c, Database = Db>,
 {
+    // On PostgreSQL the transaction takes its id before the event takes its number, so
+    // that a reader of the log always sees who may still commit a number it skipped
+    // (see `events::outbox`).
+    let (with, from) = match DIALECT {
+        Dialect::Postgres => ("WITH x AS (SELECT pg_current_xact_id()) ", " FROM x"),
+        Dialect::Sqlite => ("", ""),
+    };
     let sql = format!(
-        "INSERT INTO order_events (order_id, customer_id, event, status, previous_status, note, location, carrier, \
+        "{with}INSERT INTO order_events (order_id, customer_id, event, status, previous_status, note, location, carrier, \
          tracking_number, description, carrier_status, estimated_delivery, actor, at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {EVENT_COLUMNS}"
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14{from} RETURNING {EVENT_COLUMNS}"
     );
     Ok(sqlx::query_as::<Db, EventRow>(sqlx::AssertSqlSafe(sql))
         .bind(order.id)

@@ -49,6 +49,10 @@ pub struct OrderRecord {
     pub lines: Vec<OrderLineRow>,
 }
 
+/// The columns of `EventRow`, in order.
+pub(crate) const EVENT_COLUMNS: &str = "id, order_id, customer_id, event, status, previous_status, note, location, carrier, \
+     tracking_number, description, carrier_status, estimated_delivery, actor, at";
+
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct EventRow {
     pub id: i64,

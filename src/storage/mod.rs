@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub use types::Ts;
 
 use crate::auth::store::AuthStore;
+use crate::events::store::EventStore;
 use crate::idempotency::store::IdempotencyStore;
 use crate::inventory::store::ItemStore;
 use crate::orders::store::OrderStore;
@@ -29,7 +30,7 @@ pub enum Dialect {
 
 /// Everything the application stores, behind one object-safe interface.
 pub trait Store:
-    AuthStore + ItemStore + OrderStore + PaymentStore + IdempotencyStore + Send + Sync
+    AuthStore + ItemStore + OrderStore + PaymentStore + IdempotencyStore + EventStore + Send + Sync
 {
     /// Cheap round trip for `/readyz`.
     fn ping(&self) -> futures::future::BoxFuture<'_, Result<(), Error>>;

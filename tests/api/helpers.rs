@@ -91,6 +91,8 @@ pub fn test_config(database_url: String) -> Config {
         database_url: Secret::new(database_url),
         db_pool_size: 8,
         nats_url: None,
+        nats_stream: "ORDO_EVENTS".into(),
+        realtime: ordo::config::RealtimeSettings::default(),
         admin: Some((ADMIN_EMAIL.to_owned(), Secret::new(ADMIN_PASSWORD))),
         jwt_secret: None,
         token_ttl: Duration::from_secs(3600),

@@ -1,0 +1,71 @@
+//! The event bus: how events get from the relay to every node's hub.
+//!
+//! - In-process (the default, `NATS_URL` unset): the relay of each node hands events
+//!   straight to its own hub. With several nodes on one PostgreSQL each node runs its own
+//!   relay over the shared log, so the database itself is the bus.
+//! - NATS JetStream (`NATS_URL`): one relay for the whole cluster publishes to a stream;
+//!   every node reads the stream into its hub (`nats.rs`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use super::PushEvent;
+use super::hub::Hub;
+
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// `ok`, or what is wrong (for `/readyz`).
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+    /// Does the bus keep what it was given, for every node? Then one relay publishes for
+    /// the whole cluster and keeps a durable position; else each node relays for itself.
+    fn shared(&self) -> bool;
+    /// Publishes `events` in order; returns once the bus holds them.
+    async fn publish(&self, events: &[Arc<PushEvent>]) -> anyhow::Result<()>;
+    /// The id of the last event the bus holds, if it keeps any.
+    async fn last_published(&self) -> anyhow::Result<Option<i64>>;
+    /// Feeds what the bus carries into this node's hub until `shutdown`.
+    async fn feed(&self, hub: Arc<Hub>, shutdown: CancellationToken) -> anyhow::Result<()>;
+}
+
+/// Events go straight from this node's relay to this node's hub.
+pub struct InProcessBus {
+    hub: Arc<Hub>,
+}
+
+impl InProcessBus {
+    pub fn new(hub: Arc<Hub>) -> Self {
+        InProcessBus { hub }
+    }
+}
+
+#[async_trait]
+impl EventBus for InProcessBus {
+    fn name(&self) -> &'static str {
+        "in-process"
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
+
+    async fn publish(&self, events: &[Arc<PushEvent>]) -> anyhow::Result<()> {
+        for ev in events {
+            self.hub.publish(ev);
+        }
+        Ok(())
+    }
+
+    async fn last_published(&self) -> anyhow::Result<Option<i64>> {
+        Ok(None)
+    }
+
+    async fn feed(&self, _: Arc<Hub>, _: CancellationToken) -> anyhow::Result<()> {
+        // The relay feeds the hub itself.
+        Ok(())
+    }
+}

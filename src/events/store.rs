@@ -1,0 +1,208 @@
+//! Storage side of the event log as a source: reading it in order (with what a reader
+//! needs to know about transactions still in flight), replays, consumer positions and
+//! leadership of the jobs that must run on one node at a time.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::orders::store::EventRow;
+use crate::storage::{Result, Ts};
+
+/// Events after a position, read in one snapshot, with the transactions that snapshot saw
+/// still running (PostgreSQL ids; always empty on SQLite, whose one writer commits in id
+/// order).
+#[derive(Debug, Default)]
+pub struct OutboxRead {
+    pub rows: Vec<EventRow>,
+    pub in_flight: Vec<i64>,
+}
+
+/// Who may see what in a replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// A customer: only its own orders' events.
+    Customer(Uuid),
+    /// Staff, admins and integrations with `orders:read`: every event.
+    Everyone,
+}
+
+/// Held by the node that runs a single-node job; dropping it gives the job up.
+#[async_trait]
+pub trait Lease: Send + Sync {
+    /// Still held? (PostgreSQL: the session that holds the advisory lock is alive.)
+    async fn alive(&mut self) -> bool;
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Up to `limit` events with ids above `after`, in id order.
+    async fn events_after(&self, after: i64, limit: u32) -> Result<OutboxRead>;
+    /// Have all of these transactions (from `OutboxRead::in_flight`) ended?
+    async fn transactions_ended(&self, xids: &[i64]) -> Result<bool>;
+    /// The highest event id, with the transactions still running when it was read.
+    async fn last_event(&self) -> Result<OutboxRead>;
+    /// Events `audience` may see with ids in `(after, upto]`, in id order, at most `limit`.
+    async fn replay(
+        &self,
+        audience: Audience,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRow>>;
+    async fn cursor(&self, name: &str) -> Result<Option<i64>>;
+    /// Stores a consumer's position (it only moves forward).
+    async fn save_cursor(&self, name: &str, position: i64, at: Ts) -> Result<()>;
+    /// Tries to become the one node running job `name`; `None` while another node is.
+    async fn try_lead(&self, name: &str) -> Result<Option<Box<dyn Lease>>>;
+}
+
+/// A lease on SQLite: one node by construction.
+struct Always;
+
+#[async_trait]
+impl Lease for Always {
+    async fn alive(&mut self) -> bool {
+        true
+    }
+}
+
+mod sqlite {
+    use super::Always;
+    use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
+    include!("queries.rs");
+
+    impl Backend {
+        async fn read_after(&self, after: i64, limit: u32) -> Result<OutboxRead> {
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM order_events WHERE id > $1 ORDER BY id LIMIT $2");
+            let rows = sqlx::query_as::<Db, EventRow>(sqlx::AssertSqlSafe(sql))
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
+            Ok(OutboxRead {
+                rows,
+                in_flight: Vec::new(),
+            })
+        }
+
+        async fn read_last(&self) -> Result<OutboxRead> {
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM order_events ORDER BY id DESC LIMIT 1");
+            let rows = sqlx::query_as::<Db, EventRow>(sqlx::AssertSqlSafe(sql))
+                .fetch_all(self.reader())
+                .await?;
+            Ok(OutboxRead {
+                rows,
+                in_flight: Vec::new(),
+            })
+        }
+
+        async fn ended(&self, _: &[i64]) -> Result<bool> {
+            Ok(true)
+        }
+
+        async fn lead(&self, _: &str) -> Result<Option<Box<dyn Lease>>> {
+            Ok(Some(Box::new(Always)))
+        }
+    }
+}
+
+mod postgres {
+    use sqlx::Connection;
+
+    use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
+    include!("queries.rs");
+
+    /// The transactions running in this statement's snapshot, as plain numbers.
+    const IN_FLIGHT: &str =
+        "(SELECT coalesce(array_agg(x::text::bigint), '{}') FROM pg_snapshot_xip(pg_current_snapshot()) AS x)";
+
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        event: EventRow,
+        in_flight: Vec<i64>,
+    }
+
+    fn split(rows: Vec<Row>) -> OutboxRead {
+        let in_flight = rows.first().map(|r| r.in_flight.clone()).unwrap_or_default();
+        OutboxRead {
+            rows: rows.into_iter().map(|r| r.event).collect(),
+            in_flight,
+        }
+    }
+
+    /// An advisory lock held by a session of its own: it lasts as long as the session.
+    struct AdvisoryLease(sqlx::PgConnection);
+
+    #[async_trait]
+    impl super::Lease for AdvisoryLease {
+        async fn alive(&mut self) -> bool {
+            self.0.ping().await.is_ok()
+        }
+    }
+
+    /// A stable 64-bit key per job name (FNV-1a), in Ordo's own range of lock keys.
+    fn lock_key(name: &str) -> i64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in format!("ordo:{name}").bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        i64::from_ne_bytes(h.to_ne_bytes())
+    }
+
+    impl Backend {
+        async fn read_after(&self, after: i64, limit: u32) -> Result<OutboxRead> {
+            // One statement, so the events and the list of running transactions come from
+            // the same snapshot.
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS}, {IN_FLIGHT} AS in_flight FROM order_events WHERE id > $1 ORDER BY id LIMIT $2"
+            );
+            let rows = sqlx::query_as::<Db, Row>(sqlx::AssertSqlSafe(sql))
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
+            Ok(split(rows))
+        }
+
+        async fn read_last(&self) -> Result<OutboxRead> {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS}, {IN_FLIGHT} AS in_flight FROM order_events ORDER BY id DESC LIMIT 1"
+            );
+            let rows = sqlx::query_as::<Db, Row>(sqlx::AssertSqlSafe(sql))
+                .fetch_all(self.reader())
+                .await?;
+            let mut read = split(rows);
+            if read.rows.is_empty() {
+                // No events at all: transactions may still be writing the first ones.
+                read.in_flight = sqlx::query_scalar::<Db, Vec<i64>>(sqlx::AssertSqlSafe(format!("SELECT {IN_FLIGHT}")))
+                    .fetch_one(self.reader())
+                    .await?;
+            }
+            Ok(read)
+        }
+
+        async fn ended(&self, xids: &[i64]) -> Result<bool> {
+            let sql = format!("SELECT NOT ({IN_FLIGHT} && $1::bigint[])");
+            Ok(sqlx::query_scalar::<Db, bool>(sqlx::AssertSqlSafe(sql))
+                .bind(xids)
+                .fetch_one(self.reader())
+                .await?)
+        }
+
+        async fn lead(&self, name: &str) -> Result<Option<Box<dyn Lease>>> {
+            let options = self.reader().connect_options();
+            let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(lock_key(name))
+                .fetch_one(&mut conn)
+                .await?;
+            if !got {
+                let _ = conn.close().await;
+                return Ok(None);
+            }
+            Ok(Some(Box::new(AdvisoryLease(conn))))
+        }
+    }
+}
