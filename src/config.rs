@@ -68,7 +68,7 @@ pub struct ServeArgs {
     pub ws_idle_timeout: u64,
     /// Events a real-time connection may have waiting; past that it is too slow and is
     /// closed (it reconnects with the last id it saw).
-    #[arg(long, env = "ORDO_REALTIME_QUEUE", default_value_t = 256)]
+    #[arg(long, env = "ORDO_REALTIME_QUEUE", default_value_t = 1024)]
     pub realtime_queue: usize,
     /// Open real-time connections (WebSocket + SSE) per caller, per node.
     #[arg(long, env = "ORDO_REALTIME_MAX_PER_CALLER", default_value_t = 16)]
@@ -187,7 +187,7 @@ impl Default for RealtimeSettings {
         RealtimeSettings {
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
-            queue: 256,
+            queue: 1024,
             max_per_caller: 16,
         }
     }
@@ -296,9 +296,7 @@ impl Config {
             anyhow::bail!("ORDO_NATS_STREAM must be letters, digits, '_' or '-'");
         }
         if a.ws_ping_interval == 0 || a.ws_idle_timeout <= a.ws_ping_interval {
-            anyhow::bail!(
-                "ORDO_WS_PING_INTERVAL must be positive and below ORDO_WS_IDLE_TIMEOUT"
-            );
+            anyhow::bail!("ORDO_WS_PING_INTERVAL must be positive and below ORDO_WS_IDLE_TIMEOUT");
         }
         if a.realtime_queue == 0 || a.realtime_max_per_caller == 0 {
             anyhow::bail!("ORDO_REALTIME_QUEUE and ORDO_REALTIME_MAX_PER_CALLER must be positive");

@@ -190,10 +190,7 @@ async fn command(
     text: &str,
 ) -> Message {
     let error = |code: &str, detail: String| {
-        control(
-            "error",
-            serde_json::json!({"code": code, "detail": detail}),
-        )
+        control("error", serde_json::json!({"code": code, "detail": detail}))
     };
     let cmd: Command = match serde_json::from_str(text) {
         Ok(c) => c,
@@ -231,12 +228,23 @@ async fn command(
 async fn ws_session(socket: WebSocket, state: AppState, caller: Principal, mut start: Start) {
     let (mut tx, mut rx) = socket.split();
     let settings = state.config.realtime;
-    let sent = |n: u64| metrics::counter!("ordo_realtime_messages_sent_total", "transport" => "ws").increment(n);
+    let sent = |n: u64| {
+        metrics::counter!("ordo_realtime_messages_sent_total", "transport" => "ws").increment(n)
+    };
+    let closing = state.hub.closing().clone();
+    let too_slow = start.sub.too_slow.clone();
+    // A send that does not go through in time, or a client that fell behind while its
+    // socket was full, ends the session (there is no point finishing the frame).
     macro_rules! send {
         ($msg:expr) => {
-            match tokio::time::timeout(SEND_TIMEOUT, tx.send($msg)).await {
-                Ok(Ok(())) => {}
-                _ => return,
+            tokio::select! {
+                r = tokio::time::timeout(SEND_TIMEOUT, tx.send($msg)) => {
+                    if !matches!(r, Ok(Ok(()))) {
+                        return;
+                    }
+                }
+                _ = too_slow.cancelled() => return,
+                _ = closing.cancelled() => return,
             }
         };
     }
@@ -272,7 +280,6 @@ async fn ws_session(socket: WebSocket, state: AppState, caller: Principal, mut s
         settings.ping_interval,
     );
     let mut heard = Instant::now();
-    let closing = state.hub.closing().clone();
     loop {
         tokio::select! {
             _ = closing.cancelled() => {
@@ -280,7 +287,7 @@ async fn ws_session(socket: WebSocket, state: AppState, caller: Principal, mut s
                 let _ = tokio::time::timeout(SEND_TIMEOUT, tx.send(close(close_code::RESTART, reason))).await;
                 return;
             }
-            _ = start.sub.too_slow.cancelled() => {
+            _ = too_slow.cancelled() => {
                 let reason = format!("too slow; reconnect with since={}", start.last_sent);
                 let _ = tokio::time::timeout(SEND_TIMEOUT, tx.send(close(close_code::AGAIN, reason))).await;
                 return;
@@ -354,7 +361,9 @@ fn sse_event(ev: &PushEvent) -> SseEvent {
 }
 
 async fn sse_session(state: AppState, mut start: Start, tx: mpsc::Sender<SseEvent>) {
-    let sent = || metrics::counter!("ordo_realtime_messages_sent_total", "transport" => "sse").increment(1);
+    let sent = || {
+        metrics::counter!("ordo_realtime_messages_sent_total", "transport" => "sse").increment(1)
+    };
     macro_rules! send {
         ($ev:expr) => {
             match tokio::time::timeout(SEND_TIMEOUT, tx.send($ev)).await {
@@ -367,7 +376,11 @@ async fn sse_session(state: AppState, mut start: Start, tx: mpsc::Sender<SseEven
         let mut after = since;
         loop {
             let Ok(page) = replay_page(&state, &start, after).await else {
-                send!(SseEvent::default().event("error").data(r#"{"code":"internal","detail":"replay failed; reconnect"}"#));
+                send!(
+                    SseEvent::default()
+                        .event("error")
+                        .data(r#"{"code":"internal","detail":"replay failed; reconnect"}"#)
+                );
                 return;
             };
             let Some(last) = page.last() else { break };

@@ -228,8 +228,12 @@ mod tests {
     fn events_reach_their_customer_and_staff_only() {
         let hub = Hub::new(8);
         let (ann, bob) = (Uuid::now_v7(), Uuid::now_v7());
-        let mut a = hub.subscribe(Audience::Customer(ann), "a".into(), 4).unwrap();
-        let mut b = hub.subscribe(Audience::Customer(bob), "b".into(), 4).unwrap();
+        let mut a = hub
+            .subscribe(Audience::Customer(ann), "a".into(), 4)
+            .unwrap();
+        let mut b = hub
+            .subscribe(Audience::Customer(bob), "b".into(), 4)
+            .unwrap();
         let mut staff = hub.subscribe(Audience::Everyone, "s".into(), 4).unwrap();
         hub.publish(&event(1, ann));
         assert_eq!(a.rx.try_recv().unwrap().id, 1);

@@ -118,7 +118,10 @@ mod tests {
         assert_eq!(v["data"]["status"], "shipped");
         assert_eq!(v["data"]["previous_status"], "placed");
         assert_eq!(v["data"]["order_id"], row.order_id.to_string());
-        assert!(v["data"].get("actor").is_none(), "who did it stays internal");
+        assert!(
+            v["data"].get("actor").is_none(),
+            "who did it stays internal"
+        );
         let back = PushEvent::from_json(ev.json.as_bytes()).unwrap();
         assert_eq!(back.id, 42);
         assert_eq!(back.customer_id, row.customer_id);

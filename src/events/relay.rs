@@ -23,7 +23,7 @@ pub const RELAY: &str = "relay";
 /// How often an idle relay looks for new events (it looks again at once after a full
 /// batch).
 const POLL: Duration = Duration::from_millis(5);
-const BATCH: u32 = 500;
+const BATCH: u32 = 256;
 
 pub struct Relay {
     pub store: crate::storage::DynStore,

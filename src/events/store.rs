@@ -73,7 +73,9 @@ mod sqlite {
 
     impl Backend {
         async fn read_after(&self, after: i64, limit: u32) -> Result<OutboxRead> {
-            let sql = format!("SELECT {EVENT_COLUMNS} FROM order_events WHERE id > $1 ORDER BY id LIMIT $2");
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM order_events WHERE id > $1 ORDER BY id LIMIT $2"
+            );
             let rows = sqlx::query_as::<Db, EventRow>(sqlx::AssertSqlSafe(sql))
                 .bind(after)
                 .bind(i64::from(limit))
@@ -113,8 +115,7 @@ mod postgres {
     include!("queries.rs");
 
     /// The transactions running in this statement's snapshot, as plain numbers.
-    const IN_FLIGHT: &str =
-        "(SELECT coalesce(array_agg(x::text::bigint), '{}') FROM pg_snapshot_xip(pg_current_snapshot()) AS x)";
+    const IN_FLIGHT: &str = "(SELECT coalesce(array_agg(x::text::bigint), '{}') FROM pg_snapshot_xip(pg_current_snapshot()) AS x)";
 
     #[derive(sqlx::FromRow)]
     struct Row {
@@ -124,7 +125,10 @@ mod postgres {
     }
 
     fn split(rows: Vec<Row>) -> OutboxRead {
-        let in_flight = rows.first().map(|r| r.in_flight.clone()).unwrap_or_default();
+        let in_flight = rows
+            .first()
+            .map(|r| r.in_flight.clone())
+            .unwrap_or_default();
         OutboxRead {
             rows: rows.into_iter().map(|r| r.event).collect(),
             in_flight,
@@ -176,9 +180,11 @@ mod postgres {
             let mut read = split(rows);
             if read.rows.is_empty() {
                 // No events at all: transactions may still be writing the first ones.
-                read.in_flight = sqlx::query_scalar::<Db, Vec<i64>>(sqlx::AssertSqlSafe(format!("SELECT {IN_FLIGHT}")))
-                    .fetch_one(self.reader())
-                    .await?;
+                read.in_flight = sqlx::query_scalar::<Db, Vec<i64>>(sqlx::AssertSqlSafe(format!(
+                    "SELECT {IN_FLIGHT}"
+                )))
+                .fetch_one(self.reader())
+                .await?;
             }
             Ok(read)
         }

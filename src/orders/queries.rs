@@ -38,11 +38,15 @@ async fn insert_event<'c, E>(ex: E, order: &OrderRow, e: &NewEvent, at: Ts) -> R
 where
     E: sqlx::Executor<'c, Database = Db>,
 {
-    // On PostgreSQL the transaction takes its id before the event takes its number, so
-    // that a reader of the log always sees who may still commit a number it skipped
-    // (see `events::outbox`).
+    // On PostgreSQL the transaction must have its id before the event takes its number,
+    // so that a reader of the log always sees who may still commit a number it skipped
+    // (see `events::outbox`): the row lock on the order assigns it, and the event's number
+    // is drawn for the locked row, after it.
     let (with, from) = match DIALECT {
-        Dialect::Postgres => ("WITH x AS (SELECT pg_current_xact_id()) ", " FROM x"),
+        Dialect::Postgres => (
+            "WITH o AS (SELECT id FROM orders WHERE id = $1 FOR KEY SHARE) ",
+            " FROM o",
+        ),
         Dialect::Sqlite => ("", ""),
     };
     let sql = format!(

@@ -16,6 +16,7 @@ mod items;
 mod ops;
 mod orders;
 mod payments;
+mod realtime;
 mod search;
 mod stripe;
 mod webhooks;
