@@ -103,9 +103,21 @@ impl NatsBus {
             .await?;
         let mut messages = consumer.messages().await?;
         let mut last = after;
+        // After a reconnect the server may have lost the (in-memory) consumer; the client
+        // would find out only after missing heartbeats. Start a new one at once instead.
+        let mut watch = tokio::time::interval(Duration::from_millis(250));
+        let mut was_down = false;
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(last),
+                _ = watch.tick() => {
+                    match self.client.connection_state() {
+                        State::Connected if was_down => return Ok(last),
+                        State::Connected => {}
+                        _ => was_down = true,
+                    }
+                    continue;
+                }
                 next = messages.next() => next,
             };
             let Some(item) = next else { return Ok(last) };

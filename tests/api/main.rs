@@ -9,6 +9,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod cluster;
 mod concurrency;
 mod errors;
 mod idempotency;
