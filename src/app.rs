@@ -306,6 +306,12 @@ pub fn spawn_jobs(state: &AppState, shutdown: CancellationToken) {
     });
 }
 
+/// Raises this process's open-file limit to the most it may have: every connection is a
+/// file, and a node holding tens of thousands of WebSockets needs that many.
+pub fn raise_file_limit() -> u64 {
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)
+}
+
 /// Serves on `listener` until `shutdown` fires, then gives in-flight requests the grace
 /// period to finish.
 pub async fn run(

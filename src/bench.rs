@@ -1,6 +1,9 @@
 //! `ordo bench`: an HTTP load generator against a running server. It prepares its own
 //! items and customers (through the API, as admin), then drives one workload with many
 //! concurrent clients for a fixed time and reports throughput and latency percentiles.
+//! `ordo bench ws` (in `bench/ws.rs`) holds many real-time connections instead.
+
+mod ws;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +24,9 @@ pub enum Workload {
     Checkout,
     /// GET /v1/orders?limit=20 as a customer.
     Reads,
+    /// WebSocket connections held open, then status changes pushed to them (see the
+    /// `--connections`, `--sources`, `--rate` options).
+    Ws,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -49,6 +55,23 @@ pub struct BenchArgs {
     pub customers: usize,
     #[arg(long, default_value = "pm_card_visa")]
     pub payment_method: String,
+    /// ws: WebSocket connections to hold (spread over the customers).
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// ws: local addresses to connect from, comma-separated (each gives its own range of
+    /// ports; 127.0.0.1, 127.0.0.2, … all reach a server on loopback).
+    #[arg(long, default_value = "127.0.0.1", value_delimiter = ',')]
+    pub sources: Vec<std::net::IpAddr>,
+    /// ws: tracking events per second to push while measuring.
+    #[arg(long, default_value_t = 100)]
+    pub rate: u64,
+    /// ws: the server's process id, to read its memory (Linux /proc).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// ws: write the events straight into this database's event log instead of through
+    /// the API, to measure the relay and the push alone (the server's own `DATABASE_URL`).
+    #[arg(long)]
+    pub insert_into: Option<String>,
 }
 
 struct Setup {
@@ -58,7 +81,7 @@ struct Setup {
     customers: Vec<String>,
 }
 
-async fn post(
+pub(crate) async fn post(
     client: &reqwest::Client,
     url: &str,
     token: Option<&str>,
@@ -148,7 +171,7 @@ async fn one_request(s: &Setup, a: &BenchArgs, n: u64) -> Result<(), String> {
                 .send()
                 .await
         }
-        Workload::Orders | Workload::Hot | Workload::Checkout => {
+        Workload::Orders | Workload::Hot | Workload::Checkout | Workload::Ws => {
             let item = &s.items[(n as usize).wrapping_mul(7919) % s.items.len()];
             let mut body = json!({"items": [{"item_id": item, "quantity": 1}]});
             if a.workload == Workload::Checkout {
@@ -174,6 +197,9 @@ async fn one_request(s: &Setup, a: &BenchArgs, n: u64) -> Result<(), String> {
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if a.workload == Workload::Ws {
+        return ws::run(a).await;
+    }
     let s = Arc::new(setup(&a).await?);
     if a.workload == Workload::Reads {
         // Give every customer a history to read.

@@ -120,7 +120,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ordo::telemetry::init_logging(args.log_format);
     let config = Config::from_args(args)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let files = ordo::app::raise_file_limit();
     tracing::info!(
+        open_files = files,
         listen = %config.listen,
         tls = config.tls.is_some(),
         backend = if config.database_url.expose().starts_with("sqlite") { "sqlite" } else { "postgres" },

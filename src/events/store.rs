@@ -54,6 +54,10 @@ pub trait EventStore: Send + Sync {
     async fn save_cursor(&self, name: &str, position: i64, at: Ts) -> Result<()>;
     /// Tries to become the one node running job `name`; `None` while another node is.
     async fn try_lead(&self, name: &str) -> Result<Option<Box<dyn Lease>>>;
+    /// Appends a carrier scan to each of these (order, customer) pairs in one statement:
+    /// the load generator's way to make events without the API (`ordo bench ws
+    /// --insert-into`).
+    async fn bench_insert_events(&self, scans: &[(String, Uuid)], at: Ts) -> Result<()>;
 }
 
 /// A lease on SQLite: one node by construction.
