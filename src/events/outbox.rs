@@ -195,6 +195,9 @@ mod tests {
         async fn try_lead(&self, _: &str) -> Result<Option<Box<dyn Lease>>> {
             unimplemented!()
         }
+        async fn bench_insert_events(&self, _: &[(String, uuid::Uuid)], _: Ts) -> Result<()> {
+            unimplemented!()
+        }
     }
 
     async fn ids(o: &mut Outbox, log: &Log) -> Vec<i64> {
