@@ -403,7 +403,12 @@ impl PrivateNats {
     }
 
     fn resume(&mut self) {
-        let child = Command::new("nats-server")
+        let bin = if std::path::Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server"
+        } else {
+            "nats-server"
+        };
+        let child = Command::new(bin)
             .args([
                 "-a",
                 "127.0.0.1",
