@@ -30,6 +30,7 @@ use crate::events::relay::Relay;
 use crate::http::MAX_BODY;
 use crate::http::middleware::{RateLimit, authenticate, observe, rate_limit};
 use crate::inventory::service::ItemService;
+use crate::notifications::service::NotificationService;
 use crate::orders::service::OrderService;
 use crate::payments::resilience::Resilient;
 use crate::payments::stripe::StripeGateway;
@@ -60,6 +61,9 @@ pub struct Services {
     /// This node's real-time connections.
     pub hub: Arc<Hub>,
     pub bus: Arc<dyn EventBus>,
+    pub notifications: Arc<NotificationService>,
+    /// Push receipts waiting to be written (taken by the job that writes them).
+    receipts: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<(i64, uuid::Uuid)>>>,
     openapi: Arc<String>,
 }
 
@@ -95,6 +99,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::orders::http::router())
         .merge(crate::payments::webhooks::router())
         .merge(crate::events::http::router())
+        .merge(crate::notifications::http::router())
 }
 
 /// The OpenAPI document of every route, generated from the handlers.
@@ -151,6 +156,8 @@ impl AppState {
             Some(url) => Arc::new(NatsBus::connect(url, &config.nats_stream).await?),
             None => Arc::new(InProcessBus::new(hub.clone())),
         };
+        let (notifications, receipts) =
+            NotificationService::new(store.clone(), clock.clone(), &config.notifications)?;
         let openapi = serde_json::to_string(&openapi())?;
         Ok(AppState(Arc::new(Services {
             rate_limit: config.rate_limit_per_min.and_then(RateLimit::per_minute),
@@ -163,6 +170,8 @@ impl AppState {
             gateway,
             hub,
             bus,
+            notifications: Arc::new(notifications),
+            receipts: std::sync::Mutex::new(Some(receipts)),
             metrics: crate::telemetry::metrics_handle(),
             openapi: Arc::new(openapi),
         })))
@@ -261,6 +270,37 @@ pub fn spawn_jobs(state: &AppState, shutdown: CancellationToken) {
     tokio::spawn(async move {
         if let Err(e) = bus.feed(hub, token).await {
             tracing::error!(error = %e, "the event bus feed stopped");
+        }
+    });
+    let (n, token) = (state.notifications.clone(), shutdown.clone());
+    tokio::spawn(async move { n.run_notifier(token).await });
+    let receipts = state
+        .receipts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(rx) = receipts {
+        let (n, token) = (state.notifications.clone(), shutdown.clone());
+        tokio::spawn(async move { n.write_receipts(rx, token).await });
+    }
+    let (n, token) = (state.notifications.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        // Deliveries: every node takes what is due.
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut rounds = 0u32;
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tick.tick() => {
+                    if let Err(e) = n.deliver_due(50).await {
+                        tracing::warn!(error = %e, "delivering notifications failed");
+                    }
+                    rounds = rounds.wrapping_add(1);
+                    if rounds.is_multiple_of(25) && let Err(e) = n.measure_queue().await {
+                        tracing::warn!(error = %e, "measuring the delivery queue failed");
+                    }
+                }
+            }
         }
     });
     let s = state.clone();

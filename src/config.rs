@@ -73,6 +73,45 @@ pub struct ServeArgs {
     /// Open real-time connections (WebSocket + SSE) per caller, per node.
     #[arg(long, env = "ORDO_REALTIME_MAX_PER_CALLER", default_value_t = 16)]
     pub realtime_max_per_caller: usize,
+    /// SMTP server for e-mail (`smtp://host:port`, `smtps://user:pass@host`); unset: e-mails
+    /// are recorded, not sent.
+    #[arg(long, env = "ORDO_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<Secret>,
+    #[arg(
+        long,
+        env = "ORDO_EMAIL_FROM",
+        default_value = "Ordo <orders@localhost>"
+    )]
+    pub email_from: String,
+    /// `twilio` to send SMS; unset: SMS are recorded, not sent.
+    #[arg(long, env = "ORDO_SMS_PROVIDER")]
+    pub sms_provider: Option<String>,
+    #[arg(
+        long,
+        env = "TWILIO_API_BASE",
+        default_value = "https://api.twilio.com"
+    )]
+    pub twilio_api_base: String,
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<Secret>,
+    #[arg(long, env = "TWILIO_FROM")]
+    pub twilio_from: Option<String>,
+    /// Seconds before each retry of a notification or webhook; then `dead`.
+    #[arg(
+        long,
+        env = "ORDO_DELIVERY_RETRY_SCHEDULE",
+        default_value = "5,30,120,600,1800,7200"
+    )]
+    pub delivery_retry_schedule: String,
+    /// Allow webhook URLs on loopback and private networks (tests, single-host setups).
+    #[arg(long, env = "ORDO_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]
+    pub webhook_allow_private: bool,
+    /// The address customers reach the shop at (links in notifications); unset:
+    /// `http://<listen>`.
+    #[arg(long, env = "ORDO_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// On start, ensure this admin user exists.
     #[arg(long, env = "ORDO_ADMIN_EMAIL")]
     pub admin_email: Option<String>,
@@ -194,6 +233,38 @@ impl Default for RealtimeSettings {
 }
 
 #[derive(Clone, Debug)]
+pub struct TwilioSettings {
+    pub api_base: String,
+    pub account_sid: String,
+    pub auth_token: Secret,
+    pub from: String,
+}
+
+/// Notifications and webhooks.
+#[derive(Clone, Debug)]
+pub struct NotificationSettings {
+    pub smtp_url: Option<Secret>,
+    pub email_from: String,
+    pub twilio: Option<TwilioSettings>,
+    pub retry_schedule: crate::notifications::domain::RetrySchedule,
+    pub webhook_allow_private: bool,
+    pub public_url: String,
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        NotificationSettings {
+            smtp_url: None,
+            email_from: "Ordo <orders@localhost>".into(),
+            twilio: None,
+            retry_schedule: crate::notifications::domain::RetrySchedule::default(),
+            webhook_allow_private: false,
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
 pub struct StripeSettings {
     pub api_base: String,
     pub secret_key: Secret,
@@ -208,6 +279,7 @@ pub struct Config {
     pub nats_url: Option<String>,
     pub nats_stream: String,
     pub realtime: RealtimeSettings,
+    pub notifications: NotificationSettings,
     pub admin: Option<(String, Secret)>,
     pub jwt_secret: Option<Secret>,
     pub token_ttl: Duration,
@@ -298,6 +370,47 @@ impl Config {
         if a.ws_ping_interval == 0 || a.ws_idle_timeout <= a.ws_ping_interval {
             anyhow::bail!("ORDO_WS_PING_INTERVAL must be positive and below ORDO_WS_IDLE_TIMEOUT");
         }
+        let twilio = match a.sms_provider.as_deref() {
+            None => None,
+            Some("twilio") => match (a.twilio_account_sid, a.twilio_auth_token, a.twilio_from) {
+                (Some(account_sid), Some(auth_token), Some(from)) => {
+                    if !(a.twilio_api_base.starts_with("https://")
+                        || a.twilio_api_base.starts_with("http://"))
+                    {
+                        anyhow::bail!("TWILIO_API_BASE must be an http(s) URL");
+                    }
+                    Some(TwilioSettings {
+                        api_base: a.twilio_api_base,
+                        account_sid,
+                        auth_token,
+                        from,
+                    })
+                }
+                _ => anyhow::bail!(
+                    "ORDO_SMS_PROVIDER=twilio needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM"
+                ),
+            },
+            Some(other) => anyhow::bail!("ORDO_SMS_PROVIDER must be twilio (not {other:?})"),
+        };
+        if let Some(u) = &a.smtp_url
+            && !(u.expose().starts_with("smtp://") || u.expose().starts_with("smtps://"))
+        {
+            anyhow::bail!("ORDO_SMTP_URL must start with smtp:// or smtps://");
+        }
+        if a.email_from.parse::<lettre::message::Mailbox>().is_err() {
+            anyhow::bail!(
+                "ORDO_EMAIL_FROM must be an e-mail address, e.g. Shop <orders@shop.example>"
+            );
+        }
+        let retry_schedule =
+            crate::notifications::domain::RetrySchedule::parse(&a.delivery_retry_schedule)
+                .map_err(|e| anyhow::anyhow!("ORDO_DELIVERY_RETRY_SCHEDULE: {e}"))?;
+        let public_url = a
+            .public_url
+            .unwrap_or_else(|| format!("http://{}", a.listen));
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            anyhow::bail!("ORDO_PUBLIC_URL must be an http(s) URL");
+        }
         if a.realtime_queue == 0 || a.realtime_max_per_caller == 0 {
             anyhow::bail!("ORDO_REALTIME_QUEUE and ORDO_REALTIME_MAX_PER_CALLER must be positive");
         }
@@ -312,6 +425,14 @@ impl Config {
                 idle_timeout: Duration::from_secs(a.ws_idle_timeout),
                 queue: a.realtime_queue,
                 max_per_caller: a.realtime_max_per_caller,
+            },
+            notifications: NotificationSettings {
+                smtp_url: a.smtp_url,
+                email_from: a.email_from,
+                twilio,
+                retry_schedule,
+                webhook_allow_private: a.webhook_allow_private,
+                public_url,
             },
             admin,
             jwt_secret: a.jwt_secret,

@@ -15,6 +15,8 @@
 //! - `idempotency`: `Idempotency-Key` handling for POST requests.
 //! - `events`: the event log as an outbox, the event bus (in-process or NATS JetStream),
 //!   the relay, and real-time push over WebSocket and SSE.
+//! - `notifications`: notification preferences, e-mail/SMS/push deliveries and outgoing
+//!   webhooks, through one durable delivery queue.
 //! - `bench`: the HTTP load generator behind `ordo bench`.
 
 pub mod app;
@@ -28,6 +30,7 @@ pub mod failpoint;
 pub mod http;
 pub mod idempotency;
 pub mod inventory;
+pub mod notifications;
 pub mod orders;
 pub mod payments;
 pub mod storage;

@@ -104,6 +104,8 @@ pub enum Permission {
     WriteTracking,
     /// Users and API keys: admin only.
     Administer,
+    /// Webhook endpoints: admins, or `webhooks:manage`.
+    ManageWebhooks,
 }
 
 impl Principal {
@@ -151,7 +153,7 @@ impl Principal {
         use Permission as P;
         match self {
             Principal::User { role, .. } => match (p, role) {
-                (P::Administer, r) => *r == Role::Admin,
+                (P::Administer | P::ManageWebhooks, r) => *r == Role::Admin,
                 (P::ReadItems | P::WriteOrders | P::ReadOrders, _) => true,
                 (_, r) => *r != Role::Customer,
             },
@@ -164,6 +166,7 @@ impl Principal {
                     self.has_scope(Scope::OrdersWrite) || self.has_scope(Scope::TrackingWrite)
                 }
                 P::WriteTracking => self.has_scope(Scope::TrackingWrite),
+                P::ManageWebhooks => self.has_scope(Scope::WebhooksManage),
                 P::Administer => false,
             },
         }

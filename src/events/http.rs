@@ -114,6 +114,15 @@ async fn admit(
     })
 }
 
+/// A customer's connection took a live event that notifies: its push is delivered.
+fn received(state: &AppState, start: &Start, ev: &PushEvent) {
+    if let Audience::Customer(c) = start.audience
+        && ev.notifies()
+    {
+        state.notifications.push_received(ev.id, c);
+    }
+}
+
 /// The next page of a replay: visible events after `after`, up to where live begins.
 async fn replay_page(
     state: &AppState,
@@ -297,6 +306,7 @@ async fn ws_session(socket: WebSocket, state: AppState, caller: Principal, mut s
                 if start.narrowing.allows(ev.order_id) {
                     send!(Message::Text(ev.json.as_ref().into()));
                     sent(1);
+                    received(&state, &start, &ev);
                 }
                 start.last_sent = ev.id;
             }
@@ -417,6 +427,7 @@ async fn sse_session(state: AppState, mut start: Start, tx: mpsc::Sender<SseEven
                 if start.narrowing.allows(ev.order_id) {
                     send!(sse_event(&ev));
                     sent();
+                    received(&state, &start, &ev);
                 }
                 start.last_sent = ev.id;
             }

@@ -220,6 +220,7 @@ mod tests {
             at: Ts::truncated(time::OffsetDateTime::now_utc()),
             event: "order_status_update".into(),
             status: "placed".into(),
+            previous_status: Some("created".into()),
             json: format!("{{\"id\":\"{id}\"}}").into(),
         })
     }

@@ -36,9 +36,10 @@ pub struct PushEvent {
     pub order_id: Uuid,
     /// When the change happened (for the relay's lag).
     pub at: Ts,
-    /// `order_status_update` or `order_tracking_update`, and the new status.
+    /// `order_status_update` or `order_tracking_update`, the new status and the one before.
     pub event: String,
     pub status: String,
+    pub previous_status: Option<String>,
     /// `{"id":"…","event":"…","data":{…}}`, exactly as API.md shows it.
     pub json: Arc<str>,
 }
@@ -47,6 +48,7 @@ impl PushEvent {
     pub fn from_row(row: EventRow) -> Arc<PushEvent> {
         let (id, customer_id, order_id, at) = (row.id, row.customer_id, row.order_id, row.at);
         let (event, status) = (row.event.clone(), row.status.clone());
+        let previous_status = row.previous_status.clone();
         let json = serde_json::to_string(&EventResponse::from(row)).unwrap_or_default();
         Arc::new(PushEvent {
             id,
@@ -55,8 +57,20 @@ impl PushEvent {
             at,
             event,
             status,
+            previous_status,
             json: json.into(),
         })
+    }
+
+    /// Does this event notify its customer (and so count as a push when it reaches one of
+    /// the customer's connections)?
+    pub fn notifies(&self) -> bool {
+        crate::notifications::domain::notable(
+            &self.event,
+            &self.status,
+            self.previous_status.as_deref(),
+        )
+        .is_some()
     }
 
     /// Reads a message as the bus carries it (the API's JSON).
@@ -72,6 +86,7 @@ impl PushEvent {
             order_id: Uuid,
             customer_id: Uuid,
             status: String,
+            previous_status: Option<String>,
             #[serde(with = "time::serde::rfc3339")]
             at: time::OffsetDateTime,
         }
@@ -83,6 +98,7 @@ impl PushEvent {
             at: Ts::truncated(m.data.at),
             event: m.event,
             status: m.data.status,
+            previous_status: m.data.previous_status,
             json: std::str::from_utf8(bytes).ok()?.into(),
         }))
     }

@@ -18,6 +18,7 @@ use crate::auth::store::AuthStore;
 use crate::events::store::EventStore;
 use crate::idempotency::store::IdempotencyStore;
 use crate::inventory::store::ItemStore;
+use crate::notifications::store::NotificationStore;
 use crate::orders::store::OrderStore;
 use crate::payments::store::PaymentStore;
 
@@ -30,7 +31,15 @@ pub enum Dialect {
 
 /// Everything the application stores, behind one object-safe interface.
 pub trait Store:
-    AuthStore + ItemStore + OrderStore + PaymentStore + IdempotencyStore + EventStore + Send + Sync
+    AuthStore
+    + ItemStore
+    + OrderStore
+    + PaymentStore
+    + IdempotencyStore
+    + EventStore
+    + NotificationStore
+    + Send
+    + Sync
 {
     /// Cheap round trip for `/readyz`.
     fn ping(&self) -> futures::future::BoxFuture<'_, Result<(), Error>>;

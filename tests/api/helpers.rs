@@ -93,6 +93,7 @@ pub fn test_config(database_url: String) -> Config {
         nats_url: None,
         nats_stream: "ORDO_EVENTS".into(),
         realtime: ordo::config::RealtimeSettings::default(),
+        notifications: ordo::config::NotificationSettings::default(),
         admin: Some((ADMIN_EMAIL.to_owned(), Secret::new(ADMIN_PASSWORD))),
         jwt_secret: None,
         token_ttl: Duration::from_secs(3600),

@@ -1,0 +1,139 @@
+//! Storage of notification preferences, webhook endpoints, the delivery queue and push
+//! receipts.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::domain::Preferences;
+use crate::orders::store::EventRow;
+use crate::storage::{Result, Ts};
+
+/// A row of the delivery queue.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: Uuid,
+    pub event_id: i64,
+    pub channel: String,
+    pub recipient: Uuid,
+    pub target: Option<String>,
+    pub kind: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub detail: Option<String>,
+    pub next_attempt_at: Option<Ts>,
+    pub created_at: Ts,
+    pub updated_at: Ts,
+    pub sent_at: Option<Ts>,
+}
+
+pub(crate) const DELIVERY_COLUMNS: &str = "id, event_id, channel, recipient, target, kind, status, attempts, \
+     last_error, detail, next_attempt_at, created_at, updated_at, sent_at";
+
+/// A delivery to make (`pending`, due at `due`).
+#[derive(Clone, Debug)]
+pub struct NewDelivery {
+    pub event_id: i64,
+    pub channel: &'static str,
+    pub recipient: Uuid,
+    pub target: Option<String>,
+    pub kind: String,
+    pub due: Ts,
+}
+
+/// The outcome of an attempt (or a look, which does not count as one).
+#[derive(Clone, Debug)]
+pub struct DeliveryUpdate {
+    pub status: &'static str,
+    /// Added to the stored count.
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub detail: Option<String>,
+    pub next_attempt_at: Option<Ts>,
+    pub sent_at: Option<Ts>,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct EndpointRow {
+    pub id: Uuid,
+    pub url: String,
+    /// A JSON array of event types.
+    pub events: String,
+    pub description: Option<String>,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<Ts>,
+    pub created_by: String,
+    pub created_at: Ts,
+    pub updated_at: Ts,
+    pub deleted_at: Option<Ts>,
+}
+
+pub(crate) const ENDPOINT_COLUMNS: &str = "id, url, events, description, secret, previous_secret, \
+     previous_secret_expires_at, created_by, created_at, updated_at, deleted_at";
+
+impl EndpointRow {
+    pub fn event_types(&self) -> Vec<String> {
+        serde_json::from_str(&self.events).unwrap_or_default()
+    }
+
+    pub fn wants(&self, kind: &str) -> bool {
+        self.event_types().iter().any(|t| t == "*" || t == kind)
+    }
+}
+
+#[async_trait]
+pub trait NotificationStore {
+    async fn preferences(&self, user: Uuid) -> Result<Option<Preferences>>;
+    async fn set_preferences(&self, user: Uuid, p: Preferences, at: Ts) -> Result<()>;
+    /// Queues deliveries; one that exists already (same event, channel and recipient) is
+    /// left alone. Returns how many were new.
+    async fn insert_deliveries(&self, d: &[NewDelivery], at: Ts) -> Result<u64>;
+    /// Takes up to `limit` deliveries due at `now`, moving their next look to
+    /// `lease_until` so that no other node takes them meanwhile.
+    async fn take_due_deliveries(
+        &self,
+        now: Ts,
+        lease_until: Ts,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>>;
+    async fn update_delivery(&self, id: Uuid, u: &DeliveryUpdate, at: Ts) -> Result<()>;
+    async fn delivery(&self, id: Uuid) -> Result<Option<DeliveryRow>>;
+    /// Deliveries to `recipient`, newest first, after the cursor (created_at, id).
+    async fn deliveries_to(
+        &self,
+        recipient: Uuid,
+        channel: Option<&str>,
+        before: Option<(Ts, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>>;
+    /// Makes a delivery pending again and due now (by hand); the same id is kept.
+    async fn requeue_delivery(&self, id: Uuid, now: Ts) -> Result<bool>;
+    /// Waiting deliveries per channel.
+    async fn queue_depth(&self) -> Result<Vec<(String, i64)>>;
+    async fn record_push_receipts(&self, receipts: &[(i64, Uuid)], at: Ts) -> Result<()>;
+    async fn push_received(&self, event_id: i64, user: Uuid) -> Result<bool>;
+    async fn event(&self, id: i64) -> Result<Option<EventRow>>;
+    async fn insert_endpoint(&self, e: &EndpointRow) -> Result<()>;
+    async fn endpoint(&self, id: Uuid) -> Result<Option<EndpointRow>>;
+    /// Endpoints not deleted, oldest first.
+    async fn endpoints(&self) -> Result<Vec<EndpointRow>>;
+    async fn rotate_endpoint_secret(
+        &self,
+        id: Uuid,
+        secret: &str,
+        previous_until: Ts,
+        at: Ts,
+    ) -> Result<bool>;
+    async fn delete_endpoint(&self, id: Uuid, at: Ts) -> Result<bool>;
+}
+
+mod sqlite {
+    use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
+    include!("queries.rs");
+}
+
+mod postgres {
+    use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
+    include!("queries.rs");
+}
