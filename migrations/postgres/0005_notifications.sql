@@ -58,3 +58,8 @@ CREATE TABLE push_receipts (
     at       timestamptz NOT NULL,
     PRIMARY KEY (event_id, user_id)
 );
+
+-- The notifier starts after the events that exist now: they are history, not news.
+INSERT INTO outbox_cursors (name, position, updated_at)
+SELECT 'notifier', coalesce(max(id), 0), now() FROM order_events
+ON CONFLICT (name) DO NOTHING;

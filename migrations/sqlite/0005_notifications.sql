@@ -58,3 +58,8 @@ CREATE TABLE push_receipts (
     at       INTEGER NOT NULL,
     PRIMARY KEY (event_id, user_id)
 );
+
+-- The notifier starts after the events that exist now: they are history, not news.
+INSERT INTO outbox_cursors (name, position, updated_at)
+SELECT 'notifier', coalesce(max(id), 0), CAST(strftime('%s', 'now') AS INTEGER) * 1000000 FROM order_events WHERE true
+ON CONFLICT (name) DO NOTHING;

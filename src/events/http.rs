@@ -98,6 +98,12 @@ async fn admit(
         None => Audience::Everyone,
     };
     let settings = state.config.realtime;
+    // Right after start the node may not know yet where its stream begins.
+    if !state.hub.started(Duration::from_secs(10)).await {
+        return Err(ApiError::Unavailable(
+            "real-time events are starting; try again".into(),
+        ));
+    }
     let sub = state
         .hub
         .subscribe(audience, caller.key(), settings.max_per_caller)

@@ -42,6 +42,9 @@ struct Inner {
 
 pub struct Hub {
     inner: Mutex<Inner>,
+    /// Set once `head` is known (the relay or the bus said where the stream starts):
+    /// until then a new connection could not tell replay from live.
+    started: tokio::sync::watch::Sender<bool>,
     /// Events a connection may have queued before it counts as too slow.
     queue: usize,
     /// Cancelled at shutdown: every connection tells its client to reconnect elsewhere.
@@ -68,6 +71,7 @@ impl Hub {
     pub fn new(queue: usize) -> Arc<Hub> {
         Arc::new(Hub {
             inner: Mutex::default(),
+            started: tokio::sync::watch::channel(false).0,
             queue: queue.max(1),
             closing: CancellationToken::new(),
         })
@@ -179,6 +183,17 @@ impl Hub {
     pub fn start_at(&self, id: i64) {
         let mut inner = self.lock();
         inner.head = inner.head.max(id);
+        drop(inner);
+        self.started.send_replace(true);
+    }
+
+    /// Waits (at most `within`) until the hub knows where the stream starts; false if it
+    /// still does not.
+    pub async fn started(&self, within: std::time::Duration) -> bool {
+        let mut rx = self.started.subscribe();
+        tokio::time::timeout(within, rx.wait_for(|s| *s))
+            .await
+            .is_ok()
     }
 
     pub fn head(&self) -> i64 {
@@ -272,6 +287,14 @@ mod tests {
         assert!(hub.subscribe(Audience::Customer(c), "c".into(), 2).is_err());
         drop(one);
         assert!(hub.subscribe(Audience::Customer(c), "c".into(), 2).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_hub_knows_when_it_has_started() {
+        let hub = Hub::new(2);
+        assert!(!hub.started(std::time::Duration::from_millis(10)).await);
+        hub.start_at(7);
+        assert!(hub.started(std::time::Duration::from_millis(10)).await);
     }
 
     #[test]

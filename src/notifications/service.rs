@@ -252,17 +252,8 @@ impl NotificationService {
         let Some(mut lease) = self.store.try_lead(NOTIFIER).await? else {
             return Ok(());
         };
-        let mut outbox = match self.store.cursor(NOTIFIER).await? {
-            Some(p) => Outbox::after(p),
-            None => {
-                // First start: events from before notifications existed are history.
-                let o = Outbox::at_end(self.store.as_ref()).await?;
-                self.store
-                    .save_cursor(NOTIFIER, o.position(), self.clock.ts())
-                    .await?;
-                o
-            }
-        };
+        // The migration that created notifications stored where they start.
+        let mut outbox = Outbox::after(self.store.cursor(NOTIFIER).await?.unwrap_or(0));
         let mut checked = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
             if checked.elapsed() > Duration::from_secs(1) {

@@ -213,7 +213,9 @@ async fn two_nodes_share_one_stream_of_events() {
     let settings = [
         ("ORDO_RESERVATION_TTL", "2"),
         ("ORDO_PAYMENT_TIMEOUT_MS", "200"),
+        ("ORDO_WEBHOOK_ALLOW_PRIVATE", "true"),
     ];
+    let hooks = crate::helpers::Receiver::start(vec![]).await;
     // A starts first and takes the relay.
     let mut a = Node::start(&db, &stream.name, NATS_URL, &settings).await;
     let b = Node::start(&db, &stream.name, NATS_URL, &settings).await;
@@ -236,6 +238,13 @@ async fn two_nodes_share_one_stream_of_events() {
         .as_str()
         .unwrap()
         .to_owned();
+    let endpoint = post(
+        &format!("{}/v1/webhook-endpoints", b.url),
+        Some(&admin),
+        json!({"url": hooks.url, "events": ["*"]}),
+    )
+    .await;
+    assert!(endpoint["secret"].is_string(), "{endpoint}");
     let reg = post(
         &format!("{}/v1/auth/register", b.url),
         None,
@@ -315,8 +324,35 @@ async fn two_nodes_share_one_stream_of_events() {
         assert_eq!(canceled, 1, "{ev}");
     }
 
-    // A (the relay) dies; B takes over and Ann still hears everything.
+    // Both nodes deliver webhooks: each event reached the receiver once so far.
     let before_kill = ws_all_until_quiet(&mut ws).await;
+    let delivered_once = |expected: usize| {
+        let hooks = hooks.clone();
+        async move {
+            let reqs = hooks.requests();
+            let mut by_event = std::collections::HashMap::new();
+            for r in &reqs {
+                let body: Value = serde_json::from_slice(&r.body).unwrap();
+                let id = body["data"]["event_id"].as_str().unwrap().to_owned();
+                by_event
+                    .entry(id)
+                    .or_insert_with(Vec::new)
+                    .push(r.headers["webhook-id"].to_str().unwrap().to_owned());
+            }
+            by_event.len() == expected && reqs.len() == expected
+        }
+    };
+    let events_so_far = stream.ids().await.len();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !delivered_once(events_so_far).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "webhooks: {} requests for {events_so_far} events",
+            hooks.requests().len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A (the relay) dies; B takes over and Ann still hears everything.
     a.kill();
     let second = post(
         &format!("{}/v1/orders", b.url),
@@ -364,6 +400,16 @@ async fn two_nodes_share_one_stream_of_events() {
     expected.sort_unstable();
     heard.sort_unstable();
     assert_eq!(heard, expected, "Ann heard each of her events once");
+    // And the webhooks of the events after A died came through B, once each.
+    let all_events = on_stream.len();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !delivered_once(all_events).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "webhooks after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     stream.delete().await;
 }
 

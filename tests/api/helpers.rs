@@ -77,6 +77,8 @@ impl Drop for DbGuard {
 
 pub struct TestApp {
     pub url: String,
+    /// The test's own database.
+    pub db_url: String,
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub state: AppState,
@@ -150,7 +152,7 @@ impl TestApp {
             ordo::telemetry::init_logging(ordo::config::LogFormat::Text);
         }
         let (url, guard) = fresh_database(backend).await;
-        let mut config = test_config(url);
+        let mut config = test_config(url.clone());
         tweak(&mut config);
         let clock = Arc::new(ManualClock::default());
         let state = AppState::build(config, clock.clone())
@@ -176,6 +178,7 @@ impl TestApp {
             .expect("client");
         let mut app = TestApp {
             url: format!("http://{addr}"),
+            db_url: url,
             client,
             clock,
             state,
@@ -189,6 +192,12 @@ impl TestApp {
 
     pub fn advance(&self, by: Duration) {
         self.clock.advance(by);
+    }
+
+    /// The server's (test) clock.
+    pub fn clock_now(&self) -> time::OffsetDateTime {
+        use ordo::clock::Clock;
+        self.clock.now()
     }
 
     /// Sends a request; `token` is a bearer credential, `body` JSON.
@@ -560,5 +569,65 @@ impl Resp {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+/// One request an HTTP receiver got.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+/// A local HTTP server standing in for a provider or a webhook receiver: it records every
+/// request and answers with the scripted statuses (and headers) in turn, then 200.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    seen: Arc<std::sync::Mutex<Vec<Recorded>>>,
+}
+
+impl Receiver {
+    pub async fn start(script: Vec<(u16, Vec<(&'static str, &'static str)>)>) -> Receiver {
+        use axum::response::IntoResponse;
+        let seen: Arc<std::sync::Mutex<Vec<Recorded>>> = Arc::default();
+        let script = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(
+            script,
+        )));
+        let (s2, sc) = (seen.clone(), script.clone());
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: bytes::Bytes| {
+                let (seen, script) = (s2.clone(), sc.clone());
+                async move {
+                    seen.lock().unwrap().push(Recorded {
+                        path: uri.path().to_owned(),
+                        headers,
+                        body,
+                    });
+                    let (status, headers) =
+                        script.lock().unwrap().pop_front().unwrap_or((200, vec![]));
+                    let mut res = (
+                        axum::http::StatusCode::from_u16(status).unwrap(),
+                        r#"{"sid":"SM0123456789"}"#,
+                    )
+                        .into_response();
+                    for (k, v) in headers {
+                        res.headers_mut().insert(k, v.parse().unwrap());
+                    }
+                    res
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { url, seen }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.seen.lock().unwrap().clone()
     }
 }

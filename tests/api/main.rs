@@ -14,6 +14,7 @@ mod concurrency;
 mod errors;
 mod idempotency;
 mod items;
+mod notifications;
 mod ops;
 mod orders;
 mod payments;

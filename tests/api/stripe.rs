@@ -105,16 +105,30 @@ impl LocalStripe {
         pm["id"].as_str().expect("payment method id").to_owned()
     }
 
-    /// Every PaymentIntent localstripe holds for this order.
+    /// Every PaymentIntent localstripe holds for this order (all pages: localstripe is
+    /// shared by every test of the run).
     pub async fn intents_of(&self, order_id: &str) -> Vec<Value> {
-        let all = self.get("/v1/payment_intents?limit=100").await;
-        all["data"]
-            .as_array()
-            .expect("list")
-            .iter()
-            .filter(|pi| pi["metadata"]["order_id"] == order_id)
-            .cloned()
-            .collect()
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let path = match &after {
+                Some(a) => format!("/v1/payment_intents?limit=100&starting_after={a}"),
+                None => "/v1/payment_intents?limit=100".to_owned(),
+            };
+            let page = self.get(&path).await;
+            let data = page["data"].as_array().expect("list");
+            found.extend(
+                data.iter()
+                    .filter(|pi| pi["metadata"]["order_id"] == order_id)
+                    .cloned(),
+            );
+            match data.last() {
+                Some(last) if page["has_more"] == true => {
+                    after = last["id"].as_str().map(str::to_owned);
+                }
+                _ => return found,
+            }
+        }
     }
 }
 
