@@ -203,7 +203,12 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(from_fn(observe))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
+        // The span names the path only: a query may carry `access_token`.
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |req: &axum::http::Request<axum::body::Body>| {
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+            },
+        ))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
@@ -267,8 +272,16 @@ pub fn spawn_jobs(state: &AppState, shutdown: CancellationToken) {
     };
     tokio::spawn(relay.run(shutdown.clone()));
     let (bus, hub, token) = (state.bus.clone(), state.hub.clone(), shutdown.clone());
+    let store = state.store.clone();
     tokio::spawn(async move {
-        if let Err(e) = bus.feed(hub, token).await {
+        let floor = match store.cursor(crate::events::relay::RELAY).await {
+            Ok(c) => c.unwrap_or(0),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the relay's position failed");
+                0
+            }
+        };
+        if let Err(e) = bus.feed(hub, floor, token).await {
             tracing::error!(error = %e, "the event bus feed stopped");
         }
     });
@@ -306,8 +319,8 @@ pub fn spawn_jobs(state: &AppState, shutdown: CancellationToken) {
     let s = state.clone();
     let token = shutdown.clone();
     tokio::spawn(async move {
-        // Expiry first, then the payment saga: a charge whose order just expired is voided
-        // in the same round.
+        // The expiry sweeper. It has its own task: slow gateway calls of the payment saga
+        // never hold it up.
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -316,6 +329,20 @@ pub fn spawn_jobs(state: &AppState, shutdown: CancellationToken) {
                     if let Err(e) = s.orders.expire_due(100).await {
                         tracing::warn!(error = %e, "expiring reservations failed");
                     }
+                }
+            }
+        }
+    });
+    let s = state.clone();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        // The payment saga: unanswered charges, voids, refunds owed.
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tick.tick() => {
                     if let Err(e) = s.orders.run_due_payments(50).await {
                         tracing::warn!(error = %e, "moving payments on failed");
                     }

@@ -28,8 +28,14 @@ pub trait EventBus: Send + Sync {
     async fn publish(&self, events: &[Arc<PushEvent>]) -> anyhow::Result<()>;
     /// The id of the last event the bus holds, if it keeps any.
     async fn last_published(&self) -> anyhow::Result<Option<i64>>;
-    /// Feeds what the bus carries into this node's hub until `shutdown`.
-    async fn feed(&self, hub: Arc<Hub>, shutdown: CancellationToken) -> anyhow::Result<()>;
+    /// Feeds what the bus carries into this node's hub until `shutdown`. `floor` is where
+    /// the stream starts if the bus holds nothing (the relay's stored position).
+    async fn feed(
+        &self,
+        hub: Arc<Hub>,
+        floor: i64,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()>;
 }
 
 /// Events go straight from this node's relay to this node's hub.
@@ -64,7 +70,7 @@ impl EventBus for InProcessBus {
         Ok(None)
     }
 
-    async fn feed(&self, _: Arc<Hub>, _: CancellationToken) -> anyhow::Result<()> {
+    async fn feed(&self, _: Arc<Hub>, _: i64, _: CancellationToken) -> anyhow::Result<()> {
         // The relay feeds the hub itself.
         Ok(())
     }

@@ -59,22 +59,79 @@ impl Narrowing {
     }
 }
 
-/// What every real-time connection starts with.
+/// What every real-time connection starts with, and where its stream stands.
 struct Start {
     sub: Subscription,
     audience: Audience,
-    since: Option<i64>,
     narrowing: Narrowing,
+    /// The last event id this connection has been given (or was sent elsewhere, per the
+    /// client's `since`): nothing at or below it goes out again.
     last_sent: i64,
+    /// Where the replay from the database stands; `None` when it is done.
+    replaying: Option<i64>,
+    /// The caller's credential, checked again while the connection lasts: a revoked key
+    /// or an expired token ends it.
+    credential: String,
+}
+
+impl Start {
+    /// The next page of the replay: events visible to this connection after the last one
+    /// sent, up to where live begins; empty once the replay is done.
+    async fn replay_page(&mut self, state: &AppState) -> ApiResult<Vec<Arc<PushEvent>>> {
+        let Some(after) = self.replaying else {
+            return Ok(Vec::new());
+        };
+        let rows = state
+            .store
+            .replay(self.audience, after, self.sub.head, REPLAY_PAGE)
+            .await?;
+        self.replaying = match rows.last() {
+            Some(last) if rows.len() == REPLAY_PAGE as usize => Some(last.id),
+            _ => None,
+        };
+        Ok(rows.into_iter().map(PushEvent::from_row).collect())
+    }
+
+    /// Is `ev` to go out on this connection? Events come in id order, from the replay and
+    /// then live; one at or below the last id given is a repeat (a client that resumed
+    /// on a node a little behind the one it came from) and is skipped.
+    fn wants(&mut self, ev: &PushEvent) -> bool {
+        if ev.id <= self.last_sent {
+            return false;
+        }
+        self.last_sent = ev.id;
+        self.narrowing.allows(ev.order_id)
+    }
 }
 
 /// Checks the caller and the parameters, and registers the connection with the hub.
+/// The bearer credential of the request (header, or `?access_token=`).
+fn credential(headers: &HeaderMap, q: &QueryParams) -> String {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_owned())
+        .or_else(|| q.one("access_token").map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Is the connection's credential still good? (A database hiccup is not a no.)
+async fn still_allowed(state: &AppState, start: &Start) -> bool {
+    !matches!(
+        state.auth.authenticate(&start.credential).await,
+        Err(ApiError::Unauthorized(_))
+    )
+}
+
 async fn admit(
     state: &AppState,
     caller: &Principal,
     q: &QueryParams,
-    last_event_id: Option<&str>,
+    headers: &HeaderMap,
 ) -> ApiResult<Start> {
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     caller.require(Permission::ReadOrders)?;
     let since = match q.one("since").or(last_event_id) {
         None => None,
@@ -110,13 +167,13 @@ async fn admit(
         .map_err(|_| ApiError::RateLimited {
             retry_after_secs: 5,
         })?;
-    let last_sent = since.unwrap_or(sub.head);
     Ok(Start {
+        last_sent: since.unwrap_or(sub.head),
+        replaying: since,
+        credential: credential(headers, q),
         sub,
         audience,
-        since,
         narrowing,
-        last_sent,
     })
 }
 
@@ -127,19 +184,6 @@ fn received(state: &AppState, start: &Start, ev: &PushEvent) {
     {
         state.notifications.push_received(ev.id, c);
     }
-}
-
-/// The next page of a replay: visible events after `after`, up to where live begins.
-async fn replay_page(
-    state: &AppState,
-    start: &Start,
-    after: i64,
-) -> ApiResult<Vec<Arc<PushEvent>>> {
-    let rows = state
-        .store
-        .replay(start.audience, after, start.sub.head, REPLAY_PAGE)
-        .await?;
-    Ok(rows.into_iter().map(PushEvent::from_row).collect())
 }
 
 /// The real-time stream over a WebSocket.
@@ -159,10 +203,11 @@ async fn websocket(
     State(state): State<AppState>,
     caller: Principal,
     q: QueryParams,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let upgrade = upgrade.map_err(|_| ApiError::UpgradeRequired)?;
-    let start = admit(&state, &caller, &q, None).await?;
+    let start = admit(&state, &caller, &q, &headers).await?;
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
@@ -263,32 +308,22 @@ async fn ws_session(socket: WebSocket, state: AppState, caller: Principal, mut s
             }
         };
     }
-    if let Some(since) = start.since {
-        let mut after = since;
-        loop {
-            let page = match replay_page(&state, &start, after).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "replay failed");
-                    send!(close(close_code::ERROR, "replay failed; reconnect".into()));
-                    return;
-                }
-            };
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            let full = page.len() == REPLAY_PAGE as usize;
-            for ev in page {
-                if start.narrowing.allows(ev.order_id) {
-                    send!(Message::Text(ev.json.as_ref().into()));
-                    sent(1);
-                }
-                start.last_sent = ev.id;
+    loop {
+        let page = match start.replay_page(&state).await {
+            Ok(p) if p.is_empty() => break,
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "replay failed");
+                send!(close(close_code::ERROR, "replay failed; reconnect".into()));
+                return;
             }
-            if !full {
-                break;
+        };
+        for ev in page {
+            if start.wants(&ev) {
+                send!(Message::Text(ev.json.as_ref().into()));
+                sent(1);
             }
         }
-        start.last_sent = start.last_sent.max(start.sub.head);
     }
     let mut ping = tokio::time::interval_at(
         Instant::now() + settings.ping_interval,
@@ -309,16 +344,20 @@ async fn ws_session(socket: WebSocket, state: AppState, caller: Principal, mut s
             }
             ev = start.sub.rx.recv() => {
                 let Some(ev) = ev else { return };
-                if start.narrowing.allows(ev.order_id) {
+                if start.wants(&ev) {
                     send!(Message::Text(ev.json.as_ref().into()));
                     sent(1);
                     received(&state, &start, &ev);
                 }
-                start.last_sent = ev.id;
             }
             _ = ping.tick() => {
                 if heard.elapsed() > settings.idle_timeout {
                     let _ = tokio::time::timeout(SEND_TIMEOUT, tx.send(close(close_code::AWAY, "idle timeout".into()))).await;
+                    return;
+                }
+                if !still_allowed(&state, &start).await {
+                    let reason = "credentials no longer valid; sign in again".to_owned();
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, tx.send(close(close_code::POLICY, reason))).await;
                     return;
                 }
                 send!(Message::Ping(Default::default()));
@@ -356,8 +395,7 @@ async fn server_sent_events(
     q: QueryParams,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let start = admit(&state, &caller, &q, last_event_id).await?;
+    let start = admit(&state, &caller, &q, &headers).await?;
     let (tx, rx) = mpsc::channel::<SseEvent>(16);
     let ping = state.config.realtime.ping_interval;
     tokio::spawn(sse_session(state, start, tx));
@@ -388,35 +426,39 @@ async fn sse_session(state: AppState, mut start: Start, tx: mpsc::Sender<SseEven
             }
         };
     }
-    if let Some(since) = start.since {
-        let mut after = since;
-        loop {
-            let Ok(page) = replay_page(&state, &start, after).await else {
+    loop {
+        let page = match start.replay_page(&state).await {
+            Ok(p) if p.is_empty() => break,
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "replay failed");
                 send!(
                     SseEvent::default()
                         .event("error")
                         .data(r#"{"code":"internal","detail":"replay failed; reconnect"}"#)
                 );
                 return;
-            };
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            let full = page.len() == REPLAY_PAGE as usize;
-            for ev in page {
-                if start.narrowing.allows(ev.order_id) {
-                    send!(sse_event(&ev));
-                    sent();
-                }
-                start.last_sent = ev.id;
             }
-            if !full {
-                break;
+        };
+        for ev in page {
+            if start.wants(&ev) {
+                send!(sse_event(&ev));
+                sent();
             }
         }
     }
     let closing = state.hub.closing().clone();
+    let every = state.config.realtime.ping_interval;
+    let mut recheck = tokio::time::interval_at(Instant::now() + every, every);
     loop {
         tokio::select! {
+            _ = recheck.tick() => {
+                if !still_allowed(&state, &start).await {
+                    let data = serde_json::json!({"code": "unauthorized", "detail": "credentials no longer valid; sign in again"});
+                    let _ = tx.send(SseEvent::default().event("error").data(data.to_string())).await;
+                    return;
+                }
+            }
             _ = closing.cancelled() => {
                 let data = serde_json::json!({"reason": "server shutting down; reconnect", "last_event_id": start.last_sent.to_string()});
                 let _ = tx.send(SseEvent::default().event("shutdown").retry(Duration::from_secs(1)).data(data.to_string())).await;
@@ -430,12 +472,11 @@ async fn sse_session(state: AppState, mut start: Start, tx: mpsc::Sender<SseEven
             _ = tx.closed() => return,
             ev = start.sub.rx.recv() => {
                 let Some(ev) = ev else { return };
-                if start.narrowing.allows(ev.order_id) {
+                if start.wants(&ev) {
                     send!(sse_event(&ev));
                     sent();
                     received(&state, &start, &ev);
                 }
-                start.last_sent = ev.id;
             }
         }
     }

@@ -187,6 +187,11 @@ impl Hub {
         self.started.send_replace(true);
     }
 
+    /// Does the hub know where its stream starts?
+    pub fn is_started(&self) -> bool {
+        *self.started.borrow()
+    }
+
     /// Waits (at most `within`) until the hub knows where the stream starts; false if it
     /// still does not.
     pub async fn started(&self, within: std::time::Duration) -> bool {

@@ -184,7 +184,12 @@ impl EventBus for NatsBus {
         Ok(self.last().await?.map(|(_, id)| id))
     }
 
-    async fn feed(&self, hub: Arc<Hub>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn feed(
+        &self,
+        hub: Arc<Hub>,
+        floor: i64,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let mut after: Option<u64> = None;
         while !shutdown.is_cancelled() {
             let started = match after {
@@ -192,7 +197,9 @@ impl EventBus for NatsBus {
                 // Live begins after the stream's last message: everything up to it is in
                 // the database, for replays.
                 None => self.last().await.map(|last| {
-                    let (seq, id) = last.unwrap_or((0, 0));
+                    // An empty stream (new, aged out, or wiped): live begins where the
+                    // relay will go on from, so a replay covers everything before it.
+                    let (seq, id) = last.unwrap_or((0, floor));
                     hub.start_at(id);
                     seq
                 }),

@@ -32,18 +32,29 @@ pub struct Relay {
     pub clock: Arc<dyn Clock>,
 }
 
+/// Runs `job` again and again until `shutdown`, a second apart: a job that leads when it
+/// can and works while it leads (the relay, the notifier) starts over when it loses the
+/// lease or meets an error.
+pub async fn keep_running<F, Fut>(what: &'static str, shutdown: &CancellationToken, mut job: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    while !shutdown.is_cancelled() {
+        if let Err(e) = job().await {
+            tracing::warn!(error = %e, "{what} stopped; starting again");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 impl Relay {
     /// Runs until `shutdown`: leads when it can, relays while it leads.
     pub async fn run(self, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            if let Err(e) = self.lead(&shutdown).await {
-                tracing::warn!(error = %e, "the event relay stopped; starting again");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
+        keep_running("the event relay", &shutdown, || self.lead(&shutdown)).await;
     }
 
     async fn lead(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
@@ -62,6 +73,10 @@ impl Relay {
             let on_bus = self.bus.last_published().await?.unwrap_or(0);
             tracing::info!(stored, on_bus, "this node relays events to the bus");
             Outbox::after(stored.max(on_bus))
+        } else if self.hub.is_started() {
+            // Started again after an error: go on from the last event handed to
+            // connections, so that the ones that stayed open miss nothing.
+            Outbox::after(self.hub.head())
         } else {
             let outbox = Outbox::at_end(self.store.as_ref()).await?;
             self.hub.start_at(outbox.position());

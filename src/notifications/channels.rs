@@ -271,6 +271,8 @@ impl WebhookSender {
                 .timeout(Duration::from_secs(15))
                 .connect_timeout(Duration::from_secs(5))
                 .redirect(reqwest::redirect::Policy::none())
+                // A proxy would resolve (and reach) the name itself, past the guard.
+                .no_proxy()
                 .dns_resolver(Arc::new(GuardedResolver { allow_private }))
                 .user_agent("Ordo-Webhooks/1")
                 .build()?,

@@ -221,14 +221,34 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::new(
+                    (hi >> 8) as u8,
+                    hi as u8,
+                    (lo >> 8) as u8,
+                    lo as u8,
+                ))
+            };
+            // Forms that carry an IPv4 address reach that address: judge it.
+            // 64:ff9b::/96 (NAT64) and 64:ff9b:1::/48 (local NAT64).
+            if s[0] == 0x64 && s[1] == 0xff9b {
+                return is_public(embedded(s[6], s[7]));
+            }
+            // 2002::/16 (6to4).
+            if s[0] == 0x2002 {
+                return is_public(embedded(s[1], s[2]));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                // fc00::/7 unique local, fe80::/10 link-local.
+                // ::/96, IPv4-compatible (deprecated).
+                || (s[..6].iter().all(|x| *x == 0))
+                // fc00::/7 unique local, fe80::/10 link-local, fec0::/10 site-local.
                 || (s[0] & 0xfe00) == 0xfc00
                 || (s[0] & 0xffc0) == 0xfe80
-                // 2001:db8::/32 documentation.
-                || (s[0] == 0x2001 && s[1] == 0x0db8))
+                || (s[0] & 0xffc0) == 0xfec0
+                // 2001::/32 Teredo; 2001:db8::/32 documentation.
+                || (s[0] == 0x2001 && (s[1] == 0 || s[1] == 0x0db8)))
         }
     }
 }
@@ -445,7 +465,12 @@ mod tests {
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"] {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700:4700::1111",
+            "64:ff9b::808:808",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }

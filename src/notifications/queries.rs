@@ -135,7 +135,8 @@ impl NotificationStore for Backend {
 
     async fn requeue_delivery(&self, id: Uuid, now: Ts) -> Result<bool> {
         let r = sqlx::query::<Db>(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, updated_at = $2 WHERE id = $1",
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, updated_at = $2 \
+             WHERE id = $1 AND status IN ('sent', 'dead')",
         )
         .bind(id)
         .bind(now)

@@ -228,7 +228,11 @@ impl NotificationService {
             .await?
             .filter(|d| d.recipient == endpoint && d.channel == Channel::Webhook.as_str())
             .ok_or(ApiError::NotFound)?;
-        self.store.requeue_delivery(d.id, self.clock.ts()).await?;
+        if !self.store.requeue_delivery(d.id, self.clock.ts()).await? {
+            return Err(ApiError::Conflict(
+                "this delivery is still being tried; it goes out again on its schedule".into(),
+            ));
+        }
         self.store.delivery(d.id).await?.ok_or(ApiError::NotFound)
     }
 
@@ -237,15 +241,8 @@ impl NotificationService {
     /// Runs the notifier until `shutdown`: one node at a time (a lease), from its stored
     /// position.
     pub async fn run_notifier(&self, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            if let Err(e) = self.notify(&shutdown).await {
-                tracing::warn!(error = %e, "the notifier stopped; starting again");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
+        crate::events::relay::keep_running("the notifier", &shutdown, || self.notify(&shutdown))
+            .await;
     }
 
     async fn notify(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {

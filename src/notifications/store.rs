@@ -107,7 +107,8 @@ pub trait NotificationStore {
         before: Option<(Ts, Uuid)>,
         limit: u32,
     ) -> Result<Vec<DeliveryRow>>;
-    /// Makes a delivery pending again and due now (by hand); the same id is kept.
+    /// Makes a delivery that ended (`sent` or `dead`) pending again and due now (by hand);
+    /// the same id is kept. False for one still being tried.
     async fn requeue_delivery(&self, id: Uuid, now: Ts) -> Result<bool>;
     /// Waiting deliveries per channel.
     async fn queue_depth(&self) -> Result<Vec<(String, i64)>>;

@@ -46,9 +46,13 @@ fn backoff(attempts: i32) -> Duration {
     wait.mul_f64(0.8 + 0.4 * rand::random::<f64>())
 }
 
+/// The gateway call of an order's charge with this payment method. The key is the
+/// charge's own, plus the method: every call for one method is the same payment to the
+/// gateway, and a charge that was never sent may start again with another method without
+/// the gateway taking it for a changed repeat of the first.
 fn charge_request(rec: &OrderRecord, method: &str) -> ChargeRequest {
     ChargeRequest {
-        idempotency_key: NewOrder::charge_key(rec.order.id),
+        idempotency_key: format!("{}-{method}", NewOrder::charge_key(rec.order.id)),
         order_id: rec.order.id.to_string(),
         amount: rec.order.total_amount,
         currency: rec.order.currency.clone(),
@@ -70,6 +74,11 @@ fn answered<T>(
 impl OrderService {
     fn at(&self, d: Duration) -> Ts {
         Ts::truncated(self.clock.now() + d)
+    }
+
+    /// Has the order's reservation run out (whether or not the sweeper got to it yet)?
+    pub(super) fn reservation_over(&self, rec: &OrderRecord) -> bool {
+        rec.order.expires_at.is_some_and(|t| t <= self.clock.ts())
     }
 
     /// When the saga may take over a step that a request starts now.
@@ -141,6 +150,11 @@ impl OrderService {
         };
         if state_of(&rec)?.status != OrderStatus::Created {
             return Err(not_payable(&rec.order.status));
+        }
+        if self.reservation_over(&rec) {
+            return Err(ApiError::InvalidTransition(
+                "the order's reservation has expired; it cannot be paid".into(),
+            ));
         }
         // One charge per order: a second call while it is out gets 409 instead of
         // charging again.
@@ -270,11 +284,12 @@ impl OrderService {
                     Ok((rec, _)) => Ok(Payment::Paid(rec)),
                     // Canceled or expired while the gateway was busy: the money goes back.
                     Err(ApiError::InvalidTransition(_)) => {
-                        let gone = self.late_success(id, reference).await?;
-                        Err(ApiError::Conflict(format!(
-                            "the order is {} and the payment was refunded",
-                            gone.order.status
-                        )))
+                        self.late_success(id, reference).await?;
+                        Err(ApiError::Conflict(
+                            "the order ended (canceled, or its reservation ran out) before the payment \
+                             went through; the money is refunded"
+                                .into(),
+                        ))
                     }
                     Err(e) => Err(e),
                 }
@@ -363,14 +378,16 @@ impl OrderService {
         }
         tracing::warn!(order_id = %id, "payment succeeded after the order ended; refunding");
         let now = self.clock.ts();
+        // The refund is owed before the charge counts as settled: if the process stops
+        // between the two writes, the saga still finds one or the other to act on.
+        self.store
+            .write_payment(&self.refund_step(&rec, Some(reference.clone())), now)
+            .await?;
         let charge = PaymentWrite {
             reference: Some(reference.clone()),
             ..self.charge_step(&rec, TxnStatus::Succeeded)
         };
         self.store.write_payment(&charge, now).await?;
-        self.store
-            .write_payment(&self.refund_step(&rec, Some(reference.clone())), now)
-            .await?;
         self.pay_back(rec, reference, 0).await
     }
 
@@ -451,20 +468,25 @@ impl OrderService {
     /// The saga job: takes the steps that are due (no answer yet, or a retry owed) and
     /// moves each one on. Safe on many nodes at once. Returns how many it looked at.
     pub async fn run_due_payments(&self, batch: u32) -> ApiResult<usize> {
+        use futures::StreamExt;
         let now = self.clock.ts();
-        let rows = self
-            .store
-            .take_due_payments(now, self.charge_lease(now), batch)
-            .await?;
-        for row in &rows {
-            let done = match row.kind.as_str() {
-                "charge" => self.resume_charge(row).await,
-                _ => self.resume_refund(row).await,
-            };
-            if let Err(e) = done {
-                tracing::warn!(order_id = %row.order_id, kind = %row.kind, error = %e, "payment step failed; it will be retried");
-            }
-        }
+        // A step may take up to three gateway calls (prepare, retrieve, confirm), each
+        // with its timeout: the lease covers them all, so no other node takes it meanwhile.
+        let lease = Ts::truncated(now.0 + 3 * self.payment_timeout + TAKEOVER_GRACE);
+        let rows = self.store.take_due_payments(now, lease, batch).await?;
+        // Steps of different orders do not wait for each other (a gateway that hangs on
+        // one does not hold up the rest).
+        futures::stream::iter(&rows)
+            .for_each_concurrent(16, |row| async move {
+                let done = match row.kind.as_str() {
+                    "charge" => self.resume_charge(row).await,
+                    _ => self.resume_refund(row).await,
+                };
+                if let Err(e) = done {
+                    tracing::warn!(order_id = %row.order_id, kind = %row.kind, error = %e, "payment step failed; it will be retried");
+                }
+            })
+            .await;
         Ok(rows.len())
     }
 
@@ -481,9 +503,7 @@ impl OrderService {
             self.store.write_payment(&step, self.clock.ts()).await?;
             return Ok(());
         }
-        if status == OrderStatus::Created
-            && rec.order.expires_at.is_some_and(|t| t <= self.clock.ts())
-        {
+        if status == OrderStatus::Created && self.reservation_over(&rec) {
             // The reservation ran out: the sweeper cancels the order first, and the charge
             // is voided after that. A success found now would place an expired order.
             return Ok(());

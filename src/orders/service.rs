@@ -235,6 +235,16 @@ impl OrderService {
                     exp.as_str()
                 )));
             }
+            // Money that comes in after the reservation ran out does not place the order
+            // (even before the sweeper cancels it): the saga gives it back instead.
+            if cmd == Command::ConfirmPayment
+                && state.status == OrderStatus::Created
+                && self.reservation_over(&current)
+            {
+                return Err(ApiError::InvalidTransition(
+                    "the order's reservation has expired".into(),
+                ));
+            }
             let (next, events) = match run(state, cmd) {
                 Ok(r) => r,
                 Err(_) if from_memory => continue,

@@ -150,7 +150,12 @@ impl Resilient {
                 // A retry stopped by the breaker reports what actually went wrong.
                 return Err(last_error.unwrap_or(open));
             }
-            match f().await {
+            // A call dropped before it answered (the caller's deadline passed) counts as a
+            // failure, and frees the half-open probe for the next call.
+            let mut unanswered = Unanswered(Some(self));
+            let result = f().await;
+            unanswered.0 = None;
+            match result {
                 Ok(v) => {
                     self.record(true);
                     metrics::counter!("ordo_gateway_calls_total", "op" => op, "outcome" => "ok")
@@ -172,6 +177,19 @@ impl Resilient {
             }
         }
         Err(last_error.unwrap_or_else(|| GatewayError::Unavailable("no attempt was made".into())))
+    }
+}
+
+/// Records a failure for a call that was dropped before it answered.
+struct Unanswered<'a>(Option<&'a Resilient>);
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = self.0 {
+            r.record(false);
+            metrics::counter!("ordo_gateway_calls_total", "op" => "any", "outcome" => "no_answer")
+                .increment(1);
+        }
     }
 }
 
@@ -299,6 +317,34 @@ mod tests {
         };
         let r = Resilient::new(flaky.clone(), policy, clock.clone());
         (flaky, clock, r)
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_never_answers_does_not_jam_the_breaker() {
+        let (_, clock, r) = setup(10, 0);
+        for _ in 0..3 {
+            let _ = r.confirm(&req(), "ref").await;
+        }
+        assert_eq!(r.state(), BreakerState::Open);
+        clock.advance(Duration::from_secs(11));
+        // The probe is dropped before it answers (the caller's deadline passed) …
+        let hung = tokio::time::timeout(Duration::from_millis(1), async {
+            let never = Resilient::call(&r, "confirm", || {
+                futures::future::pending::<Result<(), GatewayError>>()
+            });
+            never.await
+        })
+        .await;
+        assert!(hung.is_err());
+        // … which counts as a failure: open again, and after the cool-down the next probe
+        // goes out instead of being refused for ever.
+        assert_eq!(r.state(), BreakerState::Open);
+        clock.advance(Duration::from_secs(11));
+        assert_eq!(r.state(), BreakerState::HalfOpen);
+        assert!(!matches!(
+            r.confirm(&req(), "ref").await,
+            Err(GatewayError::CircuitOpen)
+        ));
     }
 
     #[tokio::test]

@@ -493,12 +493,6 @@ impl Drop for PrivateNats {
     }
 }
 
-async fn new_order(app: &TestApp, token: &str, item: &str) -> String {
-    let r = app.order(token, &[(item, 1)]).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    r.body["id"].as_str().unwrap().to_owned()
-}
-
 /// NATS goes away while orders keep changing, and comes back: the relay keeps the events
 /// in the database until the stream takes them, and the client hears every one, in order.
 async fn nothing_is_lost_while_nats_is_down(b: Backend) {
@@ -512,18 +506,18 @@ async fn nothing_is_lost_while_nats_is_down(b: Backend) {
     let (_, ann) = app.customer("ann").await;
     let item = app.item(500, 50).await;
     let mut ws = app.ws("", &ann).await;
-    let mut orders = vec![new_order(&app, &ann, &item).await];
+    let mut orders = vec![app.new_order(&ann, &item).await];
     assert_eq!(ws.json().await["data"]["status"], "created");
     nats.stop();
     for _ in 0..5 {
-        orders.push(new_order(&app, &ann, &item).await);
+        orders.push(app.new_order(&ann, &item).await);
     }
     let ready = app.ready().await;
     assert_eq!(ready["status"], "unavailable", "NATS is down: {ready}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     nats.resume();
     for _ in 0..2 {
-        orders.push(new_order(&app, &ann, &item).await);
+        orders.push(app.new_order(&ann, &item).await);
     }
     let mut heard = Vec::new();
     while heard.len() < orders.len() - 1 {

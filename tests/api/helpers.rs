@@ -334,6 +334,27 @@ impl TestApp {
             .await
     }
 
+    /// Places an order of `quantity` × `item` for `token`'s customer and pays it
+    /// (`placed`); returns its id.
+    pub async fn paid_order(&self, token: &str, item: &str, quantity: i64) -> String {
+        let r = self
+            .post(
+                "/v1/orders",
+                token,
+                json!({"items": [{"item_id": item, "quantity": quantity}], "payment_method": "pm_card_visa"}),
+            )
+            .await;
+        assert_eq!(r.body["status"], "placed", "{}", r.text);
+        r.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Places an unpaid order of one `item` (`created`); returns its id.
+    pub async fn new_order(&self, token: &str, item: &str) -> String {
+        let r = self.order(token, &[(item, 1)]).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body["id"].as_str().expect("id").to_owned()
+    }
+
     /// Waits until the order has `field` = `value`, moving the test clock by `step` before
     /// each look (background jobs such as the payment saga work on that clock). Returns
     /// the order as last read.

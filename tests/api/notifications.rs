@@ -85,18 +85,6 @@ fn unfolded(mail: &str) -> String {
     mail.replace("=\n", "").replace("=\r\n", "")
 }
 
-async fn paid_order(app: &TestApp, token: &str, item: &str) -> String {
-    let r = app
-        .post(
-            "/v1/orders",
-            token,
-            json!({"items": [{"item_id": item, "quantity": 2}], "payment_method": "pm_card_visa"}),
-        )
-        .await;
-    assert_eq!(r.body["status"], "placed", "{}", r.text);
-    r.body["id"].as_str().unwrap().to_owned()
-}
-
 async fn log(app: &TestApp, token: &str, who: &str) -> Vec<Value> {
     let r = app
         .get(&format!("/v1/customers/{who}/notifications"), token)
@@ -205,7 +193,7 @@ async fn emails_arrive_over_smtp(b: Backend) {
     let item = app
         .item_with(json!({"name": "Blue mug", "price": 1250, "stock": 5}))
         .await;
-    let id = paid_order(&app, &ann, &item).await;
+    let id = app.paid_order(&ann, &item, 2).await;
     let admin = app.admin_token.clone();
     let shipped = app
         .post(
@@ -302,7 +290,7 @@ async fn sms_go_through_twilios_api(b: Backend) {
     )
     .await;
     let item = app.item(900, 5).await;
-    paid_order(&app, &sam, &item).await;
+    app.paid_order(&sam, &item, 2).await;
     let sent = app
         .eventually(Duration::from_secs(20), || async {
             log(&app, &sam, &sam_id)
@@ -354,7 +342,7 @@ async fn an_smtp_outage_delays_but_loses_nothing(b: Backend) {
     .await;
     let (ann_id, ann) = app.customer("ann").await;
     let item = app.item(900, 5).await;
-    paid_order(&app, &ann, &item).await;
+    app.paid_order(&ann, &item, 2).await;
     let failed = app
         .eventually(Duration::from_secs(20), || async {
             log(&app, &ann, &ann_id)
@@ -452,7 +440,7 @@ async fn a_webhook_is_retried_with_the_same_id_until_it_lands(b: Backend) {
     .await;
     let (_, ann) = app.customer("ann").await;
     let item = app.item(900, 5).await;
-    let order = paid_order(&app, &ann, &item).await;
+    let order = app.paid_order(&ann, &item, 2).await;
     let landed = until(&app, Duration::from_secs(12), || async {
         deliveries(&app, &ep)
             .await
@@ -507,7 +495,7 @@ async fn retry_after_final_answers_dead_letters_and_resend(b: Backend) {
     let (down_ep, _) = endpoint(&app, &down.url, json!(["order.placed"])).await;
     let (_, ann) = app.customer("ann").await;
     let item = app.item(900, 5).await;
-    paid_order(&app, &ann, &item).await;
+    app.paid_order(&ann, &item, 2).await;
     let settled = app
         .eventually(Duration::from_secs(20), || async {
             deliveries(&app, &gone_ep)
@@ -611,7 +599,7 @@ async fn secrets_rotate_without_losing_a_message(b: Backend) {
     );
     let (_, ann) = app.customer("ann").await;
     let item = app.item(900, 5).await;
-    paid_order(&app, &ann, &item).await;
+    app.paid_order(&ann, &item, 2).await;
     let got = app
         .eventually(Duration::from_secs(20), || async {
             !receiver.requests().is_empty()
@@ -781,7 +769,7 @@ async fn push_reaches_an_open_connection_or_falls_back(b: Backend) {
     .await;
     let item = app.item(900, 5).await;
     let mut ws = app.ws("", &ann).await;
-    let id = paid_order(&app, &ann, &item).await;
+    let id = app.paid_order(&ann, &item, 2).await;
     // The customer's page gets the events.
     assert_eq!(ws.json().await["data"]["status"], "created");
     assert_eq!(ws.json().await["data"]["status"], "placed");

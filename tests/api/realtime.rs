@@ -13,26 +13,6 @@ fn id_of(v: &Value) -> i64 {
     v["id"].as_str().expect("id").parse().expect("numeric id")
 }
 
-/// An order for `token`'s customer; returns its id.
-async fn order(app: &TestApp, token: &str, item: &str) -> String {
-    let r = app.order(token, &[(item, 1)]).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    r.body["id"].as_str().unwrap().to_owned()
-}
-
-/// A placed (paid) order for `token`'s customer; returns its id.
-async fn paid_order(app: &TestApp, token: &str, item: &str) -> String {
-    let r = app
-        .post(
-            "/v1/orders",
-            token,
-            json!({"items": [{"item_id": item, "quantity": 1}], "payment_method": "pm_card_visa"}),
-        )
-        .await;
-    assert_eq!(r.body["status"], "placed", "{}", r.text);
-    r.body["id"].as_str().unwrap().to_owned()
-}
-
 /// The ids of every event of these orders, from the timeline.
 async fn timeline(app: &TestApp, token: &str, orders: &[String]) -> Vec<i64> {
     let mut ids = Vec::new();
@@ -67,7 +47,7 @@ async fn each_caller_sees_what_it_may(b: Backend) {
     let mut ann_ws = app.ws("", &ann).await;
     let mut bob_ws = app.ws("", &bob).await;
     let mut staff_ws = app.ws("", &staff).await;
-    let a = order(&app, &ann, &item).await;
+    let a = app.new_order(&ann, &item).await;
     let m = ann_ws.json().await;
     assert_eq!(m["event"], "order_status_update", "{m}");
     assert_eq!(m["data"]["order_id"], a.as_str());
@@ -85,7 +65,7 @@ async fn each_caller_sees_what_it_may(b: Backend) {
     }
     assert_eq!(staff_ws.json().await, m, "staff see the same message");
     // Bob's first message is his own order, never Ann's.
-    let b_order = order(&app, &bob, &item).await;
+    let b_order = app.new_order(&bob, &item).await;
     let first = bob_ws.json().await;
     assert_eq!(first["data"]["order_id"], b_order.as_str(), "{first}");
     assert_eq!(staff_ws.json().await["data"]["order_id"], b_order.as_str());
@@ -117,7 +97,7 @@ async fn connections_need_a_valid_caller(b: Backend) {
         .try_ws(&format!("?access_token={ann}"), None)
         .await
         .unwrap();
-    order(&app, &ann, &item).await;
+    app.new_order(&ann, &item).await;
     assert_eq!(ws.json().await["data"]["status"], "created");
     app.try_ws("", None)
         .await
@@ -141,7 +121,7 @@ async fn connections_need_a_valid_caller(b: Backend) {
     // An integration key with orders:read sees everything.
     let (_, reader) = app.api_key(&["orders:read"]).await;
     let mut all = app.ws("", &reader).await;
-    order(&app, &ann, &item).await;
+    app.new_order(&ann, &item).await;
     assert_eq!(all.json().await["data"]["status"], "created");
 }
 both!(connections_need_a_valid_caller);
@@ -156,8 +136,8 @@ async fn a_reconnect_with_since_misses_nothing(b: Backend) {
     let item = app.item(500, 100).await;
     let mut orders = Vec::new();
     for _ in 0..3 {
-        orders.push(paid_order(&app, &ann, &item).await);
-        paid_order(&app, &bob, &item).await;
+        orders.push(app.paid_order(&ann, &item, 1).await);
+        app.paid_order(&bob, &item, 1).await;
     }
     let before = timeline(&app, &ann, &orders).await;
     let since = before[1];
@@ -207,9 +187,9 @@ async fn subscribe_narrows_but_never_widens(b: Backend) {
     let staff = app.staff().await;
     let item = app.item(500, 10).await;
     let mut ws = app.ws("", &ann).await;
-    let a1 = order(&app, &ann, &item).await;
-    let a2 = order(&app, &ann, &item).await;
-    let b1 = order(&app, &bob, &item).await;
+    let a1 = app.new_order(&ann, &item).await;
+    let a2 = app.new_order(&ann, &item).await;
+    let b1 = app.new_order(&bob, &item).await;
     // Everything of Ann's so far: her two orders were created.
     for o in [&a1, &a2] {
         assert_eq!(ws.json().await["data"]["order_id"], o.as_str());
@@ -280,7 +260,7 @@ async fn server_sent_events_stream_and_resume(b: Backend) {
     let (_, ann) = app.customer("ann").await;
     let item = app.item(500, 10).await;
     let mut sse = Sse::open(&app, &ann, None).await;
-    let o = order(&app, &ann, &item).await;
+    let o = app.new_order(&ann, &item).await;
     let first = sse.next().await;
     assert_eq!(first.event, "order_status_update");
     let body: Value = serde_json::from_str(&first.data).unwrap();
@@ -288,7 +268,7 @@ async fn server_sent_events_stream_and_resume(b: Backend) {
     assert_eq!(first.id, body["id"].as_str().unwrap());
     drop(sse);
     // Two more while the client is away.
-    let o2 = order(&app, &ann, &item).await;
+    let o2 = app.new_order(&ann, &item).await;
     app.post(&format!("/v1/orders/{o2}/cancel"), &ann, json!({}))
         .await;
     let mut again = Sse::open(&app, &ann, Some(&first.id)).await;
@@ -382,7 +362,7 @@ async fn a_slow_client_is_dropped_and_holds_up_nobody(b: Backend) {
     let (_, ann) = app.customer("ann").await;
     let staff = app.staff().await;
     let item = app.item(500, 10).await;
-    let o = order(&app, &ann, &item).await;
+    let o = app.new_order(&ann, &item).await;
     scan_all(&app, &staff, &[&o]).await;
     let mut fast = app.ws("", &ann).await;
     let slow = slow_client(&app, &ann).await;
@@ -531,7 +511,7 @@ async fn shutdown_tells_clients_to_reconnect(b: Backend) {
     let (_, ann) = app.customer("ann").await;
     let item = app.item(500, 10).await;
     let mut ws = app.ws("", &ann).await;
-    order(&app, &ann, &item).await;
+    app.new_order(&ann, &item).await;
     let last = id_of(&ws.json().await);
     app.shutdown();
     match ws.next(Duration::from_secs(10)).await {
@@ -543,3 +523,31 @@ async fn shutdown_tells_clients_to_reconnect(b: Backend) {
     }
 }
 both!(shutdown_tells_clients_to_reconnect);
+
+/// A connection lives only as long as its credential: a revoked API key is cut off.
+async fn a_revoked_key_is_cut_off(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| {
+        c.realtime.ping_interval = Duration::from_millis(300);
+        c.realtime.idle_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let (key_id, key) = app.api_key(&["orders:read"]).await;
+    let mut ws = app.ws("", &key).await;
+    let gone = app
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/api-keys/{key_id}"),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    match ws.next(Duration::from_secs(10)).await {
+        Got::Closed(Some((code, reason))) => {
+            assert_eq!(code, 1008, "{reason}");
+            assert!(reason.contains("no longer valid"), "{reason}");
+        }
+        other => panic!("expected the connection to be closed, got {other:?}"),
+    }
+}
+both!(a_revoked_key_is_cut_off);
