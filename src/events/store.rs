@@ -202,7 +202,14 @@ mod postgres {
         }
 
         async fn lead(&self, name: &str) -> Result<Option<Box<dyn Lease>>> {
-            let options = self.reader().connect_options();
+            // The lock lives as long as this session. If the node vanishes without closing
+            // it (a lost machine, a cut network), the server notices within about half a
+            // minute through TCP keepalives and releases the lock for another node.
+            let options = self.reader().connect_options().as_ref().clone().options([
+                ("tcp_keepalives_idle", "10"),
+                ("tcp_keepalives_interval", "5"),
+                ("tcp_keepalives_count", "3"),
+            ]);
             let mut conn = sqlx::PgConnection::connect_with(&options).await?;
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(lock_key(name))
