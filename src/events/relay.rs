@@ -22,7 +22,7 @@ use crate::clock::Clock;
 pub const RELAY: &str = "relay";
 /// How often an idle relay looks for new events (it looks again at once after a full
 /// batch).
-const POLL: Duration = Duration::from_millis(5);
+const POLL: Duration = Duration::from_millis(10);
 const BATCH: u32 = 256;
 
 pub struct Relay {
@@ -116,7 +116,12 @@ impl Relay {
                 metrics::gauge!("ordo_relay_position").set(last.id as f64);
             }
             if !full {
-                tokio::task::yield_now().await;
+                // Caught up: wait a moment, so that a busy log is read in batches rather
+                // than one query per commit.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(POLL) => {}
+                }
             }
         }
         Ok(())

@@ -119,6 +119,8 @@ mod postgres {
     include!("queries.rs");
 
     /// The transactions running in this statement's snapshot, as plain numbers.
+    /// Transaction ids are server-wide: the list may hold other databases' writers, which
+    /// cannot hold our event ids; `foreign` tells them apart when a gap must wait.
     const IN_FLIGHT: &str = "(SELECT coalesce(array_agg(x::text::bigint), '{}') FROM pg_snapshot_xip(pg_current_snapshot()) AS x)";
 
     #[derive(sqlx::FromRow)]

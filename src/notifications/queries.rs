@@ -46,18 +46,24 @@ impl NotificationStore for Backend {
         }
         let mut q = QueryBuilder::<Db>::new(
             "INSERT INTO deliveries (id, event_id, channel, recipient, target, kind, status, attempts, next_attempt_at, \
-             created_at, updated_at) ",
+             detail, sent_at, created_at, updated_at) ",
         );
         q.push_values(d, |mut row, n| {
+            let (status, due, sent_at) = match n.recorded {
+                Some(_) => ("sent", None, Some(at)),
+                None => ("pending", Some(n.due), None),
+            };
             row.push_bind(Uuid::now_v7())
                 .push_bind(n.event_id)
                 .push_bind(n.channel)
                 .push_bind(n.recipient)
                 .push_bind(n.target.clone())
                 .push_bind(n.kind.clone())
-                .push_bind("pending")
+                .push_bind(status)
                 .push_bind(0_i32)
-                .push_bind(n.due)
+                .push_bind(due)
+                .push_bind(n.recorded)
+                .push_bind(sent_at)
                 .push_bind(at)
                 .push_bind(at);
         });

@@ -258,17 +258,21 @@ impl NotificationService {
                 checked = tokio::time::Instant::now();
             }
             let batch = outbox.peek(self.store.as_ref(), 200).await?;
-            if batch.rows.is_empty() {
+            let caught_up = batch.rows.len() < 200;
+            if !batch.rows.is_empty() {
+                self.queue(&batch.rows).await?;
+                self.store
+                    .save_cursor(NOTIFIER, batch.end, self.clock.ts())
+                    .await?;
+                outbox.advance(batch.end);
+            }
+            if caught_up {
+                // Read a busy log in batches, not one query per commit.
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(20)) => continue,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }
             }
-            self.queue(&batch.rows).await?;
-            self.store
-                .save_cursor(NOTIFIER, batch.end, self.clock.ts())
-                .await?;
-            outbox.advance(batch.end);
         }
         Ok(())
     }
@@ -289,6 +293,7 @@ impl NotificationService {
                     target: Some(ep.url.clone()),
                     kind: kind.clone(),
                     due: now,
+                    recorded: None,
                 });
             }
             let Some(n) = notable(&e.event, &e.status, e.previous_status.as_deref()) else {
@@ -308,7 +313,16 @@ impl NotificationService {
             let Some(user) = self.store.user_by_id(e.customer_id).await? else {
                 continue;
             };
-            let mut add = |channel: Channel, target: Option<String>, due: Ts| {
+            let mut add = |channel: Channel,
+                           target: Option<String>,
+                           due: Ts,
+                           recorded: Option<&'static str>| {
+                if let Some(why) = recorded {
+                    tracing::info!(
+                        channel = channel.as_str(), to = ?target, order_id = %e.order_id,
+                        kind = n.as_str(), "notification {why}"
+                    );
+                }
                 out.push(NewDelivery {
                     event_id: e.id,
                     channel: channel.as_str(),
@@ -316,17 +330,30 @@ impl NotificationService {
                     target,
                     kind: n.as_str().to_owned(),
                     due,
+                    recorded,
                 })
             };
+            // With no provider the delivery is recorded (and logged) as it is queued.
             if p.email {
-                add(Channel::Email, Some(user.email.clone()), now);
+                let recorded = self
+                    .mailer
+                    .is_none()
+                    .then_some("recorded, not sent: ORDO_SMTP_URL is not set");
+                add(Channel::Email, Some(user.email.clone()), now, recorded);
             }
             if p.sms {
-                add(Channel::Sms, user.phone.clone(), now);
+                let recorded = (self.twilio.is_none() && user.phone.is_some())
+                    .then_some("recorded, not sent: ORDO_SMS_PROVIDER is not set");
+                add(Channel::Sms, user.phone.clone(), now, recorded);
             }
             if p.push {
                 // Looked at once the event had time to reach the customer's connections.
-                add(Channel::Push, None, self.later(Duration::from_millis(500)));
+                add(
+                    Channel::Push,
+                    None,
+                    self.later(Duration::from_millis(500)),
+                    None,
+                );
             }
         }
         self.store.insert_deliveries(&out, now).await?;

@@ -30,7 +30,8 @@ pub struct DeliveryRow {
 pub(crate) const DELIVERY_COLUMNS: &str = "id, event_id, channel, recipient, target, kind, status, attempts, \
      last_error, detail, next_attempt_at, created_at, updated_at, sent_at";
 
-/// A delivery to make (`pending`, due at `due`).
+/// A delivery to make (`pending`, due at `due`), or one settled as it is queued
+/// (`recorded`: no provider is configured, so it is recorded instead of sent).
 #[derive(Clone, Debug)]
 pub struct NewDelivery {
     pub event_id: i64,
@@ -39,6 +40,7 @@ pub struct NewDelivery {
     pub target: Option<String>,
     pub kind: String,
     pub due: Ts,
+    pub recorded: Option<&'static str>,
 }
 
 /// The outcome of an attempt (or a look, which does not count as one).
