@@ -56,8 +56,9 @@ impl Outbox {
     /// the writers running now to end, so that no id below its start can still appear.
     pub async fn at_end(store: &dyn EventStore) -> Result<Self> {
         let last = store.last_event().await?;
+        let in_flight = store.ours(last.in_flight).await?;
         let deadline = Instant::now() + GIVE_UP_AFTER;
-        while !store.transactions_ended(&last.in_flight).await? && Instant::now() < deadline {
+        while !store.transactions_ended(&in_flight).await? && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Ok(Outbox::after(last.rows.last().map_or(0, |r| r.id)))
@@ -85,16 +86,21 @@ impl Outbox {
             if row.id != expected {
                 let settled = match &self.gap {
                     Some(g) if g.first == expected => gap_settled,
-                    _ => read.in_flight.is_empty(),
+                    _ => {
+                        // A new gap: only our database's writers can fill it.
+                        let ours = store.ours(read.in_flight.clone()).await?;
+                        let none = ours.is_empty();
+                        if !none {
+                            self.gap = Some(Gap {
+                                first: expected,
+                                in_flight: ours,
+                                since: Instant::now(),
+                            });
+                        }
+                        none
+                    }
                 };
                 if !settled {
-                    if self.gap.as_ref().is_none_or(|g| g.first != expected) {
-                        self.gap = Some(Gap {
-                            first: expected,
-                            in_flight: read.in_flight.clone(),
-                            since: Instant::now(),
-                        });
-                    }
                     break;
                 }
                 if let Some(g) = &self.gap
@@ -180,6 +186,10 @@ mod tests {
             let running = self.running.lock().unwrap();
             Ok(!xids.iter().any(|x| running.contains(x)))
         }
+        async fn ours(&self, xids: Vec<i64>) -> Result<Vec<i64>> {
+            // Transactions from 900 up belong to another database.
+            Ok(xids.into_iter().filter(|x| *x < 900).collect())
+        }
         async fn last_event(&self) -> Result<OutboxRead> {
             unimplemented!()
         }
@@ -239,6 +249,15 @@ mod tests {
         *log.rows.lock().unwrap() = vec![2, 3, 7];
         let mut o = Outbox::after(0);
         assert_eq!(ids(&mut o, &log).await, [2, 3, 7]);
+    }
+
+    #[tokio::test]
+    async fn other_databases_transactions_do_not_hold_a_gap() {
+        let log = Log::default();
+        *log.rows.lock().unwrap() = vec![1, 3];
+        *log.running.lock().unwrap() = vec![901, 950];
+        let mut o = Outbox::after(0);
+        assert_eq!(ids(&mut o, &log).await, [1, 3]);
     }
 
     #[tokio::test]

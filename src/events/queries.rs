@@ -20,6 +20,13 @@ impl EventStore for Backend {
         self.ended(xids).await
     }
 
+    async fn ours(&self, xids: Vec<i64>) -> Result<Vec<i64>> {
+        if xids.is_empty() {
+            return Ok(xids);
+        }
+        self.local(xids).await
+    }
+
     async fn last_event(&self) -> Result<OutboxRead> {
         self.read_last().await
     }

@@ -39,6 +39,9 @@ pub trait EventStore: Send + Sync {
     async fn events_after(&self, after: i64, limit: u32) -> Result<OutboxRead>;
     /// Have all of these transactions (from `OutboxRead::in_flight`) ended?
     async fn transactions_ended(&self, xids: &[i64]) -> Result<bool>;
+    /// These transactions, less those known to write to another database of the server
+    /// (PostgreSQL's transaction ids are server-wide; those cannot hold our event ids).
+    async fn ours(&self, xids: Vec<i64>) -> Result<Vec<i64>>;
     /// The highest event id, with the transactions still running when it was read.
     async fn last_event(&self) -> Result<OutboxRead>;
     /// Events `audience` may see with ids in `(after, upto]`, in id order, at most `limit`.
@@ -104,6 +107,10 @@ mod sqlite {
 
         async fn ended(&self, _: &[i64]) -> Result<bool> {
             Ok(true)
+        }
+
+        async fn local(&self, xids: Vec<i64>) -> Result<Vec<i64>> {
+            Ok(xids)
         }
 
         async fn lead(&self, _: &str) -> Result<Option<Box<dyn Lease>>> {
@@ -193,6 +200,20 @@ mod postgres {
                 .await?;
             }
             Ok(read)
+        }
+
+        async fn local(&self, xids: Vec<i64>) -> Result<Vec<i64>> {
+            // A transaction listed for another database is not ours. One that ended before
+            // this was read is not listed, so it stays: waiting for it costs nothing, while
+            // dropping one of ours could pass an event that still commits.
+            Ok(sqlx::query_scalar::<Db, Vec<i64>>(
+                "SELECT coalesce(array_agg(x), '{}') FROM unnest($1::bigint[]) AS x \
+                 WHERE (x % 4294967296) NOT IN (SELECT backend_xid::text::bigint FROM pg_stat_activity \
+                 WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database())",
+            )
+            .bind(&xids)
+            .fetch_one(self.reader())
+            .await?)
         }
 
         async fn ended(&self, xids: &[i64]) -> Result<bool> {
