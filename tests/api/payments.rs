@@ -233,3 +233,31 @@ async fn payment_steps_belong_to_the_order(b: crate::helpers::Backend) {
     .assert_problem(404, "not_found");
 }
 both!(payment_steps_belong_to_the_order);
+
+/// An order whose reservation ran out cannot be paid, whether or not the sweeper got to
+/// it yet: 409, and no charge is started.
+async fn an_expired_reservation_cannot_be_paid(b: crate::helpers::Backend) {
+    let app = TestApp::spawn(b).await;
+    let (_, token) = app.customer("ann").await;
+    let item = app.item(700, 5).await;
+    let id = app.new_order(&token, &item).await;
+    app.advance(TTL + Duration::from_secs(1));
+    let r = app
+        .post(
+            &format!("/v1/orders/{id}/payments"),
+            &token,
+            json!({"payment_method": "pm_card_visa"}),
+        )
+        .await;
+    r.assert_problem(409, "invalid_transition");
+    assert!(
+        steps(&app, &token, &id).await.is_empty(),
+        "no charge started"
+    );
+    let o = app
+        .order_becomes(&token, &id, "status", "canceled", Duration::ZERO)
+        .await;
+    assert_eq!(o["payment_status"], "pending");
+    assert_eq!(app.stock(&item).await, 5);
+}
+both!(an_expired_reservation_cannot_be_paid);
