@@ -35,6 +35,7 @@ use crate::orders::service::OrderService;
 use crate::payments::resilience::Resilient;
 use crate::payments::stripe::StripeGateway;
 use crate::payments::{PaymentGateway, SimulatedGateway};
+use crate::shop::service::ShopService;
 use crate::storage::DynStore;
 
 /// Shared by every request; cloning it is one reference-count increment.
@@ -55,6 +56,7 @@ pub struct Services {
     pub auth: AuthService,
     pub items: ItemService,
     pub orders: OrderService,
+    pub shop: ShopService,
     pub metrics: PrometheusHandle,
     pub rate_limit: Option<RateLimit>,
     pub gateway: Arc<dyn PaymentGateway>,
@@ -100,6 +102,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::payments::webhooks::router())
         .merge(crate::events::http::router())
         .merge(crate::notifications::http::router())
+        .merge(crate::shop::http::router())
 }
 
 /// The OpenAPI document of every route, generated from the handlers.
@@ -163,6 +166,7 @@ impl AppState {
             rate_limit: config.rate_limit_per_min.and_then(RateLimit::per_minute),
             config: Arc::new(config),
             items: ItemService::new(store.clone(), clock.clone()),
+            shop: ShopService::new(store.clone(), clock.clone()),
             store,
             clock,
             auth,

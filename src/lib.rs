@@ -17,6 +17,7 @@
 //!   the relay, and real-time push over WebSocket and SSE.
 //! - `notifications`: notification preferences, e-mail/SMS/push deliveries and outgoing
 //!   webhooks, through one durable delivery queue.
+//! - `shop`: the shop front's cart, checkout from the cart and wishlist.
 //! - `bench`: the HTTP load generator behind `ordo bench`.
 
 pub mod app;
@@ -33,5 +34,6 @@ pub mod inventory;
 pub mod notifications;
 pub mod orders;
 pub mod payments;
+pub mod shop;
 pub mod storage;
 pub mod telemetry;

@@ -287,21 +287,7 @@ async fn create_order(
         .payment_method
         .as_deref()
         .and_then(|m| v.check(parse_payment_method("payment_method", m)));
-    let shipping_address = match req.shipping_address {
-        Some(a @ (serde_json::Value::Object(_) | serde_json::Value::String(_)))
-            if a.to_string().len() <= 4096 =>
-        {
-            Some(a)
-        }
-        Some(serde_json::Value::Null) | None => None,
-        Some(_) => {
-            v.push(
-                "shipping_address",
-                "must be an object or a string of at most 4 KiB",
-            );
-            None
-        }
-    };
+    let shipping_address = parse_shipping_address(&mut v, req.shipping_address);
     let customer_id = match (caller.own_customer_id(), requested_customer) {
         (Some(own), Some(asked)) if own != asked => {
             return Err(ApiError::Forbidden("a customer may only order for itself"));
@@ -323,26 +309,60 @@ async fn create_order(
         return Err(ApiError::validation("customer_id", "no such customer"));
     };
     let actor = actor_of(&caller);
-    let rec = state
-        .orders
-        .place(
-            PlaceOrder {
-                customer_id,
-                lines,
-                shipping_address,
-                payment_method: payment_method.clone(),
-            },
-            &actor,
-        )
-        .await?;
+    place_and_pay(
+        &state,
+        PlaceOrder {
+            customer_id,
+            lines,
+            shipping_address,
+            payment_method,
+            cart_version: None,
+        },
+        &actor,
+    )
+    .await
+}
+
+/// Places an order and, with a payment method, pays it: the answer of `POST /v1/orders`
+/// (201, or 202 when the gateway did not answer in time). Checkout from a cart comes here
+/// too.
+pub(crate) async fn place_and_pay(
+    state: &AppState,
+    req: PlaceOrder,
+    actor: &str,
+) -> ApiResult<(StatusCode, Json<OrderResponse>)> {
+    let payment_method = req.payment_method.clone();
+    let rec = state.orders.place(req, actor).await?;
     let Some(method) = payment_method else {
         return Ok(order_response(StatusCode::CREATED, rec));
     };
     // Placing with a payment method claimed the payment call already.
-    Ok(match state.orders.charge(rec, method, &actor).await? {
+    Ok(match state.orders.charge(rec, method, actor).await? {
         Payment::Paid(rec) | Payment::Declined(rec) => order_response(StatusCode::CREATED, rec),
         Payment::Pending(rec) => order_response(StatusCode::ACCEPTED, rec),
     })
+}
+
+/// A shipping address as an order takes it: an object or a string of at most 4 KiB.
+pub(crate) fn parse_shipping_address(
+    v: &mut Validator,
+    raw: Option<serde_json::Value>,
+) -> Option<serde_json::Value> {
+    match raw {
+        Some(a @ (serde_json::Value::Object(_) | serde_json::Value::String(_)))
+            if a.to_string().len() <= 4096 =>
+        {
+            Some(a)
+        }
+        Some(serde_json::Value::Null) | None => None,
+        Some(_) => {
+            v.push(
+                "shipping_address",
+                "must be an object or a string of at most 4 KiB",
+            );
+            None
+        }
+    }
 }
 
 /// One order (a customer: only its own).

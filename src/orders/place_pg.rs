@@ -4,6 +4,14 @@
 //! event. If any line cannot be reserved (or the currencies differ), the order row gets
 //! a negative total, which its CHECK constraint refuses: the whole statement, and with it
 //! every reservation it made, is rolled back. Only then do we look at what went wrong.
+//!
+//! A checkout from a cart runs the same statement with two more steps (`PLACE_CART`): it
+//! moves the cart's version on, but only from the version its lines were read at, and
+//! deletes the cart's lines. A cart that changed meanwhile (a second checkout, an item
+//! added) leaves no row to move on, and the order's total goes negative as for a line
+//! that cannot be reserved. An order placed directly runs `PLACE` as it always did.
+
+use std::sync::LazyLock;
 
 use sqlx::types::Json;
 
@@ -47,6 +55,35 @@ WITH input AS (
 SELECT line_no, id AS item_id, sku, name, qty AS quantity, price AS unit_price, price * qty AS line_total, currency
 FROM upd ORDER BY line_no";
 
+/// `PLACE` for a checkout from the cart of the order's customer ($6) at version $15.
+static PLACE_CART: LazyLock<String> = LazyLock::new(|| {
+    PLACE
+        .replacen(
+            "), ord AS (",
+            "), cart AS (
+    -- The row lock queues a second checkout of this cart, which then finds the version
+    -- moved on and fails.
+    UPDATE carts SET version = version + 1, updated_at = $4
+    WHERE customer_id = $6 AND version = $15
+    RETURNING customer_id
+), ord AS (",
+            1,
+        )
+        .replacen(
+            "count(DISTINCT currency) = 1 THEN",
+            "count(DISTINCT currency) = 1 AND EXISTS (SELECT 1 FROM cart) THEN",
+            1,
+        )
+        .replacen(
+            "\n)\nSELECT line_no",
+            "\n), emptied AS (
+    DELETE FROM cart_items WHERE customer_id IN (SELECT customer_id FROM cart)
+)
+SELECT line_no",
+            1,
+        )
+});
+
 impl PgStore {
     pub(crate) async fn place_order_native(&self, o: &NewOrder) -> Result<PlaceOutcome> {
         // Lines go in item id order, so that concurrent orders lock shared items in the
@@ -57,7 +94,11 @@ impl PgStore {
         let qtys: Vec<i32> = sorted.iter().map(|(_, l)| l.1).collect();
         let line_nos: Vec<i32> = sorted.iter().map(|(i, _)| *i as i32 + 1).collect();
         let shipping = o.shipping_address.clone().map(Json);
-        let rows = sqlx::query_as::<sqlx::Postgres, ReservedLine>(PLACE)
+        let sql = match o.cart_version {
+            None => sqlx::AssertSqlSafe(PLACE),
+            Some(_) => sqlx::AssertSqlSafe(PLACE_CART.as_str()),
+        };
+        let mut q = sqlx::query_as::<sqlx::Postgres, ReservedLine>(sql)
             .bind(&ids)
             .bind(&qtys)
             .bind(&line_nos)
@@ -71,9 +112,11 @@ impl PgStore {
             .bind(&o.actor)
             .bind(uuid::Uuid::now_v7())
             .bind(NewOrder::charge_key(o.id))
-            .bind(o.charge_due_at)
-            .fetch_all(self.writer())
-            .await;
+            .bind(o.charge_due_at);
+        if let Some(version) = o.cart_version {
+            q = q.bind(version);
+        }
+        let rows = q.fetch_all(self.writer()).await;
         let rows = match rows.map_err(Error::from) {
             Ok(rows) => rows,
             Err(Error::Check) => return self.diagnose(o).await,
@@ -85,6 +128,17 @@ impl PgStore {
     /// Says why an order could not be placed. Stock may have moved since; if every line
     /// looks fine now, the caller's retry loop simply tries again.
     async fn diagnose(&self, o: &NewOrder) -> Result<PlaceOutcome> {
+        if let Some(version) = o.cart_version {
+            let now = sqlx::query_scalar::<sqlx::Postgres, i64>(
+                "SELECT version FROM carts WHERE customer_id = $1",
+            )
+            .bind(o.customer_id)
+            .fetch_optional(self.reader())
+            .await?;
+            if now != Some(version) {
+                return Ok(PlaceOutcome::CartChanged);
+            }
+        }
         let ids: Vec<uuid::Uuid> = o.lines.iter().map(|l| l.0).collect();
         let found = sqlx::query_as::<sqlx::Postgres, (uuid::Uuid, i64, String)>(
             "SELECT id, stock, currency FROM items WHERE id = ANY($1)",
@@ -129,4 +183,18 @@ pub(super) fn explain_refusal(
         return Ok(PlaceOutcome::MixedCurrencies);
     }
     Err(Error::Retry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checkout_statement_claims_and_empties_the_cart() {
+        let sql = PLACE_CART.as_str();
+        assert!(sql.contains("WHERE customer_id = $6 AND version = $15"));
+        assert!(sql.contains("AND EXISTS (SELECT 1 FROM cart) THEN"));
+        assert!(sql.contains("DELETE FROM cart_items"));
+        assert!(!PLACE.contains("carts"));
+    }
 }

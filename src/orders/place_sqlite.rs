@@ -21,8 +21,14 @@ use crate::storage::{Error, Result};
 /// The statements for an order of `n` lines. Parameters: $1 time, $2 order id,
 /// $3 customer, $4 shipping address, $5 payment method, $6 expiry, $7 actor, then for
 /// line k (in item id order) $(8+3k) item id, $(9+3k) quantity, $(10+3k) line number,
-/// then the charge's id, idempotency key and due time.
-fn place_sql(n: usize) -> String {
+/// then the charge's id, idempotency key and due time, and with `cart` the version of the
+/// customer's cart that the lines were read at.
+///
+/// A checkout (`cart`) places the order only if the cart is still at that version (the
+/// CHECK on `orders.total_amount` refuses it otherwise), then moves the version on and
+/// empties the cart, in the order's savepoint. SQLite has one writer, so nothing can
+/// change the cart between the check and the delete.
+fn place_sql(n: usize, cart: bool) -> String {
     let mut lines = String::new();
     for k in 0..n {
         let p = 8 + 3 * k;
@@ -37,6 +43,20 @@ fn place_sql(n: usize) -> String {
         );
     }
     let c = 8 + 3 * n;
+    let cart_claim = if cart {
+        format!(
+            " AND EXISTS (SELECT 1 FROM carts WHERE customer_id = $3 AND version = ${})",
+            c + 3
+        )
+    } else {
+        String::new()
+    };
+    let cart_empty = if cart {
+        "UPDATE carts SET version = version + 1, updated_at = $1 WHERE customer_id = $3;\n\
+         DELETE FROM cart_items WHERE customer_id = $3;\n"
+    } else {
+        ""
+    };
     let mut sql = String::new();
     for k in 0..n {
         let p = 8 + 3 * k;
@@ -51,7 +71,7 @@ fn place_sql(n: usize) -> String {
         "INSERT INTO orders (id, customer_id, status, payment_status, total_amount, currency, shipping_address, \
          payment_method, version, created_at, updated_at, expires_at) \
          SELECT $2, $3, 'created', 'pending', \
-                CASE WHEN count(*) = {n} AND count(DISTINCT i.currency) = 1 THEN sum(i.price * v.qty) ELSE -1 END, \
+                CASE WHEN count(*) = {n} AND count(DISTINCT i.currency) = 1{cart_claim} THEN sum(i.price * v.qty) ELSE -1 END, \
                 coalesce(min(i.currency), 'XXX'), $4, $5, 0, $1, $1, $6 \
          FROM ({lines}) v JOIN items i ON i.id = v.item_id;\n\
          INSERT INTO payment_transactions (id, order_id, kind, idempotency_key, method, amount, currency, status, \
@@ -63,6 +83,7 @@ fn place_sql(n: usize) -> String {
          FROM ({lines}) v JOIN items i ON i.id = v.item_id;\n\
          INSERT INTO order_events (order_id, customer_id, event, status, actor, at) \
          VALUES ($2, $3, 'order_status_update', 'created', $7, $1);\n\
+         {cart_empty}\
          SELECT v.line_no, i.id, i.sku, i.name, v.qty, i.price, i.price * v.qty, i.currency \
          FROM ({lines}) v JOIN items i ON i.id = v.item_id ORDER BY v.line_no",
         c + 1,
@@ -117,7 +138,7 @@ async fn run_batch(
         let shipping = o.shipping_address.clone().map(Json);
         let sql = format!(
             "SAVEPOINT place;\n{};\nRELEASE place",
-            place_sql(o.lines.len())
+            place_sql(o.lines.len(), o.cart_version.is_some())
         );
         let mut q = sqlx::query_as::<sqlx::Sqlite, ReservedLine>(sqlx::AssertSqlSafe(sql))
             .bind(o.created_at)
@@ -134,6 +155,9 @@ async fn run_batch(
             .bind(uuid::Uuid::now_v7())
             .bind(NewOrder::charge_key(o.id))
             .bind(o.charge_due_at);
+        if let Some(version) = o.cart_version {
+            q = q.bind(version);
+        }
         let outcome = match q.fetch_all(&mut *tx).await.map_err(Error::from) {
             Ok(rows) => Ok(Some(rows)),
             Err(e) => {
@@ -193,6 +217,17 @@ impl SqliteStore {
 
     /// Says why an order could not be placed (nothing was reserved).
     async fn diagnose(&self, o: &NewOrder) -> Result<PlaceOutcome> {
+        if let Some(version) = o.cart_version {
+            let now = sqlx::query_scalar::<sqlx::Sqlite, i64>(
+                "SELECT version FROM carts WHERE customer_id = $1",
+            )
+            .bind(o.customer_id)
+            .fetch_optional(self.writer())
+            .await?;
+            if now != Some(version) {
+                return Ok(PlaceOutcome::CartChanged);
+            }
+        }
         let mut found = Vec::with_capacity(o.lines.len());
         for (id, _) in &o.lines {
             let row = sqlx::query_as::<sqlx::Sqlite, (i64, String)>(
@@ -213,11 +248,23 @@ mod tests {
 
     #[test]
     fn parameters_are_numbered_per_line() {
-        let sql = place_sql(2);
+        let sql = place_sql(2, false);
         assert!(sql.contains("WHERE id = $8;"));
         assert!(sql.contains("WHERE id = $11;"));
         assert!(sql.contains("SELECT $11 AS item_id, $12 AS qty, $13 AS line_no"));
         assert!(sql.contains("count(*) = 2"));
         assert!(sql.contains("SELECT $14, id, 'charge', $15,"));
+        assert!(!sql.contains("carts"));
+    }
+
+    #[test]
+    fn a_checkout_claims_its_cart_version() {
+        let sql = place_sql(1, true);
+        assert!(
+            sql.contains(
+                "AND EXISTS (SELECT 1 FROM carts WHERE customer_id = $3 AND version = $14)"
+            )
+        );
+        assert!(sql.contains("DELETE FROM cart_items WHERE customer_id = $3;"));
     }
 }

@@ -29,6 +29,8 @@ pub struct PlaceOrder {
     pub lines: Vec<(Uuid, i32)>,
     pub shipping_address: Option<serde_json::Value>,
     pub payment_method: Option<String>,
+    /// Checkout from the cart: the version of the cart the lines were read from.
+    pub cart_version: Option<i64>,
 }
 
 /// Optional details recorded with a status change.
@@ -135,6 +137,7 @@ impl OrderService {
             expires_at: Ts::truncated(now.0 + ttl),
             charge_due_at: self.charge_lease(now),
             actor: actor.to_owned(),
+            cart_version: req.cart_version,
         };
         let mut attempt = 0;
         let outcome = loop {
@@ -166,6 +169,11 @@ impl OrderService {
             PlaceOutcome::MixedCurrencies => Err(ApiError::validation(
                 "items",
                 "all items of one order must have the same currency",
+            )),
+            PlaceOutcome::CartChanged => Err(ApiError::Conflict(
+                "the cart changed during checkout (another checkout, or a change to it); \
+                 nothing was ordered: look at the cart and check out again"
+                    .into(),
             )),
         }
     }

@@ -107,6 +107,10 @@ pub struct NewOrder {
     /// nothing answered by then.
     pub charge_due_at: Ts,
     pub actor: String,
+    /// A checkout from the customer's cart: the cart version its lines were read at. The
+    /// order is placed only if the cart is still at that version, and the cart is emptied
+    /// in the same transaction (`None`: an order placed directly, which costs nothing more).
+    pub cart_version: Option<i64>,
 }
 
 impl NewOrder {
@@ -172,6 +176,9 @@ pub enum PlaceOutcome {
     InsufficientStock(usize),
     /// The items are priced in more than one currency.
     MixedCurrencies,
+    /// A checkout whose cart changed after its lines were read (another checkout, or a
+    /// change to the cart); nothing was reserved.
+    CartChanged,
 }
 
 /// New values of an order after a transition; `None` keeps the stored value.

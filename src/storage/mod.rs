@@ -21,6 +21,7 @@ use crate::inventory::store::ItemStore;
 use crate::notifications::store::NotificationStore;
 use crate::orders::store::OrderStore;
 use crate::payments::store::PaymentStore;
+use crate::shop::store::ShopStore;
 
 /// The SQL dialect of a backend, for the few statements that differ.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +39,7 @@ pub trait Store:
     + IdempotencyStore
     + EventStore
     + NotificationStore
+    + ShopStore
     + Send
     + Sync
 {

@@ -20,5 +20,6 @@ mod orders;
 mod payments;
 mod realtime;
 mod search;
+mod shop;
 mod stripe;
 mod webhooks;
