@@ -156,7 +156,9 @@ impl AppState {
         );
         let hub = Hub::new(config.realtime.queue);
         let bus: Arc<dyn EventBus> = match &config.nats_url {
-            Some(url) => Arc::new(NatsBus::connect(url, &config.nats_stream).await?),
+            Some(url) => Arc::new(
+                NatsBus::connect(url, config.nats_stream.as_deref(), store.as_ref()).await?,
+            ),
             None => Arc::new(InProcessBus::new(hub.clone())),
         };
         let (notifications, receipts) =

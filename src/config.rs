@@ -57,9 +57,10 @@ pub struct ServeArgs {
     /// JetStream event bus shared by all nodes (unset: in-process bus).
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
-    /// The JetStream stream events go to (every node of one shop must name the same).
-    #[arg(long, env = "ORDO_NATS_STREAM", default_value = "ORDO_EVENTS")]
-    pub nats_stream: String,
+    /// The JetStream stream events go to (unset: `ORDO_EVENTS_<shop id>`, named after this
+    /// database's identity, so that shops sharing one NATS server never share a stream).
+    #[arg(long, env = "ORDO_NATS_STREAM")]
+    pub nats_stream: Option<String>,
     /// Seconds between pings on a WebSocket (SSE: keep-alive comments).
     #[arg(long, env = "ORDO_WS_PING_INTERVAL", default_value_t = 20)]
     pub ws_ping_interval: u64,
@@ -277,7 +278,8 @@ pub struct Config {
     pub database_url: Secret,
     pub db_pool_size: u32,
     pub nats_url: Option<String>,
-    pub nats_stream: String,
+    /// `None`: named after the database's identity.
+    pub nats_stream: Option<String>,
     pub realtime: RealtimeSettings,
     pub notifications: NotificationSettings,
     pub admin: Option<(String, Secret)>,
@@ -359,11 +361,11 @@ impl Config {
         {
             anyhow::bail!("NATS_URL must start with nats://");
         }
-        if a.nats_stream.is_empty()
-            || !a
-                .nats_stream
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        if let Some(name) = &a.nats_stream
+            && (name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
         {
             anyhow::bail!("ORDO_NATS_STREAM must be letters, digits, '_' or '-'");
         }

@@ -223,6 +223,10 @@ impl IntoResponse for ApiError {
         {
             res.headers_mut().insert(header::RETRY_AFTER, v);
         }
+        if let ApiError::Unavailable(_) = &self {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let ApiError::Internal(e) = &self {
             res.extensions_mut()
                 .insert(InternalCause(std::sync::Arc::new(format!("{e:#}"))));
@@ -240,6 +244,10 @@ impl From<crate::storage::Error> for ApiError {
             E::Check => ApiError::validation("body", "violates a rule of the data model"),
             E::Database(sqlx::Error::PoolTimedOut) => {
                 ApiError::Unavailable("the database is busy; retry shortly".to_owned())
+            }
+            e if e.is_unreachable() => {
+                tracing::warn!(error = %e, "the database cannot be reached");
+                ApiError::Unavailable("the database cannot be reached; retry shortly".to_owned())
             }
             other => ApiError::Internal(other.into()),
         }

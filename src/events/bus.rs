@@ -21,6 +21,10 @@ pub trait EventBus: Send + Sync {
     fn health(&self) -> Result<(), String> {
         Ok(())
     }
+    /// The stream the bus carries events on, where it has one (NATS).
+    fn stream_name(&self) -> Option<String> {
+        None
+    }
     /// Does the bus keep what it was given, for every node? Then one relay publishes for
     /// the whole cluster and keeps a durable position; else each node relays for itself.
     fn shared(&self) -> bool;

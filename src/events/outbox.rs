@@ -196,6 +196,9 @@ mod tests {
         async fn replay(&self, _: Audience, _: i64, _: i64, _: u32) -> Result<Vec<EventRow>> {
             unimplemented!()
         }
+        async fn shop_id(&self) -> Result<String> {
+            unimplemented!()
+        }
         async fn cursor(&self, _: &str) -> Result<Option<i64>> {
             unimplemented!()
         }

@@ -68,6 +68,14 @@ impl EventStore for Backend {
             .await?)
     }
 
+    async fn shop_id(&self) -> Result<String> {
+        Ok(
+            sqlx::query_scalar::<Db, String>("SELECT shop_id FROM shop_identity WHERE singleton = 1")
+                .fetch_one(self.reader())
+                .await?,
+        )
+    }
+
     async fn save_cursor(&self, name: &str, position: i64, at: Ts) -> Result<()> {
         let greatest = match DIALECT {
             Dialect::Postgres => "greatest",

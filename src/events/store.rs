@@ -53,6 +53,8 @@ pub trait EventStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<EventRow>>;
     async fn cursor(&self, name: &str) -> Result<Option<i64>>;
+    /// This database's identity, made when it was created (names and marks the NATS stream).
+    async fn shop_id(&self) -> Result<String>;
     /// Stores a consumer's position (it only moves forward).
     async fn save_cursor(&self, name: &str, position: i64, at: Ts) -> Result<()>;
     /// Tries to become the one node running job `name`; `None` while another node is.

@@ -160,8 +160,16 @@ pub fn decide(state: OrderState, cmd: Command) -> Result<Vec<Event>, TransitionE
             },
             Event::StockReleased,
         ]),
+        // No money was taken: the payment settles as `failed` (a charge that still comes
+        // in is refunded, and the payment becomes `refunded`).
         (S::Created, Command::Expire | Command::Cancel | Command::Advance(S::Canceled)) => {
-            Ok(vec![to_canceled(S::Created), Event::StockReleased])
+            Ok(vec![
+                to_canceled(S::Created),
+                Event::PaymentStatusChanged {
+                    to: PaymentStatus::Failed,
+                },
+                Event::StockReleased,
+            ])
         }
         (from @ (S::Placed | S::Processing), Command::Cancel | Command::Advance(S::Canceled)) => {
             let mut events = vec![to_canceled(from), Event::StockReleased];
@@ -373,7 +381,7 @@ mod tests {
     #[test]
     fn expiry_cancels_only_created_orders() {
         let (next, events) = run(st(S::Created, PaymentStatus::Pending), Command::Expire).unwrap();
-        assert_eq!(next.status, S::Canceled);
+        assert_eq!(next, st(S::Canceled, PaymentStatus::Failed));
         assert_eq!(
             events
                 .iter()

@@ -338,7 +338,9 @@ pub(crate) async fn place_and_pay(
     };
     // Placing with a payment method claimed the payment call already.
     Ok(match state.orders.charge(rec, method, actor).await? {
-        Payment::Paid(rec) | Payment::Declined(rec) => order_response(StatusCode::CREATED, rec),
+        Payment::Paid(rec) | Payment::Declined(rec) | Payment::Expired(rec) => {
+            order_response(StatusCode::CREATED, rec)
+        }
         Payment::Pending(rec) => order_response(StatusCode::ACCEPTED, rec),
     })
 }
@@ -454,6 +456,11 @@ async fn pay_order(
         Payment::Pending(rec) => Ok(order_response(StatusCode::ACCEPTED, rec)),
         Payment::Declined(_) => Err(ApiError::PaymentDeclined(
             "the payment was declined; the order is canceled and its stock released".into(),
+        )),
+        Payment::Expired(_) => Err(ApiError::InvalidTransition(
+            "the reservation ran out before the gateway answered; the order is canceled and \
+             its stock released (money that still comes in is voided or refunded)"
+                .into(),
         )),
     }
 }

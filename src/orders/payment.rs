@@ -27,6 +27,9 @@ pub enum Payment {
     Declined(OrderRecord),
     /// The gateway did not answer in time; the order is still `created`.
     Pending(OrderRecord),
+    /// The reservation ran out while the gateway was silent: the order is `canceled`, its
+    /// stock is back, and a charge that still comes in will be voided or refunded.
+    Expired(OrderRecord),
 }
 
 /// How long past the gateway timeout a step stays with the request that started it,
@@ -185,7 +188,15 @@ impl OrderService {
         actor: &str,
     ) -> ApiResult<Payment> {
         let req = charge_request(&rec, &payment_method);
-        let deadline = tokio::time::Instant::now() + self.payment_timeout;
+        // A gateway call never outlives the reservation: past `expires_at` the answer could
+        // no longer place the order.
+        let left = rec.order.expires_at.map_or(self.payment_timeout, |t| {
+            (t.0 - self.clock.now())
+                .try_into()
+                .unwrap_or(Duration::ZERO)
+                .min(self.payment_timeout)
+        });
+        let deadline = tokio::time::Instant::now() + left;
         // Preparing moves no money: if it fails, the charge may simply start again.
         let reference =
             match answered(tokio::time::timeout_at(deadline, self.gateway.prepare(&req)).await) {
@@ -228,7 +239,7 @@ impl OrderService {
                     FIRST_RETRY,
                 );
                 self.store.write_payment(&step, self.clock.ts()).await?;
-                Ok(Payment::Pending(rec))
+                self.unanswered(rec).await
             }
             Ok(Err(e)) => {
                 metrics::counter!("ordo_payments_total", "outcome" => "unavailable").increment(1);
@@ -254,6 +265,21 @@ impl OrderService {
             }
             Ok(Ok(outcome)) => self.settle(rec, outcome, actor, None).await,
         }
+    }
+
+    /// The answer to a charge the gateway left unanswered: the order as it is now. If the
+    /// wait ended with the reservation, the order is expired here and then (as the sweeper
+    /// would a moment later), so that the caller is never told it still holds stock.
+    async fn unanswered(&self, rec: OrderRecord) -> ApiResult<Payment> {
+        if self.reservation_over(&rec) {
+            self.expire_due(100).await?;
+        }
+        let now = self.get_any(rec.order.id).await?;
+        Ok(if now.order.status == OrderStatus::Created.as_str() {
+            Payment::Pending(now)
+        } else {
+            Payment::Expired(now)
+        })
     }
 
     /// Records the gateway's answer about an order's charge. `poll` is the saga's row when
@@ -340,7 +366,12 @@ impl OrderService {
             )
             .await
         {
-            Ok(Payment::Paid(rec) | Payment::Declined(rec) | Payment::Pending(rec)) => Ok(rec),
+            Ok(
+                Payment::Paid(rec)
+                | Payment::Declined(rec)
+                | Payment::Pending(rec)
+                | Payment::Expired(rec),
+            ) => Ok(rec),
             // Refunded: the order ended before the money came in.
             Err(ApiError::Conflict(_)) => self.get_any(id).await,
             Err(e) => Err(e),
@@ -358,7 +389,10 @@ impl OrderService {
             return Ok(rec);
         }
         match self.settle(rec, outcome, "system:payment", None).await? {
-            Payment::Paid(rec) | Payment::Declined(rec) | Payment::Pending(rec) => Ok(rec),
+            Payment::Paid(rec)
+            | Payment::Declined(rec)
+            | Payment::Pending(rec)
+            | Payment::Expired(rec) => Ok(rec),
         }
     }
 

@@ -274,11 +274,13 @@ impl OrderStore for Backend {
         }
         for o in &due {
             sqlx::query::<Db>(
-                "UPDATE orders SET status = $1, version = version + 1, updated_at = $2 WHERE id = $3",
+                "UPDATE orders SET status = $1, payment_status = $4, version = version + 1, \
+                 updated_at = $2 WHERE id = $3",
             )
             .bind(expiry.status)
             .bind(now)
             .bind(o.id)
+            .bind(expiry.payment_status)
             .execute(&mut *tx)
             .await?;
             insert_event(&mut *tx, o, &expiry.event, now).await?;

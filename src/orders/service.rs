@@ -319,10 +319,9 @@ impl OrderService {
         if events.contains(&Event::RefundRequested) {
             return self.refund(rec, actor).await;
         }
-        if rec.order.payment_status == PaymentStatus::Pending.as_str() {
-            // A charge may still be out (3-D Secure, no answer yet): call it off now.
-            self.store.nudge_pending_charge(id, self.clock.ts()).await?;
-        }
+        // Canceled before it was paid: a charge may still be out (3-D Secure, no answer
+        // yet): call it off now.
+        self.store.nudge_pending_charge(id, self.clock.ts()).await?;
         Ok(rec)
     }
 
@@ -455,8 +454,16 @@ fn expiry_change() -> Expiry {
         })
         .unwrap_or(OrderStatus::Canceled);
     debug_assert!(events.contains(&Event::StockReleased));
+    let payment = events
+        .iter()
+        .find_map(|e| match e {
+            Event::PaymentStatusChanged { to } => Some(*to),
+            _ => None,
+        })
+        .unwrap_or(PaymentStatus::Failed);
     Expiry {
         status: to.as_str(),
+        payment_status: payment.as_str(),
         event: NewEvent {
             event: STATUS_EVENT,
             status: to.as_str().to_owned(),
@@ -485,11 +492,15 @@ mod tests {
                     from: OrderStatus::Created,
                     to: OrderStatus::Canceled
                 },
+                Event::PaymentStatusChanged {
+                    to: PaymentStatus::Failed
+                },
                 Event::StockReleased
             ])
         );
         let e = expiry_change();
         assert_eq!(e.status, "canceled");
+        assert_eq!(e.payment_status, "failed");
         assert_eq!(e.event.previous_status.as_deref(), Some("created"));
     }
 }

@@ -197,6 +197,7 @@ pub struct OrderUpdate {
 #[derive(Clone, Debug)]
 pub struct Expiry {
     pub status: &'static str,
+    pub payment_status: &'static str,
     pub event: NewEvent,
 }
 

@@ -91,13 +91,16 @@ macro_rules! payment_insert_into {
     };
 }
 
+/// A settled step (succeeded, voided) is never reopened by a late `pending` write: a
+/// request that gave up waiting on the gateway after the saga voided its charge, say.
 macro_rules! payment_on_conflict {
     () => {
         " ON CONFLICT (idempotency_key) DO UPDATE SET status = excluded.status, \
          gateway_reference = coalesce(excluded.gateway_reference, payment_transactions.gateway_reference), \
          method = coalesce(excluded.method, payment_transactions.method), \
          attempts = payment_transactions.attempts + excluded.attempts, last_error = excluded.last_error, \
-         next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at"
+         next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at \
+         WHERE NOT (excluded.status = 'pending' AND payment_transactions.status IN ('succeeded', 'voided'))"
     };
 }
 

@@ -103,6 +103,27 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The database is not there: the connection broke, cannot be made, or the server is
+    /// shutting down or starting up. Such a failure is answered 503 with `Retry-After`.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Error::Database(
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            // Class 08 (connection exception), 57P01..57P03 (shutdown, crash, starting up).
+            Error::Database(sqlx::Error::Database(db)) => db.code().is_some_and(|c| {
+                c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+            }),
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Opens the backend named by `url` and applies pending migrations.

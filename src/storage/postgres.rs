@@ -29,7 +29,9 @@ impl PgStore {
             PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(2))
-            .acquire_timeout(Duration::from_secs(30))
+            // While the server is down (a restart, a fail-over) a request waits this long
+            // for a connection, then is answered 503 with `Retry-After`.
+            .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
         Ok(Self { pool })

@@ -11,9 +11,9 @@ use serde_json::json;
 use crate::both;
 use crate::helpers::{Backend, Resp};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ordo");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_ordo");
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -21,7 +21,7 @@ fn free_port() -> u16 {
 }
 
 /// `ordo` with a clean environment (no inherited `ORDO_*` or `DATABASE_URL`).
-fn ordo(dir: &Path) -> Command {
+pub(crate) fn ordo(dir: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.current_dir(dir)
         .env_clear()
@@ -30,13 +30,13 @@ fn ordo(dir: &Path) -> Command {
     c
 }
 
-struct Server {
-    child: Child,
-    url: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) url: String,
 }
 
 impl Server {
-    async fn start(mut cmd: Command, scheme: &str) -> Server {
+    pub(crate) async fn start(mut cmd: Command, scheme: &str) -> Server {
         let port = free_port();
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::piped())
@@ -60,7 +60,7 @@ impl Server {
         Server { child, url }
     }
 
-    fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         let ok = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -69,13 +69,13 @@ impl Server {
     }
 
     /// Kills the process outright, as a crash would.
-    fn crash(mut self) {
+    pub(crate) fn crash(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// Waits for the process to end; returns (success, stdout + stderr).
-    fn wait(self) -> (bool, String) {
+    pub(crate) fn wait(self) -> (bool, String) {
         let out = self.child.wait_with_output().expect("wait");
         let text = format!(
             "{}{}",
@@ -86,7 +86,7 @@ impl Server {
     }
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
@@ -94,7 +94,7 @@ fn client() -> reqwest::Client {
         .expect("client")
 }
 
-async fn call(url: &str, token: Option<&str>, body: serde_json::Value) -> Resp {
+pub(crate) async fn call(url: &str, token: Option<&str>, body: serde_json::Value) -> Resp {
     let mut r = client().post(url).json(&body);
     if let Some(t) = token {
         r = r.bearer_auth(t);
@@ -370,7 +370,7 @@ async fn shop(url: &str) -> (String, String) {
     )
 }
 
-async fn get(url: &str, token: &str) -> serde_json::Value {
+pub(crate) async fn get(url: &str, token: &str) -> serde_json::Value {
     client()
         .get(url)
         .bearer_auth(token)

@@ -70,7 +70,7 @@ async fn events_travel_through_jetstream(b: Backend) {
     let name = stream.name.clone();
     let app = TestApp::spawn_with(b, move |c| {
         c.nats_url = Some(NATS_URL.to_owned());
-        c.nats_stream = name;
+        c.nats_stream = Some(name);
     })
     .await;
     let ready = app.ready().await;
@@ -500,7 +500,7 @@ async fn nothing_is_lost_while_nats_is_down(b: Backend) {
     let url = nats.url();
     let app = TestApp::spawn_with(b, move |c| {
         c.nats_url = Some(url);
-        c.nats_stream = "ORDO_EVENTS".into();
+        c.nats_stream = Some("ORDO_EVENTS".into());
     })
     .await;
     let (_, ann) = app.customer("ann").await;

@@ -48,8 +48,12 @@ pub fn pg_admin_url() -> String {
 
 /// Owns the test's database and removes it when the test ends.
 pub enum DbGuard {
-    Sqlite { _dir: tempfile::TempDir },
+    Sqlite {
+        _dir: tempfile::TempDir,
+    },
     Postgres(String),
+    /// Another node's database: that node's guard removes it.
+    Shared,
 }
 
 impl Drop for DbGuard {
@@ -93,7 +97,7 @@ pub fn test_config(database_url: String) -> Config {
         database_url: Secret::new(database_url),
         db_pool_size: 8,
         nats_url: None,
-        nats_stream: "ORDO_EVENTS".into(),
+        nats_stream: None,
         realtime: ordo::config::RealtimeSettings::default(),
         notifications: ordo::config::NotificationSettings::default(),
         admin: Some((ADMIN_EMAIL.to_owned(), Secret::new(ADMIN_PASSWORD))),
@@ -147,11 +151,21 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let (url, guard) = fresh_database(backend).await;
+        Self::launch(url, guard, tweak).await
+    }
+
+    /// A second node on this node's database (PostgreSQL: many nodes share one database).
+    pub async fn another_node(&self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        Self::launch(self.db_url.clone(), DbGuard::Shared, tweak).await
+    }
+
+    /// Builds the application for the database at `url` and serves it on port 0.
+    pub async fn launch(url: String, guard: DbGuard, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let _ = rustls::crypto::ring::default_provider().install_default();
         if std::env::var_os("ORDO_TEST_LOG").is_some() {
             ordo::telemetry::init_logging(ordo::config::LogFormat::Text);
         }
-        let (url, guard) = fresh_database(backend).await;
         let mut config = test_config(url.clone());
         tweak(&mut config);
         let clock = Arc::new(ManualClock::default());
@@ -651,4 +665,25 @@ impl Receiver {
     pub fn requests(&self) -> Vec<Recorded> {
         self.seen.lock().unwrap().clone()
     }
+}
+
+/// Fails the test at once, with one clear line, when a test peer is not installed (instead
+/// of waiting for it to start). `check` is a shell command that succeeds when it is there.
+pub fn require_peer(what: &str, check: &str) {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.iter().any(|s| s == check) {
+        return;
+    }
+    let there = std::process::Command::new("sh")
+        .args(["-c", check])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        there,
+        "{what} is not installed: run scripts/test.sh, which sets up every test peer"
+    );
+    seen.push(check.to_owned());
 }

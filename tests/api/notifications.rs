@@ -31,6 +31,7 @@ impl Smtp {
     }
 
     async fn start_on(port: u16) -> Smtp {
+        crate::helpers::require_peer("aiosmtpd", "python3 -c 'import aiosmtpd'");
         let dir = tempfile::tempdir().expect("dir");
         let child = Command::new("python3")
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])

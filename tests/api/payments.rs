@@ -102,8 +102,8 @@ async fn a_charge_out_at_expiry_is_voided(b: crate::helpers::Backend) {
     assert!(voided, "{:?}", steps(&app, &token, &id).await);
     let o = app.get(&format!("/v1/orders/{id}"), &token).await;
     assert_eq!(
-        o.body["payment_status"], "pending",
-        "no money moved: {}",
+        o.body["payment_status"], "failed",
+        "no money moved, and the payment settled: {}",
         o.text
     );
     assert_eq!(steps(&app, &token, &id).await.len(), 1, "nothing to refund");
@@ -257,7 +257,97 @@ async fn an_expired_reservation_cannot_be_paid(b: crate::helpers::Backend) {
     let o = app
         .order_becomes(&token, &id, "status", "canceled", Duration::ZERO)
         .await;
-    assert_eq!(o["payment_status"], "pending");
+    assert_eq!(
+        o["payment_status"], "failed",
+        "a canceled order's payment settles"
+    );
     assert_eq!(app.stock(&item).await, 5);
 }
 both!(an_expired_reservation_cannot_be_paid);
+
+/// A gateway call never outlives the reservation: with a reservation shorter than the
+/// gateway time-out, a payment nobody answers is cut off when the reservation ends, and the
+/// answer shows the order as it is then (canceled, stock back, payment settled), not as it
+/// was when the call began.
+async fn a_payment_never_outlives_the_reservation(b: crate::helpers::Backend) {
+    let app = TestApp::spawn_with(b, |c| {
+        c.reservation_ttl = Duration::from_secs(2);
+        c.payment_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let (_, token) = app.customer("ann").await;
+    let item = app.item(700, 5).await;
+    let r = app
+        .post(
+            "/v1/orders",
+            &token,
+            json!({"items": [{"item_id": item, "quantity": 2}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.stock(&item).await, 3);
+    let started = std::time::Instant::now();
+    let path = format!("/v1/orders/{id}/payments");
+    let pay = app.post(
+        &path,
+        &token,
+        json!({"payment_method": "pm_sim_no_response"}),
+    );
+    // The server's clock moves past `expires_at` while the gateway is silent.
+    let (r, ()) = tokio::join!(pay, async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.advance(Duration::from_secs(3));
+    });
+    assert!(
+        started.elapsed() < Duration::from_millis(4500),
+        "the call waited past the reservation: {:?}",
+        started.elapsed()
+    );
+    r.assert_problem(409, "invalid_transition");
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("reservation ran out"),
+        "{}",
+        r.text
+    );
+    let o = app.get(&format!("/v1/orders/{id}"), &token).await;
+    assert_eq!(o.body["status"], "canceled", "{}", o.text);
+    assert_eq!(o.body["payment_status"], "failed", "{}", o.text);
+    assert_eq!(app.stock(&item).await, 5, "the stock is back once");
+    let voided = app
+        .eventually(Duration::from_secs(10), || async {
+            step(&steps(&app, &token, &id).await, "charge")["status"] == "voided"
+        })
+        .await;
+    assert!(voided, "{:?}", steps(&app, &token, &id).await);
+
+    // Placing with the payment method: the 201 shows the order canceled, not `created`.
+    let r = place(&app, &token, &item, "pm_sim_no_response");
+    let (r, ()) = tokio::join!(r, async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.advance(Duration::from_secs(3));
+    });
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["status"], "canceled", "{}", r.text);
+    assert_eq!(r.body["payment_status"], "failed", "{}", r.text);
+    assert_eq!(app.stock(&item).await, 5);
+}
+both!(a_payment_never_outlives_the_reservation);
+
+/// A customer who cancels an unpaid order: its payment settles as `failed`.
+async fn an_unpaid_order_canceled_settles_its_payment(b: crate::helpers::Backend) {
+    let app = TestApp::spawn(b).await;
+    let (_, token) = app.customer("ann").await;
+    let item = app.item(700, 5).await;
+    let id = app.new_order(&token, &item).await;
+    let r = app
+        .post(&format!("/v1/orders/{id}/cancel"), &token, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["status"], "canceled");
+    assert_eq!(r.body["payment_status"], "failed");
+}
+both!(an_unpaid_order_canceled_settles_its_payment);

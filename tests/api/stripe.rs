@@ -59,6 +59,7 @@ impl LocalStripe {
 
     pub async fn start() -> LocalStripe {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::helpers::require_peer("localstripe", "command -v localstripe");
         let url = LOCALSTRIPE
             .get_or_init(|| async {
                 // A port picked free may be taken again before localstripe binds it (other
