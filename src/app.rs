@@ -114,8 +114,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 impl AppState {
     /// Connects to the database (applying migrations), loads keys and bootstraps the admin.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let store =
-            crate::storage::connect(config.database_url.expose(), config.db_pool_size).await?;
+        let store = crate::storage::connect_with(
+            config.database_url.expose(),
+            config.db_pool_size,
+            config.sqlite_synchronous,
+        )
+        .await?;
+        if let Some(sqlite) = store.sqlite() {
+            sqlite.hold_serving_lock()?;
+        }
         let auth = AuthService::new(
             store.clone(),
             clock.clone(),
@@ -252,6 +259,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
+    if let Some(sqlite) = state.store.sqlite() {
+        sqlite.record_wal_size();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -356,6 +366,13 @@ pub fn spawn_jobs(state: &AppState, shutdown: CancellationToken) {
             }
         }
     });
+    if let Some(sqlite) = state.store.sqlite() {
+        tokio::spawn(crate::storage::sqlite::checkpoint_job(
+            sqlite.clone(),
+            state.config.sqlite_checkpoint_interval,
+            shutdown.clone(),
+        ));
+    }
     let s = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));

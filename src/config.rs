@@ -40,6 +40,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// How hard the embedded database pushes each commit to disk before it is acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqliteSync {
+    /// Every commit is flushed to disk before it is acknowledged: it survives a power cut.
+    #[default]
+    Full,
+    /// As `full`, and the directory is flushed too when the WAL is created or truncated.
+    Extra,
+    /// Commits survive a crash of the process, but a power cut or a kernel crash may lose
+    /// the last ones (checkpoints still flush).
+    Normal,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum GatewayKind {
     Simulated,
@@ -195,6 +208,15 @@ pub struct DbArgs {
     /// Database connections per node.
     #[arg(long, env = "ORDO_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: u32,
+    /// Embedded database only: `full` (a 201 survives a power cut), `extra`, or `normal`
+    /// (faster; a power cut may lose the last acknowledged commits).
+    #[arg(
+        long,
+        env = "ORDO_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value = "full"
+    )]
+    pub sqlite_synchronous: SqliteSync,
 }
 
 impl DbArgs {
@@ -277,6 +299,10 @@ pub struct Config {
     pub listen: SocketAddr,
     pub database_url: Secret,
     pub db_pool_size: u32,
+    /// The embedded database's `synchronous` setting (ignored on PostgreSQL).
+    pub sqlite_synchronous: SqliteSync,
+    /// How often the embedded database's WAL is checkpointed.
+    pub sqlite_checkpoint_interval: Duration,
     pub nats_url: Option<String>,
     /// `None`: named after the database's identity.
     pub nats_stream: Option<String>,
@@ -420,6 +446,8 @@ impl Config {
             listen: a.listen,
             database_url: a.db.database_url,
             db_pool_size: a.db.db_pool_size,
+            sqlite_synchronous: a.db.sqlite_synchronous,
+            sqlite_checkpoint_interval: Duration::from_secs(1),
             nats_url: a.nats_url,
             nats_stream: a.nats_stream,
             realtime: RealtimeSettings {

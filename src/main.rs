@@ -1,4 +1,4 @@
-//! The `ordo` binary: `serve`, `migrate`, `admin`, `bench`.
+//! The `ordo` binary: `serve`, `migrate`, `admin`, `backup`, `restore`, `migrate-to`, `bench`.
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
@@ -32,6 +32,30 @@ enum Command {
     /// Administration.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Write a consistent copy of the embedded database while the server keeps serving.
+    Backup {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The file to write (it must not exist).
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
+    /// Put a backup in place of the embedded database (refused while a server uses it).
+    Restore {
+        #[command(flatten)]
+        db: DbArgs,
+        /// A file written by `ordo backup`.
+        #[arg(long)]
+        from: std::path::PathBuf,
+    },
+    /// Copy the embedded database into a fresh PostgreSQL database (stop the server first).
+    MigrateTo {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The target, `postgres://user@host/db`: an empty database.
+        #[arg(value_name = "POSTGRES_URL", hide_env_values = true)]
+        target: Secret,
+    },
     /// Load generators: measure a running server.
     Bench(ordo::bench::BenchArgs),
 }
@@ -109,6 +133,42 @@ fn main() -> anyhow::Result<()> {
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 println!("created {} user {} ({})", user.role, user.email, user.id);
+                Ok(())
+            }
+            Command::Backup { db, to } => {
+                ordo::telemetry::init_logging(LogFormat::Text);
+                db.validate()?;
+                let summary = ordo::storage::backup::backup(db.database_url.expose(), &to).await?;
+                println!("backup written: {summary}");
+                Ok(())
+            }
+            Command::Restore { db, from } => {
+                ordo::telemetry::init_logging(LogFormat::Text);
+                db.validate()?;
+                let summary =
+                    ordo::storage::backup::restore(db.database_url.expose(), &from).await?;
+                println!("restored: {summary}");
+                Ok(())
+            }
+            Command::MigrateTo { db, target } => {
+                ordo::telemetry::init_logging(LogFormat::Text);
+                db.validate()?;
+                let copied =
+                    ordo::storage::copy::migrate_to(db.database_url.expose(), target.expose())
+                        .await?;
+                for (table, rows) in &copied.tables {
+                    println!("{table}: {rows} rows");
+                }
+                if !copied.skipped.is_empty() {
+                    println!(
+                        "not copied (the embedded database's own): {}",
+                        copied.skipped.join(", ")
+                    );
+                }
+                println!(
+                    "copied {} tables into PostgreSQL; point DATABASE_URL at it",
+                    copied.tables.len()
+                );
                 Ok(())
             }
             Command::Bench(args) => ordo::bench::run(args).await,

@@ -6,6 +6,8 @@
 //! `timestamptz` on PostgreSQL and as integer microseconds on SQLite (text timestamps do not
 //! sort correctly), through the [`Ts`] wrapper.
 
+pub mod backup;
+pub mod copy;
 pub mod postgres;
 pub mod sqlite;
 mod types;
@@ -45,6 +47,11 @@ pub trait Store:
 {
     /// Cheap round trip for `/readyz`.
     fn ping(&self) -> futures::future::BoxFuture<'_, Result<(), Error>>;
+
+    /// The embedded backend itself, for what only it has (checkpoints, its file).
+    fn sqlite(&self) -> Option<&sqlite::SqliteStore> {
+        None
+    }
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -128,12 +135,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Opens the backend named by `url` and applies pending migrations.
 pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<DynStore> {
+    connect_with(url, pool_size, crate::config::SqliteSync::default()).await
+}
+
+/// As [`connect`], with the embedded database's `synchronous` setting.
+pub async fn connect_with(
+    url: &str,
+    pool_size: u32,
+    sqlite_sync: crate::config::SqliteSync,
+) -> anyhow::Result<DynStore> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = postgres::PgStore::connect(url, pool_size).await?;
         store.migrate().await?;
         Ok(Arc::new(store))
     } else if url.starts_with("sqlite:") {
-        let store = sqlite::SqliteStore::connect(url, pool_size).await?;
+        let store = sqlite::SqliteStore::connect_with(url, pool_size, sqlite_sync).await?;
         store.migrate().await?;
         Ok(Arc::new(store))
     } else {

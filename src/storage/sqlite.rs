@@ -1,38 +1,154 @@
 //! Embedded SQLite backend: one writer connection (SQLite allows one writer at a time, so
 //! writers queue in-process instead of spinning on `SQLITE_BUSY`) and a pool of readers.
+//!
+//! Durability: the writer runs with `synchronous=FULL` by default, so a commit (an order's
+//! 201) is flushed to disk before it is acknowledged and survives a power cut, as on
+//! PostgreSQL. Every write goes through the writer: the readers are opened read-only.
+//!
+//! The WAL: SQLite's own auto-checkpoint runs at commit and can never finish while a reader
+//! still uses an old snapshot, and under constant readers (replays, SSE) it may never find
+//! the moment. [`checkpoint_job`] checkpoints passively every second, truncates the WAL
+//! when the database has been idle for one period or the WAL passed its limit, and reports
+//! the WAL's size and the last complete checkpoint in `/metrics`.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tokio_util::sync::CancellationToken;
 
 use super::{Dialect, Error, Store};
+use crate::config::SqliteSync;
 
 pub type Db = sqlx::Sqlite;
 pub const DIALECT: Dialect = Dialect::Sqlite;
+
+/// Past this size the WAL is truncated even under load (a short pause of the writer), and
+/// SQLite trims it back to this size whenever it starts over.
+pub const WAL_LIMIT: u64 = 64 * 1024 * 1024;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a truncating checkpoint may wait for readers before it gives up for this round.
+const TRUNCATE_WAIT_MS: u64 = 100;
 
 #[derive(Clone)]
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
+    /// The database file (`None` for an in-memory database).
+    path: Option<PathBuf>,
+    /// Held while a server uses the database, so that `ordo restore` refuses.
+    serving: Arc<Mutex<Option<std::fs::File>>>,
     /// Orders waiting to be placed in the next group commit (started on first use).
     pub(crate) placer: Arc<OnceLock<crate::orders::place_sqlite::Placer>>,
 }
 
+/// The options every Ordo connection to an embedded database uses.
+pub fn connect_options(url: &str, sync: SqliteSync) -> anyhow::Result<SqliteConnectOptions> {
+    Ok(SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(match sync {
+            SqliteSync::Full => SqliteSynchronous::Full,
+            SqliteSync::Extra => SqliteSynchronous::Extra,
+            SqliteSync::Normal => SqliteSynchronous::Normal,
+        })
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true)
+        .pragma("temp_store", "memory")
+        .pragma("cache_size", "-32000")
+        .pragma("journal_size_limit", WAL_LIMIT.to_string()))
+}
+
+/// The database file a `sqlite:` URL names (`None` for an in-memory database).
+pub fn database_path(url: &str) -> anyhow::Result<Option<PathBuf>> {
+    let opts = SqliteConnectOptions::from_str(url)?;
+    let path = opts.get_filename();
+    if path.as_os_str().is_empty() || path == Path::new(":memory:") || url.contains(":memory:") {
+        return Ok(None);
+    }
+    Ok(Some(path.to_path_buf()))
+}
+
+/// The lock file that says a server uses the database at `db`.
+pub fn lock_path(db: &Path) -> PathBuf {
+    with_suffix(db, ".lock")
+}
+
+/// The WAL file of the database at `db`.
+pub fn wal_path(db: &Path) -> PathBuf {
+    with_suffix(db, "-wal")
+}
+
+pub(crate) fn with_suffix(db: &Path, suffix: &str) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Takes the exclusive lock on `<db>.lock` without waiting: `None` if someone holds it.
+pub fn try_lock(db: &Path) -> anyhow::Result<Option<std::fs::File>> {
+    let path = lock_path(db);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::anyhow!("locking {}: {e}", path.display()))
+        }
+    }
+}
+
+/// Which checkpoint to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckpointMode {
+    /// Copies what it can without waiting for anyone.
+    Passive,
+    /// Waits briefly for readers, copies everything and truncates the WAL to zero bytes.
+    Truncate,
+}
+
+impl CheckpointMode {
+    fn label(self) -> &'static str {
+        match self {
+            CheckpointMode::Passive => "passive",
+            CheckpointMode::Truncate => "truncate",
+        }
+    }
+}
+
+/// What a checkpoint did: whether it was held up, the WAL's frames, and how many of them
+/// are now in the database file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub busy: bool,
+    pub wal_frames: i64,
+    pub checkpointed: i64,
+}
+
+impl Checkpoint {
+    /// Every frame of the WAL is in the database file.
+    pub fn complete(&self) -> bool {
+        !self.busy && self.checkpointed >= self.wal_frames
+    }
+}
+
 impl SqliteStore {
     pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<Self> {
-        let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true)
-            .pragma("temp_store", "memory")
-            .pragma("cache_size", "-32000");
+        Self::connect_with(url, pool_size, SqliteSync::default()).await
+    }
+
+    pub async fn connect_with(url: &str, pool_size: u32, sync: SqliteSync) -> anyhow::Result<Self> {
+        let opts = connect_options(url, sync)?;
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
@@ -46,6 +162,8 @@ impl SqliteStore {
         Ok(Self {
             read,
             write,
+            path: database_path(url)?,
+            serving: Arc::default(),
             placer: Arc::default(),
         })
     }
@@ -64,6 +182,154 @@ impl SqliteStore {
     pub(crate) fn writer(&self) -> &SqlitePool {
         &self.write
     }
+
+    /// The database file (`None` in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Marks the database as used by this server until the process ends: `ordo restore`
+    /// refuses to replace it meanwhile. A second server on the same file is refused too.
+    pub fn hold_serving_lock(&self) -> anyhow::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut held = self.serving.lock().unwrap_or_else(|p| p.into_inner());
+        if held.is_some() {
+            return Ok(());
+        }
+        match try_lock(path)? {
+            Some(file) => {
+                *held = Some(file);
+                Ok(())
+            }
+            None => anyhow::bail!(
+                "another ordo server uses {} (it holds {})",
+                path.display(),
+                lock_path(path).display()
+            ),
+        }
+    }
+
+    /// The WAL file's size in bytes (0 when there is none).
+    pub fn wal_bytes(&self) -> u64 {
+        self.path
+            .as_deref()
+            .and_then(|p| std::fs::metadata(wal_path(p)).ok())
+            .map_or(0, |m| m.len())
+    }
+
+    /// Rows changed through the writer since it was opened: every write of this process
+    /// goes through it, so an unchanged count means no commit happened in between.
+    pub async fn writes(&self) -> Result<i64, Error> {
+        Ok(sqlx::query_scalar::<Db, i64>("SELECT total_changes()")
+            .fetch_one(&self.write)
+            .await?)
+    }
+
+    /// Runs a checkpoint on the writer connection (it queues behind the write running now).
+    pub async fn checkpoint(&self, mode: CheckpointMode) -> Result<Checkpoint, Error> {
+        let mut conn = self.write.acquire().await?;
+        let row: (i64, i64, i64) = match mode {
+            CheckpointMode::Passive => {
+                sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&mut *conn)
+                    .await?
+            }
+            CheckpointMode::Truncate => {
+                // A long reader must not stall every write for the whole busy timeout:
+                // wait for readers only briefly, then try again next round.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "PRAGMA busy_timeout = {TRUNCATE_WAIT_MS}"
+                )))
+                .execute(&mut *conn)
+                .await?;
+                let row = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .fetch_one(&mut *conn)
+                    .await;
+                let restored = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "PRAGMA busy_timeout = {}",
+                    BUSY_TIMEOUT.as_millis()
+                )))
+                .execute(&mut *conn)
+                .await;
+                if restored.is_err() {
+                    // Never leave the writer with the short timeout.
+                    conn.close_on_drop();
+                }
+                restored?;
+                row?
+            }
+        };
+        Ok(Checkpoint {
+            busy: row.0 != 0,
+            wal_frames: row.1,
+            checkpointed: row.2,
+        })
+    }
+
+    /// The writer's `synchronous` level as SQLite reports it (1 normal, 2 full, 3 extra).
+    pub async fn synchronous(&self) -> Result<i64, Error> {
+        Ok(sqlx::query_scalar::<Db, i64>("PRAGMA synchronous")
+            .fetch_one(&self.write)
+            .await?)
+    }
+
+    /// Publishes the WAL's size to `/metrics`.
+    pub fn record_wal_size(&self) {
+        metrics::gauge!("ordo_sqlite_wal_bytes").set(self.wal_bytes() as f64);
+    }
+}
+
+/// Keeps the WAL small: a passive checkpoint every `interval`; a truncating one when no
+/// commit happened during the last interval (idle) or the WAL passed [`WAL_LIMIT`].
+/// Self-contained so that it can move into a jobs module as it is.
+pub async fn checkpoint_job(store: SqliteStore, interval: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_writes = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let writes = match store.writes().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the write count failed");
+                continue;
+            }
+        };
+        let idle = last_writes == Some(writes);
+        last_writes = Some(writes);
+        let wal = store.wal_bytes();
+        let mode = if wal > 0 && (idle || wal > WAL_LIMIT) {
+            CheckpointMode::Truncate
+        } else {
+            CheckpointMode::Passive
+        };
+        match store.checkpoint(mode).await {
+            Ok(c) => {
+                let complete = c.complete();
+                metrics::counter!(
+                    "ordo_sqlite_checkpoints_total",
+                    "mode" => mode.label(),
+                    "complete" => if complete { "true" } else { "false" }
+                )
+                .increment(1);
+                metrics::gauge!("ordo_sqlite_wal_frames_not_checkpointed")
+                    .set((c.wal_frames - c.checkpointed).max(0) as f64);
+                if complete {
+                    let now = SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64());
+                    metrics::gauge!("ordo_sqlite_last_checkpoint_timestamp_seconds").set(now);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, mode = mode.label(), "checkpoint failed"),
+        }
+        store.record_wal_size();
+    }
 }
 
 impl Store for SqliteStore {
@@ -73,5 +339,9 @@ impl Store for SqliteStore {
             Ok(())
         }
         .boxed()
+    }
+
+    fn sqlite(&self) -> Option<&SqliteStore> {
+        Some(self)
     }
 }

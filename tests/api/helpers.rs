@@ -96,6 +96,8 @@ pub fn test_config(database_url: String) -> Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         database_url: Secret::new(database_url),
         db_pool_size: 8,
+        sqlite_synchronous: ordo::config::SqliteSync::Full,
+        sqlite_checkpoint_interval: Duration::from_secs(1),
         nats_url: None,
         nats_stream: None,
         realtime: ordo::config::RealtimeSettings::default(),

@@ -11,6 +11,7 @@ mod auth;
 mod cli;
 mod cluster;
 mod concurrency;
+mod embedded;
 mod errors;
 mod idempotency;
 mod items;
