@@ -238,10 +238,7 @@ async fn copy_table(
     if !only_here.is_empty() {
         anyhow::bail!("{table}: columns {only_here:?} exist only in the embedded database");
     }
-    let cols: Vec<&Column> = target
-        .iter()
-        .filter(|c| source.contains(&c.name))
-        .collect();
+    let cols: Vec<&Column> = target.iter().filter(|c| source.contains(&c.name)).collect();
     let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
     let insert = format!(
         "INSERT INTO {} ({}) SELECT {} FROM UNNEST({}) AS u({})",
