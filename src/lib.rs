@@ -6,7 +6,8 @@
 //! - `telemetry`: logs and metrics.
 //! - `clock`: time that tests can move.
 //! - `failpoint`: crash points for crash tests (`ORDO_FAILPOINT`).
-//! - `storage`: the `Store` interface and its SQLite and PostgreSQL backends.
+//! - `storage`: the `Store` interface and its SQLite and PostgreSQL backends; the embedded
+//!   database's checkpoints, backup and restore, and its copy into PostgreSQL.
 //! - `http`: extractors, paging and middleware shared by every route.
 //! - `auth`: accounts, tokens, API keys, roles and permissions.
 //! - `inventory`: items and stock.

@@ -327,6 +327,30 @@ async fn a_backup_under_load_restores_to_a_consistent_server() {
     assert!(ok, "{log}");
     assert!(log.contains("replaced"), "{log}");
 
+    // The consumers' positions come from the same snapshot as the log they point into.
+    let mut restored = open_sqlite(&db).await;
+    let positions: Vec<(String, i64)> = sqlx::query_as("SELECT name, position FROM outbox_cursors")
+        .fetch_all(&mut restored)
+        .await
+        .unwrap();
+    assert!(!positions.is_empty());
+    for (name, position) in &positions {
+        assert!(
+            *position <= copy_last_event,
+            "{name} is past the log: {position}"
+        );
+    }
+    let next: i64 =
+        sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'order_events'")
+            .fetch_one(&mut restored)
+            .await
+            .unwrap();
+    assert_eq!(
+        next, old_last,
+        "event numbers go on after the replaced database's"
+    );
+    restored.close().await.unwrap();
+
     let server = Server::start(server_cmd(dir.path(), &url), "http").await;
     for id in &before {
         let r = get(&format!("{}/v1/orders/{id}", server.url), &token).await;
