@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::service::AuthService;
+use crate::carriers::service::CarrierService;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, GatewayKind};
 use crate::error::ApiError;
@@ -64,6 +65,7 @@ pub struct Services {
     pub hub: Arc<Hub>,
     pub bus: Arc<dyn EventBus>,
     pub notifications: Arc<NotificationService>,
+    pub carriers: CarrierService,
     /// Push receipts waiting to be written (taken by the job that writes them).
     receipts: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<(i64, uuid::Uuid)>>>,
     openapi: Arc<String>,
@@ -103,6 +105,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::events::http::router())
         .merge(crate::notifications::http::router())
         .merge(crate::shop::http::router())
+        .merge(crate::carriers::http::router())
 }
 
 /// The OpenAPI document of every route, generated from the handlers.
@@ -176,6 +179,7 @@ impl AppState {
             config: Arc::new(config),
             items: ItemService::new(store.clone(), clock.clone()),
             shop: ShopService::new(store.clone(), clock.clone()),
+            carriers: CarrierService::new(store.clone(), clock.clone(), orders.clone()),
             store,
             clock,
             auth,
@@ -386,6 +390,10 @@ pub fn spawn_jobs(state: &AppState, shutdown: CancellationToken) {
                     }
                     if let Err(e) = s.auth.prune().await {
                         tracing::warn!(error = %e, "pruning login failures failed");
+                    }
+                    let cutoff = crate::storage::Ts::truncated(s.clock.now() - crate::carriers::service::EVENT_RETENTION);
+                    if let Err(e) = s.store.prune_carrier_events(cutoff).await {
+                        tracing::warn!(error = %e, "pruning carrier event ids failed");
                     }
                     if let Some(rl) = &s.rate_limit {
                         rl.shrink();

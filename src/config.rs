@@ -159,6 +159,9 @@ pub struct ServeArgs {
     /// Signing secret of Stripe's webhooks (`POST /v1/webhooks/stripe`).
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     pub stripe_webhook_secret: Option<Secret>,
+    /// AfterShip's webhook secret (`POST /v1/carriers/aftership/webhook`); unset, it answers 503.
+    #[arg(long, env = "ORDO_AFTERSHIP_WEBHOOK_SECRET", hide_env_values = true)]
+    pub aftership_webhook_secret: Option<Secret>,
     /// Extra attempts after a failed gateway call (exponential backoff with jitter).
     #[arg(long, env = "ORDO_GATEWAY_RETRIES", default_value_t = 2)]
     pub gateway_retries: u32,
@@ -316,6 +319,7 @@ pub struct Config {
     /// Set when `payment_gateway` is `stripe`.
     pub stripe: Option<StripeSettings>,
     pub stripe_webhook_secret: Option<Secret>,
+    pub aftership_webhook_secret: Option<Secret>,
     pub payment_timeout: Duration,
     pub gateway_policy: crate::payments::resilience::Policy,
     pub simulated_gateway_latency: Duration,
@@ -471,6 +475,7 @@ impl Config {
             payment_gateway: a.payment_gateway,
             stripe,
             stripe_webhook_secret: a.stripe_webhook_secret,
+            aftership_webhook_secret: a.aftership_webhook_secret,
             payment_timeout: Duration::from_millis(a.payment_timeout_ms.max(1)),
             gateway_policy: crate::payments::resilience::Policy {
                 retries: a.gateway_retries.min(10),

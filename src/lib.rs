@@ -19,11 +19,14 @@
 //! - `notifications`: notification preferences, e-mail/SMS/push deliveries and outgoing
 //!   webhooks, through one durable delivery queue.
 //! - `shop`: the shop front's cart, checkout from the cart and wishlist.
+//! - `carriers`: inbound carrier tracking webhooks (AfterShip), status mapping, predicted
+//!   delivery dates.
 //! - `bench`: the HTTP load generator behind `ordo bench`.
 
 pub mod app;
 pub mod auth;
 pub mod bench;
+pub mod carriers;
 pub mod clock;
 pub mod config;
 pub mod error;

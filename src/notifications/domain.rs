@@ -278,6 +278,8 @@ pub struct OrderFacts<'a> {
     pub lines: &'a [Line],
     pub carrier: Option<&'a str>,
     pub tracking_number: Option<&'a str>,
+    /// `YYYY-MM-DD`.
+    pub estimated_delivery: Option<&'a str>,
     pub note: Option<&'a str>,
     pub tracking_url: &'a str,
 }
@@ -336,6 +338,10 @@ pub fn compose(kind: Notable, f: &OrderFacts<'_>) -> Message {
     if let Some(s) = &shipment {
         text.push_str(&format!("Shipment: {s}\n"));
     }
+    let eta = f.estimated_delivery.filter(|_| kind == Notable::Shipped);
+    if let Some(d) = eta {
+        text.push_str(&format!("Estimated delivery: {d}\n"));
+    }
     if let Some(n) = f.note {
         text.push_str(&format!("Note: {n}\n"));
     }
@@ -364,6 +370,9 @@ pub fn compose(kind: Notable, f: &OrderFacts<'_>) -> Message {
     if let Some(s) = &shipment {
         html.push_str(&format!("<p>Shipment: {}</p>", escape(s)));
     }
+    if let Some(d) = eta {
+        html.push_str(&format!("<p>Estimated delivery: {}</p>", escape(d)));
+    }
     if let Some(n) = f.note {
         html.push_str(&format!("<p>Note: {}</p>", escape(n)));
     }
@@ -378,9 +387,74 @@ pub fn compose(kind: Notable, f: &OrderFacts<'_>) -> Message {
     {
         sms.push_str(&format!(" {s}."));
     }
+    if let Some(d) = eta {
+        sms.push_str(&format!(" Expected {d}."));
+    }
     sms.push_str(&format!(" {}", f.tracking_url));
     Message {
         subject: format!("Order {short}: {headline}"),
+        text,
+        html,
+        sms,
+    }
+}
+
+/// What a message from the shop is about.
+pub struct ShopMessageFacts<'a> {
+    pub customer_name: &'a str,
+    pub message: &'a str,
+    /// The order it is about: id, status, tracking page.
+    pub order: Option<(&'a str, &'a str, &'a str)>,
+    /// `YYYY-MM-DD`.
+    pub estimated_delivery: Option<&'a str>,
+}
+
+/// Longest SMS body Twilio accepts.
+const SMS_MAX: usize = 1600;
+
+/// The e-mail and SMS texts of a message from the shop.
+pub fn compose_shop_message(f: &ShopMessageFacts<'_>) -> Message {
+    let about = f
+        .order
+        .map(|(id, _, _)| format!("Order {}: ", &id[..id.len().min(8)]))
+        .unwrap_or_default();
+    let subject = format!("{about}a message from the shop");
+    let mut text = format!(
+        "Hello {name},\n\n{message}\n",
+        name = f.customer_name,
+        message = f.message
+    );
+    let mut html = format!(
+        "<!doctype html><html><body><p>Hello {name},</p><p>{message}</p>",
+        name = escape(f.customer_name),
+        message = escape(f.message).replace('\n', "<br>")
+    );
+    let mut sms = format!("{about}{}", f.message);
+    if let Some((id, status, url)) = f.order {
+        text.push_str(&format!("\nOrder {id}\nStatus: {status}\n"));
+        html.push_str(&format!(
+            "<p>Order <code>{}</code> &middot; status <strong>{}</strong></p>",
+            escape(id),
+            escape(status)
+        ));
+        if let Some(d) = f.estimated_delivery {
+            text.push_str(&format!("Estimated delivery: {d}\n"));
+            html.push_str(&format!("<p>Estimated delivery: {}</p>", escape(d)));
+        }
+        text.push_str(&format!("\nFollow your order: {url}\n"));
+        html.push_str(&format!(
+            "<p><a href=\"{}\">Follow your order</a></p>",
+            escape(url)
+        ));
+        let tail = format!(" {url}");
+        let room = SMS_MAX.saturating_sub(tail.chars().count());
+        sms = sms.chars().take(room).collect::<String>() + &tail;
+    } else {
+        sms = sms.chars().take(SMS_MAX).collect();
+    }
+    html.push_str("</body></html>");
+    Message {
+        subject: capitalise(&subject),
         text,
         html,
         sms,
@@ -493,6 +567,7 @@ mod tests {
                 lines: &lines,
                 carrier: Some("UPS"),
                 tracking_number: Some("1Z999"),
+                estimated_delivery: Some("2026-12-04"),
                 note: None,
                 tracking_url: "https://shop.example/orders/0193abcd-0000",
             },
@@ -502,5 +577,40 @@ mod tests {
         assert!(m.html.contains("Mug &lt;b&gt;"));
         assert!(m.sms.contains("1Z999") && m.sms.len() < 160, "{}", m.sms);
         assert_eq!(m.subject, "Order 0193abcd: your order is on its way");
+        assert!(
+            m.text.contains("Estimated delivery: 2026-12-04"),
+            "{}",
+            m.text
+        );
+    }
+
+    #[test]
+    fn shop_messages_name_the_order_and_escape_html() {
+        let m = compose_shop_message(&ShopMessageFacts {
+            customer_name: "Ann",
+            message: "Your <mug> ships Friday\nSorry!",
+            order: Some((
+                "0193abcd-0000",
+                "placed",
+                "https://shop.example/orders/0193abcd-0000",
+            )),
+            estimated_delivery: None,
+        });
+        assert_eq!(m.subject, "Order 0193abcd: a message from the shop");
+        assert!(m.text.contains("Your <mug> ships Friday"));
+        assert!(m.html.contains("Your &lt;mug&gt; ships Friday<br>Sorry!"));
+        assert!(
+            m.sms
+                .ends_with(" https://shop.example/orders/0193abcd-0000")
+        );
+        let long = "x".repeat(5000);
+        let m = compose_shop_message(&ShopMessageFacts {
+            customer_name: "Ann",
+            message: &long,
+            order: None,
+            estimated_delivery: None,
+        });
+        assert_eq!(m.subject, "A message from the shop");
+        assert_eq!(m.sms.chars().count(), 1600);
     }
 }

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::domain::{Channel, Preferences, WEBHOOK_TYPES};
-use super::store::{DeliveryRow, EndpointRow};
+use super::store::{DeliveryRow, EndpointRow, message_id_of};
 use crate::app::AppState;
 use crate::auth::domain::{Permission, Principal};
 use crate::error::{ApiError, ApiResult, Problem};
@@ -31,6 +31,84 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rotate_secret))
         .routes(routes!(endpoint_deliveries))
         .routes(routes!(resend_delivery))
+        .routes(routes!(send_message))
+}
+
+/// Longest message from the shop, in characters.
+pub const MESSAGE_MAX: usize = 2000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    customer_id: String,
+    /// One of the customer's orders the message is about.
+    order_id: Option<String>,
+    /// 1 to 2000 characters.
+    message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryList {
+    data: Vec<DeliveryResponse>,
+}
+
+/// Send a message from the shop to one customer (staff): on each channel it opted into
+/// (e-mail, SMS), through the delivery queue, with retries and the delivery log.
+#[utoipa::path(post, path = "/v1/notifications", tag = "notifications", security(("bearer" = [])), request_body = MessageRequest,
+    responses((status = 202, body = DeliveryList), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 422, body = Problem)))]
+async fn send_message(
+    State(state): State<AppState>,
+    caller: Principal,
+    Json(req): Json<MessageRequest>,
+) -> ApiResult<(StatusCode, Json<DeliveryList>)> {
+    if !caller.is_staff() {
+        return Err(ApiError::Forbidden("only staff send messages to customers"));
+    }
+    let mut v = Validator::default();
+    let message = req.message.trim();
+    if message.is_empty() {
+        v.push("message", "must not be empty");
+    } else if message.chars().count() > MESSAGE_MAX {
+        v.push(
+            "message",
+            format!("must be at most {MESSAGE_MAX} characters"),
+        );
+    }
+    let order_id = match req.order_id.as_deref().map(|s| Uuid::parse_str(s.trim())) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            v.push("order_id", "no such order of this customer");
+            None
+        }
+    };
+    v.finish()?;
+    let customer = match Uuid::parse_str(req.customer_id.trim()) {
+        Ok(id) => state.store.user_by_id(id).await?,
+        Err(_) => None,
+    }
+    .filter(|u| u.role == "customer")
+    .ok_or(ApiError::NotFound)?;
+    if let Some(o) = order_id {
+        let rec = state.store.order(o).await?;
+        if rec.is_none_or(|r| r.order.customer_id != customer.id) {
+            return Err(ApiError::validation(
+                "order_id",
+                "no such order of this customer",
+            ));
+        }
+    }
+    let rows = state
+        .notifications
+        .send_shop_message(&customer, order_id, message, &actor_of(&caller))
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(DeliveryList {
+            data: rows.into_iter().map(Into::into).collect(),
+        }),
+    ))
 }
 
 /// The customer a route is about: the caller itself (or `me`), or any customer for staff.
@@ -99,8 +177,10 @@ async fn put_preferences(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryResponse {
     id: String,
-    /// The event it is about.
-    event_id: String,
+    /// The event it is about (null for a message from the shop).
+    event_id: Option<String>,
+    /// The message from the shop it carries (`POST /v1/notifications`), else null.
+    message_id: Option<String>,
     /// `email`, `sms`, `push` or `webhook`.
     channel: String,
     /// `placed`, `shipped`, … (notifications), or the webhook event type.
@@ -128,7 +208,8 @@ impl From<DeliveryRow> for DeliveryResponse {
     fn from(d: DeliveryRow) -> Self {
         DeliveryResponse {
             id: d.id.to_string(),
-            event_id: d.event_id.to_string(),
+            event_id: message_id_of(&d).is_none().then(|| d.event_id.to_string()),
+            message_id: message_id_of(&d).map(|m| m.to_string()),
             channel: d.channel,
             kind: d.kind,
             target: d.target,

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{
     DELIVERY_COLUMNS, DeliveryRow, DeliveryUpdate, ENDPOINT_COLUMNS, EndpointRow, NewDelivery,
-    NotificationStore,
+    NotificationStore, ShopMessageRow, message_event_id,
 };
 use crate::notifications::domain::Preferences;
 use crate::orders::store::{EVENT_COLUMNS, EventRow};
@@ -14,6 +14,68 @@ use crate::storage::{Dialect, Result, Ts};
 
 #[async_trait]
 impl NotificationStore for Backend {
+    async fn insert_shop_message(
+        &self,
+        customer_id: Uuid,
+        order_id: Option<Uuid>,
+        message: &str,
+        actor: &str,
+        deliveries: &[NewDelivery],
+        at: Ts,
+    ) -> Result<(i64, Vec<DeliveryRow>)> {
+        let mut tx = self.writer().begin().await?;
+        let id = sqlx::query_scalar::<Db, i64>(
+            "INSERT INTO shop_messages (customer_id, order_id, message, actor, created_at) VALUES ($1, $2, $3, $4, $5) \
+             RETURNING id",
+        )
+        .bind(customer_id)
+        .bind(order_id)
+        .bind(message)
+        .bind(actor)
+        .bind(at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut rows = Vec::with_capacity(deliveries.len());
+        for n in deliveries {
+            let (status, due, sent_at) = match n.recorded {
+                Some(_) => ("sent", None, Some(at)),
+                None => ("pending", Some(n.due), None),
+            };
+            let sql = format!(
+                "INSERT INTO deliveries (id, event_id, channel, recipient, target, kind, status, attempts, next_attempt_at, \
+                 detail, sent_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, $11) \
+                 RETURNING {DELIVERY_COLUMNS}"
+            );
+            rows.push(
+                sqlx::query_as::<Db, DeliveryRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(Uuid::now_v7())
+                    .bind(message_event_id(id))
+                    .bind(n.channel)
+                    .bind(n.recipient)
+                    .bind(n.target.clone())
+                    .bind(n.kind.clone())
+                    .bind(status)
+                    .bind(due)
+                    .bind(n.recorded)
+                    .bind(sent_at)
+                    .bind(at)
+                    .fetch_one(&mut *tx)
+                    .await?,
+            );
+        }
+        tx.commit().await?;
+        Ok((id, rows))
+    }
+
+    async fn shop_message(&self, id: i64) -> Result<Option<ShopMessageRow>> {
+        Ok(sqlx::query_as::<Db, ShopMessageRow>(
+            "SELECT id, customer_id, order_id, message, actor, created_at FROM shop_messages WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.reader())
+        .await?)
+    }
+
     async fn preferences(&self, user: Uuid) -> Result<Option<Preferences>> {
         let row = sqlx::query_as::<Db, (bool, bool, bool)>(
             "SELECT email, sms, push FROM notification_preferences WHERE user_id = $1",

@@ -20,10 +20,10 @@ use uuid::Uuid;
 
 use super::channels::{Mailer, SendError, Twilio, WebhookSender, check_webhook_url};
 use super::domain::{
-    Channel, Line, Notable, OrderFacts, Preferences, RetrySchedule, compose, new_webhook_secret,
-    notable, sign_webhook, webhook_type,
+    Channel, Line, Message, Notable, OrderFacts, Preferences, RetrySchedule, ShopMessageFacts,
+    compose, compose_shop_message, new_webhook_secret, notable, sign_webhook, webhook_type,
 };
-use super::store::{DeliveryRow, DeliveryUpdate, EndpointRow, NewDelivery};
+use super::store::{DeliveryRow, DeliveryUpdate, EndpointRow, NewDelivery, message_id_of};
 use crate::clock::Clock;
 use crate::config::NotificationSettings;
 use crate::error::{ApiError, ApiResult};
@@ -482,6 +482,9 @@ impl NotificationService {
                 retry_after: None,
             }));
         };
+        if let Some(id) = message_id_of(d) {
+            return self.shop_message(channel, d, target, id).await;
+        }
         let Some(event) = self.store.event(d.event_id).await? else {
             anyhow::bail!("event {} is gone", d.event_id);
         };
@@ -525,13 +528,19 @@ impl NotificationService {
                     .tracking_number
                     .as_deref()
                     .or(order.order.tracking_number.as_deref()),
+                estimated_delivery: order.order.estimated_delivery.as_deref(),
                 note: event.note.as_deref(),
                 tracking_url: &url,
             },
         );
+        self.send(channel, target, &m).await
+    }
+
+    /// Sends a composed message by e-mail or SMS (recorded only, without a provider).
+    async fn send(&self, channel: Channel, target: &str, m: &Message) -> anyhow::Result<Outcome> {
         let sent = match channel {
             Channel::Email => match &self.mailer {
-                Some(mailer) => mailer.send(target, &m).await,
+                Some(mailer) => mailer.send(target, m).await,
                 None => {
                     tracing::info!(to = target, subject = %m.subject, "e-mail recorded, not sent (ORDO_SMTP_URL unset)");
                     Ok("recorded, not sent: ORDO_SMTP_URL is not set".to_owned())
@@ -549,6 +558,94 @@ impl NotificationService {
             Ok(detail) => Outcome::Sent(detail),
             Err(e) => Outcome::Failed(e),
         })
+    }
+
+    /// A message from the shop (`POST /v1/notifications`).
+    async fn shop_message(
+        &self,
+        channel: Channel,
+        d: &DeliveryRow,
+        target: &str,
+        id: i64,
+    ) -> anyhow::Result<Outcome> {
+        let Some(msg) = self.store.shop_message(id).await? else {
+            anyhow::bail!("shop message {id} is gone");
+        };
+        let name = self
+            .store
+            .user_by_id(d.recipient)
+            .await?
+            .map(|u| u.name)
+            .unwrap_or_default();
+        let order = match msg.order_id {
+            Some(o) => self.store.order(o).await?,
+            None => None,
+        };
+        let order_id = order.as_ref().map(|o| o.order.id.to_string());
+        let url = order_id
+            .as_ref()
+            .map(|id| format!("{}/orders/{id}", self.public_url));
+        let facts = ShopMessageFacts {
+            customer_name: &name,
+            message: &msg.message,
+            order: match (&order, &order_id, &url) {
+                (Some(o), Some(id), Some(url)) => {
+                    Some((id.as_str(), o.order.status.as_str(), url.as_str()))
+                }
+                _ => None,
+            },
+            estimated_delivery: order
+                .as_ref()
+                .and_then(|o| o.order.estimated_delivery.as_deref()),
+        };
+        let m = compose_shop_message(&facts);
+        self.send(channel, target, &m).await
+    }
+
+    /// Sends a message from the shop to one customer on each channel it opted into (e-mail,
+    /// SMS), through the delivery queue. Push is not a channel of these: a push is an event
+    /// of the order's live stream, and a message is not one.
+    pub async fn send_shop_message(
+        &self,
+        customer: &crate::auth::store::UserRow,
+        order_id: Option<Uuid>,
+        message: &str,
+        actor: &str,
+    ) -> ApiResult<Vec<DeliveryRow>> {
+        let p = self.preferences(customer.id).await?;
+        let now = self.clock.ts();
+        let mut out = Vec::new();
+        let mut add = |channel: Channel, target: Option<String>, recorded: Option<&'static str>| {
+            if let Some(why) = recorded {
+                tracing::info!(channel = channel.as_str(), to = ?target, "shop message {why}");
+            }
+            out.push(NewDelivery {
+                event_id: 0,
+                channel: channel.as_str(),
+                recipient: customer.id,
+                target,
+                kind: "message".to_owned(),
+                due: now,
+                recorded,
+            });
+        };
+        if p.email {
+            let recorded = self
+                .mailer
+                .is_none()
+                .then_some("recorded, not sent: ORDO_SMTP_URL is not set");
+            add(Channel::Email, Some(customer.email.clone()), recorded);
+        }
+        if p.sms {
+            let recorded = (self.twilio.is_none() && customer.phone.is_some())
+                .then_some("recorded, not sent: ORDO_SMS_PROVIDER is not set");
+            add(Channel::Sms, customer.phone.clone(), recorded);
+        }
+        let (_, rows) = self
+            .store
+            .insert_shop_message(customer.id, order_id, message, actor, &out, now)
+            .await?;
+        Ok(rows)
     }
 
     async fn webhook(&self, d: &DeliveryRow) -> anyhow::Result<Outcome> {

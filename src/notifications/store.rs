@@ -84,8 +84,42 @@ impl EndpointRow {
     }
 }
 
+/// A message from the shop to one customer.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ShopMessageRow {
+    pub id: i64,
+    pub customer_id: Uuid,
+    pub order_id: Option<Uuid>,
+    pub message: String,
+    pub actor: String,
+    pub created_at: Ts,
+}
+
+/// Shop messages' deliveries take `event_id` = -(the message's id): order events have
+/// positive ids, so the queue's key (event, channel, recipient) keeps both apart.
+pub fn message_event_id(message_id: i64) -> i64 {
+    -message_id
+}
+
+/// The message a delivery carries, if it carries one.
+pub fn message_id_of(d: &DeliveryRow) -> Option<i64> {
+    (d.event_id < 0).then_some(-d.event_id)
+}
+
 #[async_trait]
 pub trait NotificationStore {
+    /// Records a shop message and queues its deliveries (their `event_id` is set here), in
+    /// one transaction; returns the message's id and the deliveries.
+    async fn insert_shop_message(
+        &self,
+        customer_id: Uuid,
+        order_id: Option<Uuid>,
+        message: &str,
+        actor: &str,
+        deliveries: &[NewDelivery],
+        at: Ts,
+    ) -> Result<(i64, Vec<DeliveryRow>)>;
+    async fn shop_message(&self, id: i64) -> Result<Option<ShopMessageRow>>;
     async fn preferences(&self, user: Uuid) -> Result<Option<Preferences>>;
     async fn set_preferences(&self, user: Uuid, p: Preferences, at: Ts) -> Result<()>;
     /// Queues deliveries; one that exists already (same event, channel and recipient) is

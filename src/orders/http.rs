@@ -76,6 +76,11 @@ pub struct OrderResponse {
     shipping_address: Option<serde_json::Value>,
     carrier: Option<String>,
     tracking_number: Option<String>,
+    /// `YYYY-MM-DD`, or null: the carrier's estimate, else a prediction from the same
+    /// carrier's delivered orders once the order is shipped.
+    estimated_delivery: Option<String>,
+    /// Where `estimated_delivery` came from: `carrier` or `predicted` (null when there is none).
+    estimated_delivery_source: Option<String>,
     /// The gateway's id of the payment (e.g. a Stripe PaymentIntent), for reconciliation.
     payment_reference: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
@@ -114,6 +119,8 @@ impl From<OrderRecord> for OrderResponse {
             shipping_address: o.shipping_address.map(|j| j.0),
             carrier: o.carrier,
             tracking_number: o.tracking_number,
+            estimated_delivery: o.estimated_delivery,
+            estimated_delivery_source: o.estimated_delivery_source,
             payment_reference: o.payment_reference,
             created_at: o.created_at.0,
             updated_at: o.updated_at.0,

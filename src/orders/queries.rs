@@ -13,7 +13,7 @@ use crate::storage::{Dialect, Error, Result, Ts};
 
 const ORDER_COLUMNS: &str = "o.id, o.customer_id, o.status, o.payment_status, o.total_amount, o.currency, \
      o.shipping_address, o.carrier, o.tracking_number, o.payment_method, o.payment_reference, o.version, \
-     o.created_at, o.updated_at, o.expires_at";
+     o.created_at, o.updated_at, o.expires_at, o.estimated_delivery, o.estimated_delivery_source";
 const LINE_COLUMNS: &str =
     "l.line_no, l.item_id, l.sku, l.name, l.quantity, l.unit_price, l.line_total";
 
@@ -34,7 +34,7 @@ fn group(rows: Vec<<Db as sqlx::Database>::Row>) -> Result<Vec<OrderRecord>> {
     Ok(out)
 }
 
-async fn insert_event<'c, E>(ex: E, order: &OrderRow, e: &NewEvent, at: Ts) -> Result<EventRow>
+pub(crate) async fn insert_event<'c, E>(ex: E, order: &OrderRow, e: &NewEvent, at: Ts) -> Result<EventRow>
 where
     E: sqlx::Executor<'c, Database = Db>,
 {

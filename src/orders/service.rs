@@ -14,6 +14,7 @@ use super::store::{
     PlaceOutcome, STATUS_EVENT, TRACKING_EVENT, TransitionOutcome,
 };
 use crate::auth::domain::Principal;
+use crate::carriers::service::Estimates;
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
 use crate::payments::PaymentGateway;
@@ -81,6 +82,8 @@ pub struct OrderService {
     pub(super) gateway: Arc<dyn PaymentGateway>,
     reservation_ttl: Duration,
     pub(super) payment_timeout: Duration,
+    /// Predicted delivery dates and carriers' delivery times, kept up after each change.
+    estimates: Estimates,
 }
 
 pub(super) fn state_of(rec: &OrderRecord) -> ApiResult<OrderState> {
@@ -115,6 +118,7 @@ impl OrderService {
         payment_timeout: Duration,
     ) -> Self {
         OrderService {
+            estimates: Estimates::new(store.clone()),
             store,
             clock,
             gateway,
@@ -280,7 +284,17 @@ impl OrderService {
                 .transition(&current, &update, release, &timeline, self.clock.ts())
                 .await
             {
-                Ok(TransitionOutcome::Applied(order)) => {
+                Ok(TransitionOutcome::Applied(mut order)) => {
+                    if let Some(to) = events.iter().find_map(|e| match e {
+                        Event::StatusChanged {
+                            to: to @ (OrderStatus::Shipped | OrderStatus::Delivered),
+                            ..
+                        } => Some(*to),
+                        _ => None,
+                    }) && let Some(o) = self.estimates.after_change(&order, to).await
+                    {
+                        order = o;
+                    }
                     return Ok((
                         OrderRecord {
                             order,

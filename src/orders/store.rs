@@ -10,7 +10,8 @@ use crate::storage::{Result, Ts};
 
 /// The columns of `OrderRow`, in order.
 pub(crate) const ORDER_FIELDS: &str = "id, customer_id, status, payment_status, total_amount, currency, shipping_address, \
-     carrier, tracking_number, payment_method, payment_reference, version, created_at, updated_at, expires_at";
+     carrier, tracking_number, payment_method, payment_reference, version, created_at, updated_at, expires_at, \
+     estimated_delivery, estimated_delivery_source";
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct OrderRow {
@@ -29,6 +30,10 @@ pub struct OrderRow {
     pub created_at: Ts,
     pub updated_at: Ts,
     pub expires_at: Option<Ts>,
+    /// `YYYY-MM-DD`: the carrier's estimate, or a prediction (see `carriers`).
+    pub estimated_delivery: Option<String>,
+    /// `carrier` or `predicted`.
+    pub estimated_delivery_source: Option<String>,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -158,6 +163,8 @@ impl NewOrder {
             created_at: self.created_at,
             updated_at: self.created_at,
             expires_at: Some(self.expires_at),
+            estimated_delivery: None,
+            estimated_delivery_source: None,
         };
         OrderRecord { order, lines }
     }
@@ -263,7 +270,7 @@ pub trait OrderStore {
     async fn expire_orders(&self, now: Ts, limit: u32, expiry: &Expiry) -> Result<Vec<Uuid>>;
 }
 
-mod sqlite {
+pub(crate) mod sqlite {
     use crate::payments::store::sqlite::bind_write;
     use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
     include!("queries.rs");
@@ -283,7 +290,7 @@ mod sqlite {
     }
 }
 
-mod postgres {
+pub(crate) mod postgres {
     use crate::payments::store::postgres::bind_write;
     use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
     include!("queries.rs");

@@ -17,6 +17,7 @@ use std::sync::Arc;
 pub use types::Ts;
 
 use crate::auth::store::AuthStore;
+use crate::carriers::store::CarrierStore;
 use crate::events::store::EventStore;
 use crate::idempotency::store::IdempotencyStore;
 use crate::inventory::store::ItemStore;
@@ -42,6 +43,7 @@ pub trait Store:
     + EventStore
     + NotificationStore
     + ShopStore
+    + CarrierStore
     + Send
     + Sync
 {

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
 pub const WEBHOOK_SECRET: &str = "whsec_test_ordo";
+pub const AFTERSHIP_SECRET: &str = "aftership-test-secret";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -109,6 +110,7 @@ pub fn test_config(database_url: String) -> Config {
         payment_gateway: GatewayKind::Simulated,
         stripe: None,
         stripe_webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
+        aftership_webhook_secret: Some(Secret::new(AFTERSHIP_SECRET)),
         payment_timeout: Duration::from_millis(500),
         gateway_policy: ordo::payments::resilience::Policy::default(),
         simulated_gateway_latency: Duration::ZERO,

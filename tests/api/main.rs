@@ -8,6 +8,7 @@
 mod helpers;
 
 mod auth;
+mod carriers;
 mod cli;
 mod cluster;
 mod concurrency;
