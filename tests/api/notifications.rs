@@ -838,3 +838,173 @@ async fn push_reaches_an_open_connection_or_falls_back(b: Backend) {
     }
 }
 both!(push_reaches_an_open_connection_or_falls_back);
+
+/// A message from the shop (`POST /v1/notifications`, staff) goes to the customer's
+/// channels through the queue: the e-mail reaches the SMTP server, naming the order; the
+/// delivery log shows it. Unknown customers are 404, bad messages 422, customers 403.
+async fn a_message_from_the_shop_reaches_the_smtp_server(b: Backend) {
+    let smtp = Smtp::start_on(Smtp::free_port()).await;
+    let url = smtp.url();
+    let app = TestApp::spawn_with(b, move |c| {
+        c.notifications.smtp_url = Some(ordo::config::Secret::new(url));
+        c.notifications.public_url = "https://shop.example".into();
+    })
+    .await;
+    let (ann_id, ann) = app.customer("ann").await;
+    let (bob_id, bob) = app.customer("bob").await;
+    let staff = app.staff().await;
+    let item = app.item(700, 10).await;
+    let order = app.new_order(&ann, &item).await;
+    let bobs_order = app.new_order(&bob, &item).await;
+    // Let the `created` events pass (they notify nobody) so that only the message is mailed.
+    let r = app
+        .post(
+            "/v1/notifications",
+            &staff,
+            json!({"customer_id": ann_id, "order_id": order,
+                   "message": "Your mug is delayed by two days <sorry>."}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let data = r.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "e-mail only by default: {data:?}");
+    assert_eq!(data[0]["channel"], "email");
+    assert_eq!(data[0]["kind"], "message");
+    assert_eq!(data[0]["status"], "pending");
+    assert_eq!(data[0]["event_id"], Value::Null);
+    let message_id = data[0]["message_id"].as_str().unwrap().to_owned();
+    let arrived = app
+        .eventually(Duration::from_secs(20), || async {
+            smtp.mails().len() == 1
+        })
+        .await;
+    assert!(arrived, "mails: {:?}", smtp.mails());
+    let mail = unfolded(&smtp.mails()[0]);
+    assert!(mail.contains("a message from the shop"), "{mail}");
+    assert!(
+        mail.contains("Your mug is delayed by two days <sorry>."),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("delayed by two days &lt;sorry&gt;."),
+        "{mail}"
+    );
+    assert!(mail.contains(&order), "{mail}");
+    assert!(
+        mail.contains(&format!("https://shop.example/orders/{order}")),
+        "{mail}"
+    );
+    let sent = app
+        .eventually(Duration::from_secs(10), || async {
+            log(&app, &ann, &ann_id)
+                .await
+                .iter()
+                .any(|e| e["message_id"] == message_id.as_str() && e["status"] == "sent")
+        })
+        .await;
+    assert!(sent, "{:?}", log(&app, &ann, &ann_id).await);
+    // SMS too once the customer opts in (no provider: recorded); e-mail off: none.
+    app.send(
+        reqwest::Method::PUT,
+        "/v1/customers/me/notification-preferences",
+        Some(&ann),
+        Some(json!({"email": false, "sms": true, "push": false})),
+    )
+    .await;
+    let r = app
+        .post(
+            "/v1/notifications",
+            &app.admin_token,
+            json!({"customer_id": ann_id, "message": "A question about your address"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let channels: Vec<&str> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(channels, ["sms"]);
+
+    // Refusals change nothing.
+    let before = log(&app, &staff, &ann_id).await.len();
+    for (body, status, code) in [
+        (
+            json!({"customer_id": uuid::Uuid::now_v7(), "message": "hi"}),
+            404,
+            "not_found",
+        ),
+        (
+            json!({"customer_id": "not-an-id", "message": "hi"}),
+            404,
+            "not_found",
+        ),
+        (
+            json!({"customer_id": ann_id, "message": "   "}),
+            422,
+            "validation_failed",
+        ),
+        (
+            json!({"customer_id": ann_id, "message": "x".repeat(2001)}),
+            422,
+            "validation_failed",
+        ),
+        (json!({"customer_id": ann_id}), 422, "validation_failed"),
+        (
+            json!({"customer_id": ann_id, "message": 5}),
+            422,
+            "validation_failed",
+        ),
+        (
+            json!({"customer_id": ann_id, "order_id": bobs_order, "message": "hi"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            json!({"customer_id": ann_id, "order_id": "nope", "message": "hi"}),
+            422,
+            "validation_failed",
+        ),
+    ] {
+        app.post("/v1/notifications", &staff, body)
+            .await
+            .assert_problem(status, code);
+    }
+    // A staff member is not a customer.
+    let me = app.get("/v1/me", &staff).await.body["id"].clone();
+    app.post(
+        "/v1/notifications",
+        &staff,
+        json!({"customer_id": me, "message": "hi"}),
+    )
+    .await
+    .assert_problem(404, "not_found");
+    // Customers and API keys may not send messages.
+    app.post(
+        "/v1/notifications",
+        &bob,
+        json!({"customer_id": bob_id, "message": "hi"}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    let (_, key) = app.api_key(&["orders:write"]).await;
+    app.post(
+        "/v1/notifications",
+        &key,
+        json!({"customer_id": ann_id, "message": "hi"}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    app.send(
+        reqwest::Method::POST,
+        "/v1/notifications",
+        None,
+        Some(json!({"customer_id": ann_id, "message": "hi"})),
+    )
+    .await
+    .assert_problem(401, "unauthorized");
+    assert_eq!(log(&app, &staff, &ann_id).await.len(), before);
+    assert_eq!(smtp.mails().len(), 1);
+}
+both!(a_message_from_the_shop_reaches_the_smtp_server);
