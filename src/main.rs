@@ -91,7 +91,8 @@ fn main() -> anyhow::Result<()> {
             Command::Migrate(db) => {
                 ordo::telemetry::init_logging(LogFormat::Text);
                 db.validate()?;
-                ordo::storage::migrate(db.database_url.expose()).await?;
+                ordo::storage::connect_with(db.database_url.expose(), 1, db.sqlite_synchronous)
+                    .await?;
                 tracing::info!("migrations applied");
                 Ok(())
             }
@@ -112,7 +113,9 @@ fn main() -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("--name {}", e.message))?;
                 let role = Role::parse(&role)
                     .ok_or_else(|| anyhow::anyhow!("--role must be customer, staff or admin"))?;
-                let store = ordo::storage::connect(db.database_url.expose(), 2).await?;
+                let store =
+                    ordo::storage::connect_with(db.database_url.expose(), 2, db.sqlite_synchronous)
+                        .await?;
                 let clock: std::sync::Arc<dyn ordo::clock::Clock> =
                     std::sync::Arc::new(ordo::clock::SystemClock);
                 let auth = ordo::auth::service::AuthService::new(
