@@ -106,6 +106,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::notifications::http::router())
         .merge(crate::shop::http::router())
         .merge(crate::carriers::http::router())
+        .merge(crate::search::http::router())
 }
 
 /// The OpenAPI document of every route, generated from the handlers.

@@ -21,6 +21,7 @@
 //! - `shop`: the shop front's cart, checkout from the cart and wishlist.
 //! - `carriers`: inbound carrier tracking webhooks (AfterShip), status mapping, predicted
 //!   delivery dates.
+//! - `search`: the full-text item index (FTS5 / `tsvector` with trigrams), filters, facets.
 //! - `bench`: the HTTP load generator behind `ordo bench`.
 
 pub mod app;
@@ -38,6 +39,7 @@ pub mod inventory;
 pub mod notifications;
 pub mod orders;
 pub mod payments;
+pub mod search;
 pub mod shop;
 pub mod storage;
 pub mod telemetry;

@@ -24,6 +24,7 @@ use crate::inventory::store::ItemStore;
 use crate::notifications::store::NotificationStore;
 use crate::orders::store::OrderStore;
 use crate::payments::store::PaymentStore;
+use crate::search::store::SearchStore;
 use crate::shop::store::ShopStore;
 
 /// The SQL dialect of a backend, for the few statements that differ.
@@ -44,6 +45,7 @@ pub trait Store:
     + NotificationStore
     + ShopStore
     + CarrierStore
+    + SearchStore
     + Send
     + Sync
 {

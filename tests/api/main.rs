@@ -23,6 +23,7 @@ mod outages;
 mod payments;
 mod realtime;
 mod search;
+mod search_fts;
 mod shop;
 mod shop_streams;
 mod stripe;

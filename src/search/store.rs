@@ -1,0 +1,156 @@
+//! The item index and its queries. The index itself is written by triggers (see
+//! migration 0006); this module only reads it.
+
+use async_trait::async_trait;
+
+use super::domain::SearchQuery;
+use crate::inventory::store::ItemRow;
+use crate::storage::Result;
+
+#[derive(Clone, Debug, Default)]
+pub struct SearchResult {
+    pub items: Vec<ItemRow>,
+    /// Matching items per category (all filters but the category applied), most first.
+    pub categories: Vec<(String, i64)>,
+}
+
+#[async_trait]
+pub trait SearchStore {
+    async fn search_items(&self, q: &SearchQuery) -> Result<SearchResult>;
+}
+
+/// Part of a statement: SQL text, or a value bound in its place.
+enum Piece {
+    Sql(String),
+    Bind(String),
+}
+
+/// The `WITH hits AS (…)` a backend builds for the words of a query: the matching item
+/// ids with a relevance score, and which way the score sorts.
+struct Hits {
+    pieces: Vec<Piece>,
+    best_first: &'static str,
+}
+
+mod sqlite {
+    use super::{Hits, Piece};
+    use crate::search::domain::{TYPO_MIN_CHARS, one_edit_apart};
+    use crate::storage::sqlite::{Db, SqliteStore as Backend};
+    include!("queries.rs");
+
+    /// Quotes a term for an FTS5 query: inside double quotes nothing is an operator.
+    fn quoted(term: &str) -> String {
+        format!("\"{}\"", term.replace('"', "\"\""))
+    }
+
+    impl Backend {
+        /// FTS5: every word must match, as the start of a term (`"telev"*`) or, for a
+        /// longer word that starts no term at all, as a term one edit away (from the
+        /// index's own vocabulary). bm25 weighs name 10, SKU 5, category 3, the rest 1.
+        async fn hits(&self, words: &[String]) -> Result<Hits> {
+            let mut groups = Vec::with_capacity(words.len());
+            for w in words {
+                let mut alternatives = vec![format!("{}*", quoted(w))];
+                let len = w.chars().count();
+                if len >= TYPO_MIN_CHARS && !self.starts_a_term(w).await? {
+                    let first: String = w.chars().take(1).collect();
+                    let near = sqlx::query_scalar::<Db, String>(
+                        "SELECT term FROM items_fts_terms WHERE term >= $1 AND term < $2 \
+                         AND length(term) BETWEEN $3 AND $4",
+                    )
+                    .bind(&first)
+                    .bind(format!("{first}\u{10FFFF}"))
+                    .bind(len as i64 - 1)
+                    .bind(len as i64 + 1)
+                    .fetch_all(self.reader())
+                    .await?;
+                    alternatives.extend(
+                        near.iter()
+                            .filter(|t| one_edit_apart(w, t))
+                            .take(8)
+                            .map(|t| quoted(t)),
+                    );
+                }
+                groups.push(format!("({})", alternatives.join(" OR ")));
+            }
+            Ok(Hits {
+                pieces: vec![
+                    Piece::Sql(
+                        "WITH hits AS (SELECT d.item_id, bm25(items_fts, 10.0, 5.0, 3.0, 1.0, 1.0) AS score \
+                         FROM items_fts JOIN item_docs d ON d.docid = items_fts.rowid WHERE items_fts MATCH "
+                            .into(),
+                    ),
+                    Piece::Bind(groups.join(" AND ")),
+                    Piece::Sql(") ".into()),
+                ],
+                best_first: "ASC",
+            })
+        }
+
+        async fn starts_a_term(&self, w: &str) -> Result<bool> {
+            Ok(sqlx::query_scalar::<Db, String>(
+                "SELECT term FROM items_fts_terms WHERE term >= $1 AND term < $2 LIMIT 1",
+            )
+            .bind(w)
+            .bind(format!("{w}\u{10FFFF}"))
+            .fetch_optional(self.reader())
+            .await?
+            .is_some())
+        }
+    }
+}
+
+mod postgres {
+    use super::{Hits, Piece};
+    use crate::search::domain::TYPO_MIN_CHARS;
+    use crate::storage::postgres::{Db, PgStore as Backend};
+    include!("queries.rs");
+
+    impl Backend {
+        /// `tsvector` (weights A name, B SKU and category, C the rest): every word must
+        /// match as the start of a lexeme (`telev:*`); or, through the trigram index, a
+        /// word of three letters or more may sit inside the name, SKU or category (partial
+        /// SKUs), and a longer one may be a typo away from a word there (`<%`).
+        async fn hits(&self, words: &[String]) -> Result<Hits> {
+            let any = words
+                .iter()
+                .map(|w| format!("{w}:*"))
+                .collect::<Vec<_>>()
+                .join(" | ");
+            let mut pieces = vec![
+                Piece::Sql(
+                    "WITH hits AS (SELECT s.item_id, ts_rank('{0.1, 0.2, 0.4, 1.0}', s.document, to_tsquery('simple', "
+                        .into(),
+                ),
+                Piece::Bind(any),
+                Piece::Sql(")) + 0.05 * word_similarity(".into()),
+                Piece::Bind(words.join(" ")),
+                Piece::Sql(", s.words) AS score FROM item_search s WHERE ".into()),
+            ];
+            for (i, w) in words.iter().enumerate() {
+                if i > 0 {
+                    pieces.push(Piece::Sql(" AND ".into()));
+                }
+                pieces.push(Piece::Sql("(s.document @@ to_tsquery('simple', ".into()));
+                pieces.push(Piece::Bind(format!("{w}:*")));
+                pieces.push(Piece::Sql(")".into()));
+                let len = w.chars().count();
+                if len >= 3 {
+                    pieces.push(Piece::Sql(" OR s.words LIKE ".into()));
+                    pieces.push(Piece::Bind(format!("%{w}%")));
+                }
+                if len >= TYPO_MIN_CHARS {
+                    pieces.push(Piece::Sql(" OR ".into()));
+                    pieces.push(Piece::Bind(w.clone()));
+                    pieces.push(Piece::Sql(" <% s.words".into()));
+                }
+                pieces.push(Piece::Sql(")".into()));
+            }
+            pieces.push(Piece::Sql(") ".into()));
+            Ok(Hits {
+                pieces,
+                best_first: "DESC",
+            })
+        }
+    }
+}
