@@ -407,6 +407,24 @@ async fn a_backup_under_load_restores_to_a_consistent_server() {
     assert_eq!(seen[0], seen[1]);
     server.terminate();
     assert!(server.wait().0);
+
+    // After a disk is lost there is no database to replace: the backup becomes it.
+    let elsewhere = dir.path().join("new-disk").join("shop.db");
+    std::fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
+    let (ok, log) = run(
+        dir.path(),
+        &format!("sqlite://{}", elsewhere.display()),
+        &["restore", "--from", &backup.display().to_string()],
+    );
+    assert!(ok, "{log}");
+    assert!(!log.contains("replaced"), "{log}");
+    let mut fresh = open_sqlite(&elsewhere).await;
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&mut fresh)
+        .await
+        .unwrap();
+    assert_eq!(orders as usize, in_copy.len());
+    fresh.close().await.unwrap();
 }
 
 /// Writes while a reader holds an old snapshot grow the WAL (nothing can be checkpointed
@@ -547,6 +565,40 @@ async fn an_embedded_database_moves_to_postgres() {
         }
         all
     };
+    // The shop front's tables come along too, without the copy knowing them.
+    let customer = get(&format!("{s}/v1/orders/{}", ids[0]), &token).await["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cart = call(
+        &format!("{s}/v1/users/{customer}/cart"),
+        Some(&token),
+        json!({"item_id": item, "quantity": 3}),
+    )
+    .await;
+    assert_eq!(cart.status, StatusCode::OK, "{}", cart.text);
+    let wish = call(
+        &format!("{s}/v1/users/{customer}/wishlist"),
+        Some(&token),
+        json!({"item_id": item}),
+    )
+    .await;
+    assert!(wish.status.is_success(), "{}", wish.text);
+    let front = |base: String| {
+        let (token, customer) = (token.clone(), customer.clone());
+        async move {
+            (
+                get(&format!("{base}/v1/users/{customer}/cart"), &token).await,
+                get(&format!("{base}/v1/users/{customer}/wishlist"), &token).await,
+            )
+        }
+    };
+    let front_sqlite = front(s.clone()).await;
+    assert_eq!(
+        front_sqlite.0["items"][0]["quantity"], 3,
+        "{:?}",
+        front_sqlite
+    );
     let on_sqlite = snapshot(s.clone(), admin.clone(), ids.clone(), item.clone()).await;
     let mut ws = ws_connect(s, "?since=0", &admin).await;
     let events_sqlite: Vec<Value> = drain(&mut ws).await;
@@ -569,6 +621,7 @@ async fn an_embedded_database_moves_to_postgres() {
     let server = Server::start(server_cmd(dir.path(), &pg), "http").await;
     let on_pg = snapshot(server.url.clone(), admin.clone(), ids.clone(), item.clone()).await;
     assert_eq!(on_pg, on_sqlite);
+    assert_eq!(front(server.url.clone()).await, front_sqlite);
     // The customer logs in with the same password; old tokens and keys still work.
     let login = call(
         &format!("{}/v1/auth/login", server.url),
