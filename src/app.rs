@@ -36,6 +36,7 @@ use crate::orders::service::OrderService;
 use crate::payments::resilience::Resilient;
 use crate::payments::stripe::StripeGateway;
 use crate::payments::{PaymentGateway, SimulatedGateway};
+use crate::recommendations::service::RecommendationService;
 use crate::shop::service::ShopService;
 use crate::storage::DynStore;
 
@@ -58,6 +59,7 @@ pub struct Services {
     pub items: ItemService,
     pub orders: OrderService,
     pub shop: ShopService,
+    pub recommendations: RecommendationService,
     pub metrics: PrometheusHandle,
     pub rate_limit: Option<RateLimit>,
     pub gateway: Arc<dyn PaymentGateway>,
@@ -107,6 +109,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::shop::http::router())
         .merge(crate::carriers::http::router())
         .merge(crate::search::http::router())
+        .merge(crate::recommendations::http::router())
 }
 
 /// The OpenAPI document of every route, generated from the handlers.
@@ -180,6 +183,7 @@ impl AppState {
             config: Arc::new(config),
             items: ItemService::new(store.clone(), clock.clone()),
             shop: ShopService::new(store.clone(), clock.clone()),
+            recommendations: RecommendationService::new(store.clone(), clock.clone()),
             carriers: CarrierService::new(store.clone(), clock.clone(), orders.clone()),
             store,
             clock,
@@ -308,6 +312,8 @@ pub fn spawn_jobs(state: &AppState, shutdown: CancellationToken) {
     });
     let (n, token) = (state.notifications.clone(), shutdown.clone());
     tokio::spawn(async move { n.run_notifier(token).await });
+    let (r, token) = (state.recommendations.clone(), shutdown.clone());
+    tokio::spawn(async move { r.run(token).await });
     let receipts = state
         .receipts
         .lock()

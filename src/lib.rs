@@ -22,6 +22,7 @@
 //! - `carriers`: inbound carrier tracking webhooks (AfterShip), status mapping, predicted
 //!   delivery dates.
 //! - `search`: the full-text item index (FTS5 / `tsvector` with trigrams), filters, facets.
+//! - `recommendations`: co-purchase counts kept from the event log; "bought together".
 //! - `bench`: the HTTP load generator behind `ordo bench`.
 
 pub mod app;
@@ -39,6 +40,7 @@ pub mod inventory;
 pub mod notifications;
 pub mod orders;
 pub mod payments;
+pub mod recommendations;
 pub mod search;
 pub mod shop;
 pub mod storage;

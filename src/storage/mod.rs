@@ -24,6 +24,7 @@ use crate::inventory::store::ItemStore;
 use crate::notifications::store::NotificationStore;
 use crate::orders::store::OrderStore;
 use crate::payments::store::PaymentStore;
+use crate::recommendations::store::RecommendationStore;
 use crate::search::store::SearchStore;
 use crate::shop::store::ShopStore;
 
@@ -46,6 +47,7 @@ pub trait Store:
     + ShopStore
     + CarrierStore
     + SearchStore
+    + RecommendationStore
     + Send
     + Sync
 {

@@ -22,6 +22,7 @@ mod orders;
 mod outages;
 mod payments;
 mod realtime;
+mod recommendations;
 mod search;
 mod search_fts;
 mod shop;

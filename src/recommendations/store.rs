@@ -1,0 +1,50 @@
+//! Storage of the co-purchase counts and the reads behind recommendations.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::inventory::store::ItemRow;
+use crate::storage::{Result, Ts};
+
+/// `item` and `other` were in `together` placed orders; each was in `item_orders` and
+/// `other_orders` placed orders.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct PairRow {
+    pub item_id: Uuid,
+    pub other_id: Uuid,
+    pub together: i64,
+    pub item_orders: i64,
+    pub other_orders: i64,
+}
+
+#[async_trait]
+pub trait RecommendationStore {
+    /// Adds these orders to the counts and moves consumer `name` to `position`, in one
+    /// transaction.
+    async fn record_purchases(
+        &self,
+        name: &str,
+        orders: &[Uuid],
+        position: i64,
+        at: Ts,
+    ) -> Result<()>;
+    /// The partners of these items seen together at least `min_support` times, most often first.
+    async fn partners(&self, items: &[Uuid], min_support: i64, limit: u32) -> Result<Vec<PairRow>>;
+    /// Items of the customer's orders that were not canceled, most recent first.
+    async fn bought(&self, customer: Uuid, limit: u32) -> Result<Vec<Uuid>>;
+    async fn wished(&self, customer: Uuid) -> Result<Vec<Uuid>>;
+    /// These items, those in stock only.
+    async fn items_in_stock(&self, ids: &[Uuid]) -> Result<Vec<ItemRow>>;
+    /// The items in most placed orders, in stock only.
+    async fn best_sellers(&self, limit: u32) -> Result<Vec<ItemRow>>;
+}
+
+mod sqlite {
+    use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
+    include!("queries.rs");
+}
+
+mod postgres {
+    use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
+    include!("queries.rs");
+}
