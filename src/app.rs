@@ -110,6 +110,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::carriers::http::router())
         .merge(crate::search::http::router())
         .merge(crate::recommendations::http::router())
+        .merge(crate::books::http::router())
 }
 
 /// The OpenAPI document of every route, generated from the handlers.

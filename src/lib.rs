@@ -23,11 +23,13 @@
 //!   delivery dates.
 //! - `search`: the full-text item index (FTS5 / `tsvector` with trigrams), filters, facets.
 //! - `recommendations`: co-purchase counts kept from the event log; "bought together".
+//! - `books`: the audit log of staff and system actions (analytics, export and erasure next).
 //! - `bench`: the HTTP load generator behind `ordo bench`.
 
 pub mod app;
 pub mod auth;
 pub mod bench;
+pub mod books;
 pub mod carriers;
 pub mod clock;
 pub mod config;

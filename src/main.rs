@@ -126,13 +126,16 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await?;
                 let user = auth
-                    .create_user(ordo::auth::service::NewUser {
-                        email,
-                        password,
-                        name,
-                        phone: None,
-                        role,
-                    })
+                    .create_user(
+                        ordo::auth::service::NewUser {
+                            email,
+                            password,
+                            name,
+                            phone: None,
+                            role,
+                        },
+                        Some("system:cli"),
+                    )
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 println!("created {} user {} ({})", user.role, user.email, user.id);

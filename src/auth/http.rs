@@ -176,7 +176,7 @@ async fn register(
         req.phone,
         Role::Customer,
     )?;
-    let user = state.auth.create_user(new).await?;
+    let user = state.auth.create_user(new, None).await?;
     Ok((StatusCode::CREATED, Json(token_response(&state, &user)?)))
 }
 
@@ -225,7 +225,7 @@ async fn create_user(
 ) -> ApiResult<(StatusCode, Json<UserResponse>)> {
     caller.require(Permission::Administer)?;
     let new = parse_new_user(&req.email, req.password, &req.name, req.phone, req.role)?;
-    let user = state.auth.create_user(new).await?;
+    let user = state.auth.create_user(new, Some(&caller.key())).await?;
     Ok((StatusCode::CREATED, Json((&user).into())))
 }
 
@@ -247,7 +247,7 @@ async fn create_api_key(
     let name = name.unwrap_or_default();
     let (row, key) = state
         .auth
-        .create_api_key(name, req.scopes, caller.user_id())
+        .create_api_key(name, req.scopes, caller.user_id(), &caller.key())
         .await?;
     let scopes = row
         .scopes
@@ -275,6 +275,9 @@ async fn delete_api_key(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(Permission::Administer)?;
-    state.auth.revoke_api_key(parse_id(&id)?).await?;
+    state
+        .auth
+        .revoke_api_key(parse_id(&id)?, &caller.key())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

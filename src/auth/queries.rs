@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{ApiKeyRow, AuthStore, FailureCounts, UserRow};
+use crate::books::domain::NewAudit;
 use crate::storage::{Result, Ts};
 
 const USER_COLUMNS: &str = "id, email, password_hash, name, phone, role, created_at, updated_at";
@@ -34,7 +35,8 @@ impl AuthStore for Backend {
         Ok(v)
     }
 
-    async fn insert_user(&self, u: &UserRow) -> Result<()> {
+    async fn insert_user(&self, u: &UserRow, audit: &NewAudit) -> Result<()> {
+        let mut tx = self.writer().begin().await?;
         sqlx::query::<Db>(
             "INSERT INTO users (id, email, password_hash, name, phone, role, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -47,8 +49,10 @@ impl AuthStore for Backend {
         .bind(&u.role)
         .bind(u.created_at)
         .bind(u.updated_at)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await?;
+        append_audit(&mut *tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -68,7 +72,8 @@ impl AuthStore for Backend {
             .await?)
     }
 
-    async fn insert_api_key(&self, k: &ApiKeyRow) -> Result<()> {
+    async fn insert_api_key(&self, k: &ApiKeyRow, audit: &NewAudit) -> Result<()> {
+        let mut tx = self.writer().begin().await?;
         sqlx::query::<Db>(
             "INSERT INTO api_keys (id, name, key_hash, scopes, created_by, created_at, revoked_at) \
              VALUES ($1, $2, $3, $4, $5, $6, NULL)",
@@ -79,8 +84,10 @@ impl AuthStore for Backend {
         .bind(&k.scopes)
         .bind(k.created_by)
         .bind(k.created_at)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await?;
+        append_audit(&mut *tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -94,15 +101,21 @@ impl AuthStore for Backend {
         .await?)
     }
 
-    async fn revoke_api_key(&self, id: Uuid, at: Ts) -> Result<bool> {
+    async fn revoke_api_key(&self, id: Uuid, audit: &NewAudit) -> Result<bool> {
+        let mut tx = self.writer().begin().await?;
         let r = sqlx::query::<Db>(
             "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
         )
         .bind(id)
-        .bind(at)
-        .execute(self.writer())
+        .bind(audit.at)
+        .execute(&mut *tx)
         .await?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        append_audit(&mut *tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn login_failures(&self, email: &str, ip: &str, since: Ts) -> Result<FailureCounts> {

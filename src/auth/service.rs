@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::domain::{Email, NewPassword, Principal, Role, Scope};
 use super::store::{ApiKeyRow, UserRow};
+use crate::books::domain::{self as books, NewAudit};
 use crate::clock::Clock;
 use crate::config::Secret;
 use crate::error::{ApiError, ApiResult};
@@ -151,7 +152,8 @@ impl AuthService {
         })
     }
 
-    pub async fn create_user(&self, new: NewUser) -> ApiResult<UserRow> {
+    /// Creates a user; `actor` is who does it (`None`: the new user itself, registering).
+    pub async fn create_user(&self, new: NewUser, actor: Option<&str>) -> ApiResult<UserRow> {
         let password_hash = hash_password(new.password.expose())
             .await
             .map_err(ApiError::internal)?;
@@ -166,7 +168,15 @@ impl AuthService {
             created_at: now,
             updated_at: now,
         };
-        match self.store.insert_user(&row).await {
+        let audit = NewAudit::new(
+            now,
+            actor.map_or_else(|| format!("user:{}", row.id), str::to_owned),
+            books::USER_CREATED,
+            "user",
+            row.id,
+        )
+        .after(serde_json::json!({"role": row.role}));
+        match self.store.insert_user(&row, &audit).await {
             Ok(()) => Ok(row),
             Err(StoreError::Unique(_)) => Err(ApiError::Conflict(
                 "a user with this e-mail already exists".into(),
@@ -234,6 +244,7 @@ impl AuthService {
         name: String,
         scopes: Vec<Scope>,
         created_by: Option<Uuid>,
+        actor: &str,
     ) -> ApiResult<(ApiKeyRow, String)> {
         let plaintext = format!(
             "{API_KEY_PREFIX}{}",
@@ -255,12 +266,27 @@ impl AuthService {
             created_at: self.clock.ts(),
             revoked_at: None,
         };
-        self.store.insert_api_key(&row).await?;
+        let audit = NewAudit::new(
+            row.created_at,
+            actor,
+            books::API_KEY_CREATED,
+            "api_key",
+            row.id,
+        )
+        .after(serde_json::json!({"name": row.name, "scopes": row.scopes}));
+        self.store.insert_api_key(&row, &audit).await?;
         Ok((row, plaintext))
     }
 
-    pub async fn revoke_api_key(&self, id: Uuid) -> ApiResult<()> {
-        if self.store.revoke_api_key(id, self.clock.ts()).await? {
+    pub async fn revoke_api_key(&self, id: Uuid, actor: &str) -> ApiResult<()> {
+        let audit = NewAudit::new(
+            self.clock.ts(),
+            actor,
+            books::API_KEY_REVOKED,
+            "api_key",
+            id,
+        );
+        if self.store.revoke_api_key(id, &audit).await? {
             Ok(())
         } else {
             Err(ApiError::NotFound)
@@ -283,7 +309,7 @@ impl AuthService {
             phone: None,
             role: Role::Admin,
         };
-        match self.create_user(new).await {
+        match self.create_user(new, Some("system:bootstrap")).await {
             // Another node created it at the same moment.
             Ok(_) | Err(ApiError::Conflict(_)) => Ok(()),
             Err(e) => Err(anyhow::anyhow!("creating the admin user: {e}")),

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::books::domain::NewAudit;
 use crate::storage::{Result, Ts};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -44,14 +45,15 @@ pub trait AuthStore {
     /// Stores `value` unless the key exists; returns whichever value is stored afterwards,
     /// so that concurrent first starts of many nodes agree.
     async fn put_setting_if_absent(&self, key: &str, value: &str) -> Result<String>;
-    async fn insert_user(&self, user: &UserRow) -> Result<()>;
+    /// Inserts the user and its audit entry in one transaction.
+    async fn insert_user(&self, user: &UserRow, audit: &NewAudit) -> Result<()>;
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>>;
     async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRow>>;
-    async fn insert_api_key(&self, key: &ApiKeyRow) -> Result<()>;
+    async fn insert_api_key(&self, key: &ApiKeyRow, audit: &NewAudit) -> Result<()>;
     /// An API key that has not been revoked.
     async fn active_api_key(&self, key_hash: &[u8]) -> Result<Option<ApiKeyRow>>;
     /// Returns false when there was no such active key.
-    async fn revoke_api_key(&self, id: Uuid, at: Ts) -> Result<bool>;
+    async fn revoke_api_key(&self, id: Uuid, audit: &NewAudit) -> Result<bool>;
     /// Failed (or still running) login attempts after `since`.
     async fn login_failures(&self, email: &str, ip: &str, since: Ts) -> Result<FailureCounts>;
     /// Records an attempt as failed until `forget_login_attempt` says otherwise.
@@ -61,11 +63,13 @@ pub trait AuthStore {
 }
 
 mod sqlite {
+    use crate::books::store::sqlite::append_audit;
     use crate::storage::sqlite::{Db, SqliteStore as Backend};
     include!("queries.rs");
 }
 
 mod postgres {
+    use crate::books::store::postgres::append_audit;
     use crate::storage::postgres::{Db, PgStore as Backend};
     include!("queries.rs");
 }

@@ -176,17 +176,20 @@ async fn create_item(
     };
     let item = state
         .items
-        .create(NewItem {
-            sku,
-            name,
-            category,
-            description,
-            price,
-            currency,
-            stock,
-            attributes,
-            supplier_id,
-        })
+        .create(
+            NewItem {
+                sku,
+                name,
+                category,
+                description,
+                price,
+                currency,
+                stock,
+                attributes,
+                supplier_id,
+            },
+            &caller.key(),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(item.into())))
 }
@@ -244,7 +247,9 @@ async fn update_item(
         v.push("stock_adjustment", "must be between -10^9 and 10^9");
     }
     v.finish()?;
-    Ok(Json(state.items.update(id, change).await?.into()))
+    Ok(Json(
+        state.items.update(id, change, &caller.key()).await?.into(),
+    ))
 }
 
 /// List items: `query`, `category`, `min_price`, `max_price`, `in_stock`, `sort=price|-price|name`, paged.

@@ -8,7 +8,8 @@ use uuid::Uuid;
 use super::{
     ITEM_COLUMNS, ItemChange, ItemCursor, ItemFilter, ItemRow, ItemSort, ItemStore, UpdateOutcome,
 };
-use crate::storage::{Error, Result, Ts};
+use crate::books::domain::NewAudit;
+use crate::storage::{Dialect, Error, Result};
 
 /// Escapes LIKE wildcards so that a search string is matched literally.
 fn like_pattern(s: &str) -> String {
@@ -26,7 +27,8 @@ fn like_pattern(s: &str) -> String {
 
 #[async_trait]
 impl ItemStore for Backend {
-    async fn insert_item(&self, i: &ItemRow) -> Result<()> {
+    async fn insert_item(&self, i: &ItemRow, audit: &NewAudit) -> Result<()> {
+        let mut tx = self.writer().begin().await?;
         sqlx::query::<Db>(
             "INSERT INTO items (id, sku, name, category, description, price, currency, stock, attributes, \
              supplier_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -43,8 +45,10 @@ impl ItemStore for Backend {
         .bind(&i.supplier_id)
         .bind(i.created_at)
         .bind(i.updated_at)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await?;
+        append_audit(&mut *tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -56,9 +60,30 @@ impl ItemStore for Backend {
             .await?)
     }
 
-    async fn update_item(&self, id: Uuid, c: &ItemChange, at: Ts) -> Result<UpdateOutcome> {
+    async fn update_item(
+        &self,
+        id: Uuid,
+        c: &ItemChange,
+        audit: &NewAudit,
+    ) -> Result<UpdateOutcome> {
+        let mut tx = self.writer().begin().await?;
+        // The row as it was, locked until the change and its audit entry commit (SQLite has
+        // one writer: the transaction alone keeps others out).
+        let lock = if DIALECT == Dialect::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE id = $1{lock}");
+        let Some(old) = sqlx::query_as::<Db, ItemRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(UpdateOutcome::NotFound);
+        };
         let mut q = QueryBuilder::<Db>::new("UPDATE items SET updated_at = ");
-        q.push_bind(at);
+        q.push_bind(audit.at);
         if let Some(v) = &c.name {
             q.push(", name = ").push_bind(v.clone());
         }
@@ -84,11 +109,16 @@ impl ItemStore for Backend {
         q.push(" RETURNING ").push(ITEM_COLUMNS);
         match q
             .build_query_as::<ItemRow>()
-            .fetch_optional(self.writer())
+            .fetch_optional(&mut *tx)
             .await
             .map_err(Error::from)
         {
-            Ok(Some(row)) => Ok(UpdateOutcome::Updated(row)),
+            Ok(Some(row)) => {
+                let (before, after) = item_diff(&old, &row);
+                append_audit(&mut *tx, &audit.clone().before(before).after(after)).await?;
+                tx.commit().await?;
+                Ok(UpdateOutcome::Updated(row))
+            }
             Ok(None) => Ok(UpdateOutcome::NotFound),
             Err(Error::Check) if c.stock_adjustment.is_some() => Ok(UpdateOutcome::StockOutOfRange),
             Err(e) => Err(e),

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::domain::ItemSort;
 use super::store::{ItemChange, ItemCursor, ItemFilter, ItemRow, UpdateOutcome};
+use crate::books::domain::{self as books, NewAudit};
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
 use crate::storage::{DynStore, Error as StoreError};
@@ -34,7 +35,8 @@ impl ItemService {
         ItemService { store, clock }
     }
 
-    pub async fn create(&self, new: NewItem) -> ApiResult<ItemRow> {
+    /// Creates an item; `actor` is recorded in the audit log.
+    pub async fn create(&self, new: NewItem, actor: &str) -> ApiResult<ItemRow> {
         let now = self.clock.ts();
         let row = ItemRow {
             id: Uuid::now_v7(),
@@ -50,7 +52,11 @@ impl ItemService {
             created_at: now,
             updated_at: now,
         };
-        match self.store.insert_item(&row).await {
+        let audit = NewAudit::new(now, actor, books::ITEM_CREATED, "item", row.id).after(
+            serde_json::json!({"sku": row.sku, "name": row.name, "price": row.price,
+                               "currency": row.currency, "stock": row.stock}),
+        );
+        match self.store.insert_item(&row, &audit).await {
             Ok(()) => Ok(row),
             Err(StoreError::Unique(_)) => Err(ApiError::Conflict(format!(
                 "an item with SKU {} already exists",
@@ -64,8 +70,10 @@ impl ItemService {
         self.store.item(id).await?.ok_or(ApiError::NotFound)
     }
 
-    pub async fn update(&self, id: Uuid, change: ItemChange) -> ApiResult<ItemRow> {
-        match self.store.update_item(id, &change, self.clock.ts()).await? {
+    /// Changes an item; the audit log gets the changed fields before and after.
+    pub async fn update(&self, id: Uuid, change: ItemChange, actor: &str) -> ApiResult<ItemRow> {
+        let audit = NewAudit::new(self.clock.ts(), actor, books::ITEM_UPDATED, "item", id);
+        match self.store.update_item(id, &change, &audit).await? {
             UpdateOutcome::Updated(row) => {
                 if change.stock.is_some() || change.stock_adjustment.is_some() {
                     tracing::info!(item_id = %row.id, sku = %row.sku, stock = row.stock, "stock changed");

@@ -5,6 +5,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::domain::ItemSort;
+use crate::books::domain::NewAudit;
 use crate::storage::{Result, Ts};
 
 pub const ITEM_COLUMNS: &str = "id, sku, name, category, description, price, currency, stock, attributes, supplier_id, created_at, updated_at";
@@ -77,9 +78,17 @@ pub enum UpdateOutcome {
 
 #[async_trait]
 pub trait ItemStore {
-    async fn insert_item(&self, item: &ItemRow) -> Result<()>;
+    /// Inserts the item and its audit entry in one transaction.
+    async fn insert_item(&self, item: &ItemRow, audit: &NewAudit) -> Result<()>;
     async fn item(&self, id: Uuid) -> Result<Option<ItemRow>>;
-    async fn update_item(&self, id: Uuid, change: &ItemChange, at: Ts) -> Result<UpdateOutcome>;
+    /// Changes the item and appends `audit` with the changed fields before and after, in
+    /// one transaction.
+    async fn update_item(
+        &self,
+        id: Uuid,
+        change: &ItemChange,
+        audit: &NewAudit,
+    ) -> Result<UpdateOutcome>;
     async fn list_items(
         &self,
         filter: &ItemFilter,
@@ -89,12 +98,47 @@ pub trait ItemStore {
     ) -> Result<Vec<ItemRow>>;
 }
 
+/// The fields an update changed, as they were and as they are.
+fn item_diff(old: &ItemRow, new: &ItemRow) -> (serde_json::Value, serde_json::Value) {
+    let mut before = serde_json::Map::new();
+    let mut after = serde_json::Map::new();
+    let mut field = |name: &str, o: serde_json::Value, n: serde_json::Value| {
+        if o != n {
+            before.insert(name.to_owned(), o);
+            after.insert(name.to_owned(), n);
+        }
+    };
+    field("name", old.name.clone().into(), new.name.clone().into());
+    field(
+        "category",
+        old.category.clone().into(),
+        new.category.clone().into(),
+    );
+    field(
+        "description",
+        old.description.clone().into(),
+        new.description.clone().into(),
+    );
+    field("price", old.price.into(), new.price.into());
+    field("stock", old.stock.into(), new.stock.into());
+    field(
+        "attributes",
+        old.attributes.0.clone(),
+        new.attributes.0.clone(),
+    );
+    (before.into(), after.into())
+}
+
 mod sqlite {
-    use crate::storage::sqlite::{Db, SqliteStore as Backend};
+    use super::item_diff;
+    use crate::books::store::sqlite::append_audit;
+    use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
     include!("queries.rs");
 }
 
 mod postgres {
-    use crate::storage::postgres::{Db, PgStore as Backend};
+    use super::item_diff;
+    use crate::books::store::postgres::append_audit;
+    use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
     include!("queries.rs");
 }

@@ -423,7 +423,10 @@ async fn delete_endpoint(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(Permission::ManageWebhooks)?;
-    state.notifications.delete_endpoint(parse_id(&id)?).await?;
+    state
+        .notifications
+        .delete_endpoint(parse_id(&id)?, &caller.key())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -8,6 +8,7 @@ use super::{
     DELIVERY_COLUMNS, DeliveryRow, DeliveryUpdate, ENDPOINT_COLUMNS, EndpointRow, NewDelivery,
     NotificationStore, ShopMessageRow, message_event_id,
 };
+use crate::books::domain::NewAudit;
 use crate::notifications::domain::Preferences;
 use crate::orders::store::{EVENT_COLUMNS, EventRow};
 use crate::storage::{Dialect, Result, Ts};
@@ -253,7 +254,8 @@ impl NotificationStore for Backend {
             .await?)
     }
 
-    async fn insert_endpoint(&self, e: &EndpointRow) -> Result<()> {
+    async fn insert_endpoint(&self, e: &EndpointRow, audit: &NewAudit) -> Result<()> {
+        let mut tx = self.writer().begin().await?;
         let sql = format!(
             "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         );
@@ -269,8 +271,10 @@ impl NotificationStore for Backend {
             .bind(e.created_at)
             .bind(e.updated_at)
             .bind(e.deleted_at)
-            .execute(self.writer())
+            .execute(&mut *tx)
             .await?;
+        append_audit(&mut *tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -305,14 +309,20 @@ impl NotificationStore for Backend {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn delete_endpoint(&self, id: Uuid, at: Ts) -> Result<bool> {
+    async fn delete_endpoint(&self, id: Uuid, audit: &NewAudit) -> Result<bool> {
+        let mut tx = self.writer().begin().await?;
         let r = sqlx::query::<Db>(
             "UPDATE webhook_endpoints SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL",
         )
         .bind(id)
-        .bind(at)
-        .execute(self.writer())
+        .bind(audit.at)
+        .execute(&mut *tx)
         .await?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        append_audit(&mut *tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

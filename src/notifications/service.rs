@@ -24,6 +24,7 @@ use super::domain::{
     compose, compose_shop_message, new_webhook_secret, notable, sign_webhook, webhook_type,
 };
 use super::store::{DeliveryRow, DeliveryUpdate, EndpointRow, NewDelivery, message_id_of};
+use crate::books::domain::{self as books, NewAudit};
 use crate::clock::Clock;
 use crate::config::NotificationSettings;
 use crate::error::{ApiError, ApiResult};
@@ -184,7 +185,15 @@ impl NotificationService {
             updated_at: now,
             deleted_at: None,
         };
-        self.store.insert_endpoint(&row).await?;
+        let audit = NewAudit::new(
+            now,
+            actor,
+            books::WEBHOOK_ENDPOINT_CREATED,
+            "webhook_endpoint",
+            row.id,
+        )
+        .after(serde_json::json!({"url": row.url, "events": events}));
+        self.store.insert_endpoint(&row, &audit).await?;
         Ok(row)
     }
 
@@ -199,8 +208,15 @@ impl NotificationService {
         Ok(self.store.endpoints().await?)
     }
 
-    pub async fn delete_endpoint(&self, id: Uuid) -> ApiResult<()> {
-        if self.store.delete_endpoint(id, self.clock.ts()).await? {
+    pub async fn delete_endpoint(&self, id: Uuid, actor: &str) -> ApiResult<()> {
+        let audit = NewAudit::new(
+            self.clock.ts(),
+            actor,
+            books::WEBHOOK_ENDPOINT_DELETED,
+            "webhook_endpoint",
+            id,
+        );
+        if self.store.delete_endpoint(id, &audit).await? {
             Ok(())
         } else {
             Err(ApiError::NotFound)

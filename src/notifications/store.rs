@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::domain::Preferences;
+use crate::books::domain::NewAudit;
 use crate::orders::store::EventRow;
 use crate::storage::{Result, Ts};
 
@@ -151,7 +152,8 @@ pub trait NotificationStore {
     async fn record_push_receipts(&self, receipts: &[(i64, Uuid)], at: Ts) -> Result<()>;
     async fn push_received(&self, event_id: i64, user: Uuid) -> Result<bool>;
     async fn event(&self, id: i64) -> Result<Option<EventRow>>;
-    async fn insert_endpoint(&self, e: &EndpointRow) -> Result<()>;
+    /// Inserts the endpoint and its audit entry in one transaction.
+    async fn insert_endpoint(&self, e: &EndpointRow, audit: &NewAudit) -> Result<()>;
     async fn endpoint(&self, id: Uuid) -> Result<Option<EndpointRow>>;
     /// Endpoints not deleted, oldest first.
     async fn endpoints(&self) -> Result<Vec<EndpointRow>>;
@@ -162,15 +164,17 @@ pub trait NotificationStore {
         previous_until: Ts,
         at: Ts,
     ) -> Result<bool>;
-    async fn delete_endpoint(&self, id: Uuid, at: Ts) -> Result<bool>;
+    async fn delete_endpoint(&self, id: Uuid, audit: &NewAudit) -> Result<bool>;
 }
 
 mod sqlite {
+    use crate::books::store::sqlite::append_audit;
     use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
     include!("queries.rs");
 }
 
 mod postgres {
+    use crate::books::store::postgres::append_audit;
     use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
     include!("queries.rs");
 }

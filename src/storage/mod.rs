@@ -17,6 +17,7 @@ use std::sync::Arc;
 pub use types::Ts;
 
 use crate::auth::store::AuthStore;
+use crate::books::store::AuditStore;
 use crate::carriers::store::CarrierStore;
 use crate::events::store::EventStore;
 use crate::idempotency::store::IdempotencyStore;
@@ -48,6 +49,7 @@ pub trait Store:
     + CarrierStore
     + SearchStore
     + RecommendationStore
+    + AuditStore
     + Send
     + Sync
 {

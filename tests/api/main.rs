@@ -8,6 +8,7 @@
 mod helpers;
 
 mod auth;
+mod books;
 mod carriers;
 mod cli;
 mod cluster;

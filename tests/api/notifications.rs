@@ -716,19 +716,28 @@ async fn the_guard_runs_again_at_delivery(b: Backend) {
     let port = receiver.url.rsplit(':').next().unwrap().to_owned();
     let id = uuid::Uuid::now_v7();
     store
-        .insert_endpoint(&ordo::notifications::store::EndpointRow {
-            id,
-            url: format!("http://localhost:{port}/hook"),
-            events: r#"["*"]"#.into(),
-            description: None,
-            secret: ordo::notifications::domain::new_webhook_secret(),
-            previous_secret: None,
-            previous_secret_expires_at: None,
-            created_by: "test".into(),
-            created_at: now,
-            updated_at: now,
-            deleted_at: None,
-        })
+        .insert_endpoint(
+            &ordo::notifications::store::EndpointRow {
+                id,
+                url: format!("http://localhost:{port}/hook"),
+                events: r#"["*"]"#.into(),
+                description: None,
+                secret: ordo::notifications::domain::new_webhook_secret(),
+                previous_secret: None,
+                previous_secret_expires_at: None,
+                created_by: "test".into(),
+                created_at: now,
+                updated_at: now,
+                deleted_at: None,
+            },
+            &ordo::books::domain::NewAudit::new(
+                now,
+                "test",
+                ordo::books::domain::WEBHOOK_ENDPOINT_CREATED,
+                "webhook_endpoint",
+                id,
+            ),
+        )
         .await
         .unwrap();
     let (_, ann) = app.customer("ann").await;

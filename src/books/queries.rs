@@ -1,0 +1,208 @@
+// SQL of the audit log, compiled once per backend (see `storage`).
+
+use async_trait::async_trait;
+use sqlx::QueryBuilder;
+use uuid::Uuid;
+
+use super::{AuditRow, AuditStore, json_text};
+use crate::books::domain::{
+    AuditCursor, AuditFilter, NewAudit, ORDER_REFUNDED, ORDER_STATUS_CHANGED, SOURCE_AUDIT,
+    SOURCE_TIMELINE,
+};
+use crate::storage::{Error, Result, Ts};
+
+/// Appends `e` through `ex`: the transaction of the change it records.
+pub(crate) async fn append_audit<'e, E>(ex: E, e: &NewAudit) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = Db>,
+{
+    sqlx::query::<Db>(
+        "INSERT INTO audit_log (at, actor, action, target_type, target_id, before, after) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(e.at)
+    .bind(&e.actor)
+    .bind(e.action)
+    .bind(e.target_type)
+    .bind(&e.target_id)
+    .bind(json_text(&e.before))
+    .bind(json_text(&e.after))
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// Rows of `source` strictly after the cursor in the log's order (`at` DESC, source DESC, id DESC).
+fn push_after(q: &mut QueryBuilder<Db>, source: i64, c: &AuditCursor) -> Result<()> {
+    let at = Ts::from_micros(c.at_us).map_err(|_| Error::Corrupt("audit cursor".into()))?;
+    match source.cmp(&c.source) {
+        std::cmp::Ordering::Less => {
+            q.push(" AND at <= ").push_bind(at);
+        }
+        std::cmp::Ordering::Equal => {
+            q.push(" AND (at < ").push_bind(at);
+            q.push(" OR (at = ").push_bind(at);
+            q.push(" AND id < ").push_bind(c.id).push("))");
+        }
+        std::cmp::Ordering::Greater => {
+            q.push(" AND at < ").push_bind(at);
+        }
+    }
+    Ok(())
+}
+
+fn push_range(q: &mut QueryBuilder<Db>, f: &AuditFilter) {
+    if let Some(from) = f.from {
+        q.push(" AND at >= ").push_bind(from);
+    }
+    if let Some(to) = f.to {
+        q.push(" AND at < ").push_bind(to);
+    }
+}
+
+fn push_actors(q: &mut QueryBuilder<Db>, f: &AuditFilter) {
+    if f.actors.is_empty() {
+        return;
+    }
+    q.push(" AND actor IN (");
+    let mut list = q.separated(", ");
+    for a in &f.actors {
+        list.push_bind(a.clone());
+    }
+    q.push(")");
+}
+
+type AuditTuple = (
+    i64,
+    Ts,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+type TimelineTuple = (
+    i64,
+    Ts,
+    Option<String>,
+    Uuid,
+    String,
+    String,
+    Option<String>,
+);
+
+fn parse_json(s: Option<String>) -> Option<serde_json::Value> {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+#[async_trait]
+impl AuditStore for Backend {
+    async fn append_audit(&self, e: &NewAudit) -> Result<()> {
+        append_audit(self.writer(), e).await
+    }
+
+    async fn audit_log(
+        &self,
+        f: &AuditFilter,
+        after: Option<&AuditCursor>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>> {
+        let timeline_action = matches!(f.action, None | Some(ORDER_STATUS_CHANGED | ORDER_REFUNDED));
+        let own_action = f
+            .action
+            .is_none_or(|a| a != ORDER_STATUS_CHANGED && a != ORDER_REFUNDED);
+        let mut out = Vec::new();
+
+        if own_action {
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT id, at, actor, action, target_type, target_id, before, after \
+                 FROM audit_log WHERE 1 = 1",
+            );
+            if let Some(a) = f.action {
+                q.push(" AND action = ").push_bind(a);
+            }
+            if let Some((kind, id)) = &f.target {
+                q.push(" AND target_type = ").push_bind(*kind);
+                q.push(" AND target_id = ").push_bind(id.clone());
+            }
+            push_actors(&mut q, f);
+            push_range(&mut q, f);
+            if let Some(c) = after {
+                push_after(&mut q, SOURCE_AUDIT, c)?;
+            }
+            q.push(" ORDER BY at DESC, id DESC LIMIT ")
+                .push_bind(i64::from(limit));
+            let rows = q.build_query_as::<AuditTuple>().fetch_all(self.reader()).await?;
+            out.extend(rows.into_iter().map(
+                |(id, at, actor, action, target_type, target_id, before, after)| AuditRow {
+                    source: SOURCE_AUDIT,
+                    id,
+                    at,
+                    actor,
+                    action,
+                    target_type,
+                    target_id,
+                    before: parse_json(before),
+                    after: parse_json(after),
+                },
+            ));
+        }
+
+        // Entries about a customer come from the audit log only: its orders' timelines are
+        // in the export with the orders.
+        if timeline_action && f.target.is_none() {
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT id, at, actor, order_id, status, previous_status, note FROM order_events \
+                 WHERE previous_status IS NOT NULL AND event = 'order_status_update'",
+            );
+            match f.action {
+                Some(ORDER_STATUS_CHANGED) => {
+                    q.push(" AND status <> previous_status");
+                }
+                Some(ORDER_REFUNDED) => {
+                    q.push(" AND status = previous_status");
+                }
+                _ => {}
+            }
+            push_actors(&mut q, f);
+            push_range(&mut q, f);
+            if let Some(c) = after {
+                push_after(&mut q, SOURCE_TIMELINE, c)?;
+            }
+            q.push(" ORDER BY at DESC, id DESC LIMIT ")
+                .push_bind(i64::from(limit));
+            let rows = q
+                .build_query_as::<TimelineTuple>()
+                .fetch_all(self.reader())
+                .await?;
+            out.extend(rows.into_iter().map(
+                |(id, at, actor, order_id, status, previous, note)| {
+                    let refunded = status == previous;
+                    AuditRow {
+                        source: SOURCE_TIMELINE,
+                        id,
+                        at,
+                        actor: actor.unwrap_or_else(|| "system".to_owned()),
+                        action: if refunded { ORDER_REFUNDED } else { ORDER_STATUS_CHANGED }
+                            .to_owned(),
+                        target_type: "order".to_owned(),
+                        target_id: order_id.to_string(),
+                        before: Some(serde_json::json!({"status": previous})),
+                        after: Some(if refunded {
+                            serde_json::json!({"status": status, "payment_status": "refunded", "note": note})
+                        } else {
+                            serde_json::json!({"status": status, "note": note})
+                        }),
+                    }
+                },
+            ));
+        }
+
+        // Merge the two newest-first lists into the log's order.
+        out.sort_by_key(|r| std::cmp::Reverse(r.cursor().cmp_key()));
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+}
