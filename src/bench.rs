@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use futures::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
@@ -24,6 +25,15 @@ pub enum Workload {
     Checkout,
     /// GET /v1/orders?limit=20 as a customer.
     Reads,
+    /// GET /v1/search with one or two words (prefixes, typos, filters, sorts) over `--items`
+    /// items named from a small vocabulary (use `--items 100000`).
+    Search,
+    /// POST /v1/users/me/cart/checkout with `payment_method`, each client its own
+    /// customer; the line is added to the cart before the timed call (compare `checkout`).
+    CartCheckout,
+    /// GET /v1/users/me/recommendations and /v1/items/{id}/bought-together, after
+    /// `--orders` paid orders of two to four items have been placed (and counted).
+    Recommendations,
     /// WebSocket connections held open, then status changes pushed to them (see the
     /// `--connections`, `--sources`, `--rate` options).
     Ws,
@@ -55,6 +65,9 @@ pub struct BenchArgs {
     pub customers: usize,
     #[arg(long, default_value = "pm_card_visa")]
     pub payment_method: String,
+    /// recommendations: paid orders to place before measuring.
+    #[arg(long, default_value_t = 1000)]
+    pub orders: usize,
     /// ws: WebSocket connections to hold (spread over the customers).
     #[arg(long, default_value_t = 1000)]
     pub connections: usize,
@@ -117,25 +130,37 @@ async fn setup(a: &BenchArgs) -> anyhow::Result<Setup> {
         .context("no token")?
         .to_owned();
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let mut items = Vec::new();
     let n_items = if a.workload == Workload::Hot {
         1
     } else {
         a.items.max(1)
     };
-    for i in 0..n_items {
-        let item = post(
-            &client,
-            &format!("{url}/v1/items"),
-            Some(&admin),
-            json!({"sku": format!("bench-{run}-{i}"), "name": format!("Bench item {i}"), "price": 1000 + i as i64,
-                   "currency": "USD", "stock": 1_000_000_000}),
-        )
+    // Items are made 32 at a time: a search catalogue has 100,000 of them.
+    let items: Vec<String> = futures::stream::iter(0..n_items)
+        .map(|i| {
+            let (client, url, admin, run) = (&client, &url, &admin, &run);
+            async move {
+                let item = post(
+                    client,
+                    &format!("{url}/v1/items"),
+                    Some(admin),
+                    item_body(run, i, a.workload == Workload::Search),
+                )
+                .await?;
+                anyhow::Ok(item["id"].as_str().context("item id")?.to_owned())
+            }
+        })
+        .buffered(32)
+        .try_collect()
         .await?;
-        items.push(item["id"].as_str().context("item id")?.to_owned());
-    }
     let mut customers = Vec::new();
-    for i in 0..a.customers.max(1) {
+    let n_customers = if a.workload == Workload::CartCheckout {
+        // A cart per client: two checkouts of one cart would refuse each other.
+        a.customers.max(a.concurrency)
+    } else {
+        a.customers.max(1)
+    };
+    for i in 0..n_customers {
         let reg = post(
             &client,
             &format!("{url}/v1/auth/register"),
@@ -153,6 +178,162 @@ async fn setup(a: &BenchArgs) -> anyhow::Result<Setup> {
     })
 }
 
+/// Words the search catalogue is made of, and searched with.
+const ADJECTIVES: [&str; 20] = [
+    "black",
+    "silver",
+    "compact",
+    "wireless",
+    "smart",
+    "portable",
+    "classic",
+    "premium",
+    "outdoor",
+    "digital",
+    "vintage",
+    "electric",
+    "ergonomic",
+    "foldable",
+    "waterproof",
+    "quiet",
+    "rapid",
+    "modular",
+    "solar",
+    "acoustic",
+];
+const NOUNS: [&str; 25] = [
+    "television",
+    "speaker",
+    "camera",
+    "keyboard",
+    "monitor",
+    "headphones",
+    "lamp",
+    "kettle",
+    "blender",
+    "router",
+    "charger",
+    "backpack",
+    "jacket",
+    "sneakers",
+    "bicycle",
+    "tent",
+    "drill",
+    "guitar",
+    "printer",
+    "projector",
+    "microwave",
+    "vacuum",
+    "thermostat",
+    "watch",
+    "tablet",
+];
+const CATEGORIES: [&str; 10] = [
+    "electronics",
+    "audio",
+    "photo",
+    "computers",
+    "home",
+    "kitchen",
+    "outdoor",
+    "fashion",
+    "tools",
+    "music",
+];
+
+/// The `i`-th bench item: a name and description from the vocabulary; with
+/// `some_sold_out`, one in 20 has no stock.
+fn item_body(run: &str, i: usize, some_sold_out: bool) -> Value {
+    let adjective = ADJECTIVES[i % ADJECTIVES.len()];
+    let noun = NOUNS[(i / ADJECTIVES.len()) % NOUNS.len()];
+    let other = NOUNS[(i * 7 + 3) % NOUNS.len()];
+    json!({
+        "sku": format!("bench-{run}-{i}"),
+        "name": format!("{adjective} {noun} {i}"),
+        "category": CATEGORIES[i % CATEGORIES.len()],
+        "description": format!("A {adjective} {noun} that goes well with any {other}."),
+        "price": 1000 + (i as i64 * 37) % 100_000,
+        "currency": "USD",
+        "stock": if some_sold_out && i.is_multiple_of(20) { 0 } else { 1_000_000_000 },
+    })
+}
+
+/// The `n`-th search: a word, a prefix, a typo, two words, with filters and sorts.
+fn search_path(n: u64) -> String {
+    let n = n as usize;
+    let noun = NOUNS[n % NOUNS.len()];
+    let adjective = ADJECTIVES[(n / 3) % ADJECTIVES.len()];
+    let query = match n % 5 {
+        0 => noun.to_owned(),
+        1 => noun.chars().take(4).collect(),
+        2 => {
+            // One letter dropped from the middle.
+            let mut w: Vec<char> = noun.chars().collect();
+            w.remove(w.len() / 2);
+            w.into_iter().collect()
+        }
+        3 => format!("{adjective} {noun}"),
+        _ => adjective.to_owned(),
+    };
+    let extra = match n % 4 {
+        0 => String::new(),
+        1 => "&sort=price".to_owned(),
+        2 => format!("&category={}", CATEGORIES[n % CATEGORIES.len()]),
+        _ => "&max_price=50000".to_owned(),
+    };
+    format!(
+        "/v1/search?query={}&limit=20{extra}",
+        query.replace(' ', "+")
+    )
+}
+
+/// Places `a.orders` paid orders of two to four items, 32 at a time, so that the
+/// co-purchase counts have something to count.
+async fn seed_orders(s: &Setup, a: &BenchArgs) -> anyhow::Result<()> {
+    futures::stream::iter(0..a.orders)
+        .map(|n| async move {
+            let lines: Vec<Value> = (0..2 + n % 3)
+                .map(|k| {
+                    // Neighbouring items are bought together more often than others.
+                    let item = &s.items[(n * 13 + k * (1 + n % 5)) % s.items.len()];
+                    json!({"item_id": item, "quantity": 1})
+                })
+                .collect();
+            let mut seen = std::collections::HashSet::new();
+            let lines: Vec<Value> = lines
+                .into_iter()
+                .filter(|l| seen.insert(l["item_id"].to_string()))
+                .collect();
+            post(
+                &s.client,
+                &format!("{}/v1/orders", s.url),
+                Some(&s.customers[n % s.customers.len()]),
+                json!({"items": lines, "payment_method": a.payment_method}),
+            )
+            .await
+        })
+        .buffer_unordered(32)
+        .try_for_each(|_| async { Ok(()) })
+        .await
+}
+
+/// Work a client does before its timed request (not measured).
+async fn prepare(s: &Setup, a: &BenchArgs, w: usize, n: u64) -> Result<(), String> {
+    if a.workload != Workload::CartCheckout {
+        return Ok(());
+    }
+    let item = &s.items[(n as usize).wrapping_mul(7919) % s.items.len()];
+    post(
+        &s.client,
+        &format!("{}/v1/users/me/cart", s.url),
+        Some(&s.customers[w % s.customers.len()]),
+        json!({"item_id": item, "quantity": 1}),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
 #[derive(Default)]
 struct Tally {
     ok: u64,
@@ -161,9 +342,37 @@ struct Tally {
     first_error: Option<String>,
 }
 
-async fn one_request(s: &Setup, a: &BenchArgs, n: u64) -> Result<(), String> {
+async fn one_request(s: &Setup, a: &BenchArgs, w: usize, n: u64) -> Result<(), String> {
     let token = &s.customers[(n as usize) % s.customers.len()];
     let res = match a.workload {
+        Workload::Search => {
+            s.client
+                .get(format!("{}{}", s.url, search_path(n)))
+                .bearer_auth(token)
+                .send()
+                .await
+        }
+        Workload::Recommendations => {
+            let path = if n.is_multiple_of(2) {
+                "/v1/users/me/recommendations".to_owned()
+            } else {
+                let item = &s.items[(n as usize).wrapping_mul(7919) % s.items.len()];
+                format!("/v1/items/{item}/bought-together")
+            };
+            s.client
+                .get(format!("{}{path}", s.url))
+                .bearer_auth(token)
+                .send()
+                .await
+        }
+        Workload::CartCheckout => {
+            s.client
+                .post(format!("{}/v1/users/me/cart/checkout", s.url))
+                .bearer_auth(&s.customers[w % s.customers.len()])
+                .json(&json!({"payment_method": a.payment_method}))
+                .send()
+                .await
+        }
         Workload::Reads => {
             s.client
                 .get(format!("{}/v1/orders?limit=20", s.url))
@@ -215,6 +424,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             .await?;
         }
     }
+    if a.workload == Workload::Recommendations {
+        seed_orders(&s, &a).await?;
+        // The counts follow the event log a moment behind: let them catch up.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let a = Arc::new(a);
@@ -229,13 +443,18 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             let mut n = w as u64 * 1_000_003;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let started = Instant::now();
-                let r = one_request(&s, &a, n).await;
+                let r = match prepare(&s, &a, w, n).await {
+                    Ok(()) => {
+                        let started = Instant::now();
+                        one_request(&s, &a, w, n).await.map(|()| started)
+                    }
+                    Err(e) => Err(e),
+                };
                 if !measuring.load(Ordering::Relaxed) {
                     continue;
                 }
                 match r {
-                    Ok(()) => {
+                    Ok(started) => {
                         t.ok += 1;
                         if let Some(h) = t.hist.as_mut() {
                             let _ = h.record(started.elapsed().as_micros() as u64);
