@@ -115,7 +115,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of every route, generated from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, doc) = api_routes().split_for_parts();
+    let (_, mut doc) = api_routes().split_for_parts();
+    crate::http::openapi::document_errors(&mut doc);
     doc
 }
 

@@ -28,9 +28,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(
+        max_length = 254,
+        pattern = r"^\s*[^\s@\x00-\x1f\x7f-\x9f]+@[^\s.\x00-\x1f\x7f-\x9f][^\s\x00-\x1f\x7f-\x9f]*\.[^\s\x00-\x1f\x7f-\x9f]*[^\s.\x00-\x1f\x7f-\x9f]\s*$"
+    )]
     email: String,
+    #[schema(min_length = 8, max_length = 512)]
     password: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"^\s*\S[\s\S]*$")]
     name: String,
+    #[schema(pattern = r"^(\+?[0-9]{6,19})?$")]
     phone: Option<String>,
 }
 
@@ -44,10 +51,17 @@ pub struct LoginRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
+    #[schema(
+        max_length = 254,
+        pattern = r"^\s*[^\s@\x00-\x1f\x7f-\x9f]+@[^\s.\x00-\x1f\x7f-\x9f][^\s\x00-\x1f\x7f-\x9f]*\.[^\s\x00-\x1f\x7f-\x9f]*[^\s.\x00-\x1f\x7f-\x9f]\s*$"
+    )]
     email: String,
+    #[schema(min_length = 8, max_length = 512)]
     password: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"^\s*\S[\s\S]*$")]
     name: String,
     role: Role,
+    #[schema(pattern = r"^(\+?[0-9]{6,19})?$")]
     phone: Option<String>,
 }
 
@@ -84,7 +98,9 @@ pub struct TokenResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKeyRequest {
+    #[schema(min_length = 1, max_length = 200, pattern = r"^\s*\S[\s\S]*$")]
     name: String,
+    #[schema(min_items = 1)]
     scopes: Vec<Scope>,
 }
 

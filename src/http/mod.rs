@@ -3,6 +3,7 @@
 //! authenticates, limits, counts and logs requests.
 
 pub mod middleware;
+pub mod openapi;
 
 use std::collections::HashMap;
 
@@ -46,8 +47,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ));
     }
     // Syntax first, so that a broken document is 400 and a well-formed but wrong one 422.
-    let value: serde_json::Value =
+    let mut value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(format!("{e}")))?;
+    whole_numbers_as_integers(&mut value);
+    if let Some(field) = nul_in(&value, String::new()) {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            field,
+            "must not contain NUL characters",
+        )]));
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
@@ -64,6 +72,61 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::Validation(vec![FieldError::new(field, message)])
     })
+}
+
+/// The first field whose text (or a key of it) holds a NUL character: no text column of
+/// PostgreSQL can store one, so such a request is refused whole, on both backends alike.
+fn nul_in(v: &serde_json::Value, path: String) -> Option<String> {
+    let name = |p: &str| {
+        if p.is_empty() {
+            "body".to_owned()
+        } else {
+            p.to_owned()
+        }
+    };
+    match v {
+        serde_json::Value::String(s) if s.contains('\0') => Some(name(&path)),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_in(item, format!("{path}[{i}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(k, item)| {
+            let at = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(name(&path))
+            } else {
+                nul_in(item, at)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// JSON Schema (and so OpenAPI) counts `3.0` as an integer; serde does not. A number with
+/// no fraction becomes an integer before the body is read into its type, so that a client
+/// that writes integers as floats is understood.
+fn whole_numbers_as_integers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                // Exact: a whole f64 below 2^53 converts to i64 without loss.
+                let i = f as i64;
+                *v = serde_json::Value::from(i);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        serde_json::Value::Object(fields) => {
+            fields.values_mut().for_each(whole_numbers_as_integers);
+        }
+        _ => {}
+    }
 }
 
 impl<T: Serialize> axum::response::IntoResponse for Json<T> {
@@ -83,6 +146,13 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
         let mut map: HashMap<String, Vec<String>> = HashMap::new();
         if let Some(q) = parts.uri.query() {
             for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+                // No text column can hold a NUL (PostgreSQL refuses it): never pass one on.
+                if k.contains('\0') || v.contains('\0') {
+                    return Err(ApiError::validation(
+                        k.replace('\0', ""),
+                        "must not contain NUL characters",
+                    ));
+                }
                 map.entry(k.into_owned()).or_default().push(v.into_owned());
             }
         }
@@ -112,12 +182,23 @@ impl QueryParams {
             .unwrap_or_default()
     }
 
+    /// The value of a single-valued, typed parameter (a number, a date, a flag), as the
+    /// OpenAPI document describes it: given twice is an error, and an empty value is a
+    /// value (which then fails to parse), not an absent one.
+    pub fn value(&self, name: &str) -> Result<Option<&str>, FieldError> {
+        match self.0.get(name).map(Vec::as_slice) {
+            None | Some([]) => Ok(None),
+            Some([one]) => Ok(Some(one.as_str())),
+            Some(_) => Err(FieldError::new(name, "must be given once")),
+        }
+    }
+
     pub fn parse<T: std::str::FromStr>(
         &self,
         name: &str,
         what: &str,
     ) -> Result<Option<T>, FieldError> {
-        self.one(name)
+        self.value(name)?
             .map(|s| {
                 s.parse::<T>()
                     .map_err(|_| FieldError::new(name, format!("must be {what}")))

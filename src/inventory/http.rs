@@ -70,15 +70,27 @@ impl From<ItemRow> for ItemResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateItemRequest {
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     sku: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"^\s*\S[\s\S]*$")]
     name: String,
+    #[schema(max_length = 100)]
     category: Option<String>,
+    #[schema(max_length = 10000)]
     description: Option<String>,
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     price: i64,
+    /// ISO 4217, e.g. `USD`.
+    #[schema(pattern = r"^[A-Za-z]{3}$")]
     currency: String,
+    #[schema(minimum = 0, maximum = 1000000000)]
     stock: i64,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     attributes: Option<serde_json::Value>,
+    #[schema(max_length = 100)]
     supplier_id: Option<String>,
 }
 
@@ -92,17 +104,22 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateItemRequest {
+    #[schema(min_length = 1, max_length = 200, pattern = r"^\s*\S[\s\S]*$")]
     name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 100)]
     category: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000)]
     description: Option<Option<String>>,
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     price: Option<i64>,
     /// The new absolute stock.
+    #[schema(minimum = 0, maximum = 1000000000)]
     stock: Option<i64>,
-    /// Added to the current stock (negative removes); safe under concurrent orders.
+    /// Added to the current stock (negative removes); safe under concurrent orders. Not
+    /// together with `stock`.
+    #[schema(minimum = -1000000000, maximum = 1000000000)]
     stock_adjustment: Option<i64>,
     #[schema(value_type = Option<Object>)]
     attributes: Option<serde_json::Value>,
@@ -256,7 +273,7 @@ async fn update_item(
 #[utoipa::path(get, path = "/v1/items", tag = "items", security(("bearer" = [])),
     params(("query" = Option<String>, Query), ("category" = Option<String>, Query), ("min_price" = Option<i64>, Query),
            ("max_price" = Option<i64>, Query), ("in_stock" = Option<bool>, Query), ("sort" = Option<String>, Query),
-           ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 200), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<ItemResponse>), (status = 422, body = Problem)))]
 async fn list_items(
     State(state): State<AppState>,

@@ -288,7 +288,7 @@ async fn delivery_page(
 /// A customer's notifications, newest first: every delivery and how it went.
 #[utoipa::path(get, path = "/v1/customers/{id}/notifications", tag = "notifications", security(("bearer" = [])),
     params(("id" = String, Path, description = "a customer id, or me"), ("channel" = Option<String>, Query),
-           ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 200), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<DeliveryResponse>), (status = 404, body = Problem)))]
 async fn customer_notifications(
     State(state): State<AppState>,
@@ -309,11 +309,38 @@ async fn customer_notifications(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointRequest {
+    /// An absolute `http`/`https` URL on a public address.
+    #[schema(pattern = r"^https?://[^\s/?#]+[^\s]*$")]
     url: String,
     /// Event types: `order.created`, `order.placed`, `order.processing`, `order.shipped`,
     /// `order.delivered`, `order.canceled`, `order.refunded`, `order.tracking_update`, or `*`.
+    #[schema(min_items = 1, inline, value_type = Vec<WebhookEventType>)]
     events: Vec<String>,
     description: Option<String>,
+}
+
+/// What a webhook endpoint may subscribe to.
+#[derive(ToSchema)]
+#[expect(dead_code, reason = "documents the accepted strings only")]
+enum WebhookEventType {
+    #[schema(rename = "order.created")]
+    Created,
+    #[schema(rename = "order.placed")]
+    Placed,
+    #[schema(rename = "order.processing")]
+    Processing,
+    #[schema(rename = "order.shipped")]
+    Shipped,
+    #[schema(rename = "order.delivered")]
+    Delivered,
+    #[schema(rename = "order.canceled")]
+    Canceled,
+    #[schema(rename = "order.refunded")]
+    Refunded,
+    #[schema(rename = "order.tracking_update")]
+    TrackingUpdate,
+    #[schema(rename = "*")]
+    All,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -434,6 +461,7 @@ async fn delete_endpoint(
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
     /// How long the old secret keeps signing too, in seconds (default 86400, at most 7 days).
+    #[schema(minimum = 0, maximum = 604800)]
     grace_seconds: Option<u64>,
 }
 
@@ -465,7 +493,7 @@ async fn rotate_secret(
 
 /// An endpoint's deliveries, newest first.
 #[utoipa::path(get, path = "/v1/webhook-endpoints/{id}/deliveries", tag = "webhooks", security(("bearer" = [])),
-    params(("id" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    params(("id" = String, Path), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<DeliveryResponse>), (status = 404, body = Problem)))]
 async fn endpoint_deliveries(
     State(state): State<AppState>,

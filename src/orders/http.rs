@@ -39,17 +39,23 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderLineRequest {
+    #[schema(format = Uuid)]
     item_id: String,
+    #[schema(minimum = 1, maximum = 1000)]
     quantity: i64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrderRequest {
+    #[schema(min_items = 1, max_items = 100)]
     items: Vec<OrderLineRequest>,
+    /// Required when staff or an integration places the order.
+    #[schema(format = Uuid)]
     customer_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     shipping_address: Option<serde_json::Value>,
+    #[schema(pattern = r"^[A-Za-z][A-Za-z0-9_]{0,254}$")]
     payment_method: Option<String>,
 }
 
@@ -190,6 +196,7 @@ pub struct EventList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayRequest {
+    #[schema(pattern = r"^[A-Za-z][A-Za-z0-9_]{0,254}$")]
     payment_method: String,
 }
 
@@ -210,9 +217,12 @@ pub struct TrackingRequest {
     description: String,
     location: Option<String>,
     /// RFC 3339; defaults to now.
+    #[schema(format = DateTime)]
     occurred_at: Option<String>,
+    #[schema(value_type = Option<CarrierStatus>)]
     carrier_status: Option<String>,
     /// A date, `YYYY-MM-DD`.
+    #[schema(format = Date)]
     estimated_delivery: Option<String>,
 }
 
@@ -390,10 +400,10 @@ async fn get_order(
 
 /// Search orders, newest first. A customer sees only its own, whatever it passes.
 #[utoipa::path(get, path = "/v1/orders", tag = "orders", security(("bearer" = [])),
-    params(("status" = Option<Vec<String>>, Query, description = "repeatable"), ("customer_id" = Option<String>, Query),
-           ("created_after" = Option<String>, Query), ("created_before" = Option<String>, Query),
+    params(("status" = Option<Vec<OrderStatus>>, Query, description = "repeatable"), ("customer_id" = Option<String>, Query, description = "a customer id (one that does not exist matches nothing)"),
+           ("created_after" = Option<String>, Query, format = DateTime), ("created_before" = Option<String>, Query, format = DateTime),
            ("q" = Option<String>, Query, description = "an order id, or the start of the customer's e-mail"),
-           ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 200), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<OrderResponse>), (status = 422, body = Problem)))]
 async fn list_orders(
     State(state): State<AppState>,
@@ -414,10 +424,14 @@ async fn list_orders(
         .one("customer_id")
         .map(|s| Uuid::parse_str(s).unwrap_or_else(|_| Uuid::nil()));
     filter.created_after = q
-        .one("created_after")
+        .value("created_after")
+        .map_or_else(|e| v.check(Err(e)), Some)
+        .flatten()
         .and_then(|s| v.check(parse_timestamp("created_after", s)));
     filter.created_before = q
-        .one("created_before")
+        .value("created_before")
+        .map_or_else(|e| v.check(Err(e)), Some)
+        .flatten()
         .and_then(|s| v.check(parse_timestamp("created_before", s)));
     if let Some(text) = q.one("q").map(str::trim).filter(|s| !s.is_empty()) {
         match Uuid::parse_str(text) {

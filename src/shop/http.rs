@@ -78,8 +78,10 @@ impl From<CartRow> for CartResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddToCartRequest {
+    #[schema(format = Uuid)]
     item_id: String,
     /// 1..=1000 to add to the line; 0 removes it.
+    #[schema(minimum = 0, maximum = 1000)]
     quantity: i64,
 }
 
@@ -87,6 +89,7 @@ pub struct AddToCartRequest {
 #[serde(deny_unknown_fields)]
 pub struct SetCartLineRequest {
     /// The line's new quantity, 0..=1000; 0 removes it.
+    #[schema(minimum = 0, maximum = 1000)]
     quantity: i64,
 }
 
@@ -95,6 +98,7 @@ pub struct SetCartLineRequest {
 pub struct CheckoutRequest {
     #[schema(value_type = Option<Object>)]
     shipping_address: Option<serde_json::Value>,
+    #[schema(pattern = r"^[A-Za-z][A-Za-z0-9_]{0,254}$")]
     payment_method: Option<String>,
 }
 

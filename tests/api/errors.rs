@@ -538,3 +538,79 @@ async fn hostile_strings_are_data(b: Backend) {
     assert_eq!(app.stock(&ids[0]).await, 1);
 }
 both!(hostile_strings_are_data);
+
+/// A NUL character in any text (a field, a key, a query value) is refused with 422 naming
+/// where it is, on both backends (PostgreSQL text cannot hold one), and nothing is stored.
+async fn nul_characters_are_refused_everywhere(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let r = app
+        .send(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(
+                json!({"email": "nul@example.com", "password": "password-123", "name": "A\u{0}B"}),
+            ),
+        )
+        .await;
+    r.assert_problem(422, "validation_failed");
+    assert_eq!(r.fields(), vec!["name"]);
+    let r = app
+        .post(
+            "/v1/items",
+            &app.admin_token,
+            json!({"sku": "NUL-1", "name": "Mug", "price": 1, "currency": "USD", "stock": 1,
+                   "attributes": {"colo\u{0}r": "red"}}),
+        )
+        .await;
+    r.assert_problem(422, "validation_failed");
+    assert_eq!(r.fields(), vec!["attributes"]);
+    let r = app.get("/v1/items?query=mu%00g", &app.admin_token).await;
+    r.assert_problem(422, "validation_failed");
+    // Nothing was stored: the e-mail is still free, the SKU too.
+    let r = app
+        .send(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(json!({"email": "nul@example.com", "password": "password-123", "name": "AB"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = app
+        .post(
+            "/v1/items",
+            &app.admin_token,
+            json!({"sku": "NUL-1", "name": "Mug", "price": 1, "currency": "USD", "stock": 1}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+both!(nul_characters_are_refused_everywhere);
+
+/// A whole number written as a float (`2.0`, as JSON Schema allows) is read as an
+/// integer; a real fraction is still refused.
+async fn whole_floats_count_as_integers(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (_, ann) = app.customer("ann").await;
+    let item = app.item(100, 10).await;
+    let r = app
+        .post(
+            "/v1/orders",
+            &ann,
+            json!({"items": [{"item_id": item, "quantity": 2.0}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["items"][0]["quantity"], 2);
+    let r = app
+        .post(
+            "/v1/orders",
+            &ann,
+            json!({"items": [{"item_id": item, "quantity": 1.5}]}),
+        )
+        .await;
+    r.assert_problem(422, "validation_failed");
+    assert_eq!(app.stock(&item).await, 8);
+}
+both!(whole_floats_count_as_integers);

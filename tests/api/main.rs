@@ -18,6 +18,7 @@ mod errors;
 mod idempotency;
 mod items;
 mod notifications;
+mod openapi_conformance;
 mod ops;
 mod orders;
 mod outages;
