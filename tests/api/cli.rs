@@ -33,6 +33,21 @@ pub(crate) fn ordo(dir: &Path) -> Command {
 pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) url: String,
+    /// Everything the process wrote, read as it writes (a pipe nobody reads fills up and
+    /// stops the server at its next log line).
+    output: Vec<std::thread::JoinHandle<String>>,
+}
+
+fn drain(from: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        if let Some(mut r) = from {
+            let mut bytes = Vec::new();
+            let _ = r.read_to_end(&mut bytes);
+            out = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        out
+    })
 }
 
 impl Server {
@@ -41,7 +56,8 @@ impl Server {
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let child = cmd.spawn().expect("spawn ordo");
+        let mut child = cmd.spawn().expect("spawn ordo");
+        let output = vec![drain(child.stdout.take()), drain(child.stderr.take())];
         let url = format!("{scheme}://127.0.0.1:{port}");
         let client = client();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -57,7 +73,7 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Server { child, url }
+        Server { child, url, output }
     }
 
     pub(crate) fn terminate(&self) {
@@ -75,14 +91,14 @@ impl Server {
     }
 
     /// Waits for the process to end; returns (success, stdout + stderr).
-    pub(crate) fn wait(self) -> (bool, String) {
-        let out = self.child.wait_with_output().expect("wait");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+    pub(crate) fn wait(mut self) -> (bool, String) {
+        let status = self.child.wait().expect("wait");
+        let text: String = self
+            .output
+            .drain(..)
+            .map(|h| h.join().unwrap_or_default())
+            .collect();
+        (status.success(), text)
     }
 }
 

@@ -270,9 +270,11 @@ both!(an_expired_reservation_cannot_be_paid);
 /// answer shows the order as it is then (canceled, stock back, payment settled), not as it
 /// was when the call began.
 async fn a_payment_never_outlives_the_reservation(b: crate::helpers::Backend) {
+    // The gateway time-out is long: a call that waited for it instead of the reservation
+    // would take 30 s.
     let app = TestApp::spawn_with(b, |c| {
         c.reservation_ttl = Duration::from_secs(2);
-        c.payment_timeout = Duration::from_secs(5);
+        c.payment_timeout = Duration::from_secs(30);
     })
     .await;
     let (_, token) = app.customer("ann").await;
@@ -294,13 +296,22 @@ async fn a_payment_never_outlives_the_reservation(b: crate::helpers::Backend) {
         &token,
         json!({"payment_method": "pm_sim_no_response"}),
     );
-    // The server's clock moves past `expires_at` while the gateway is silent.
+    // Once the charge is out, the server's clock moves past `expires_at` while the
+    // gateway is silent.
     let (r, ()) = tokio::join!(pay, async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let out = app
+            .eventually(Duration::from_secs(20), || async {
+                steps(&app, &token, &id)
+                    .await
+                    .iter()
+                    .any(|s| s["kind"] == "charge")
+            })
+            .await;
+        assert!(out, "the charge never went out");
         app.advance(Duration::from_secs(3));
     });
     assert!(
-        started.elapsed() < Duration::from_millis(4500),
+        started.elapsed() < Duration::from_secs(20),
         "the call waited past the reservation: {:?}",
         started.elapsed()
     );
@@ -327,7 +338,14 @@ async fn a_payment_never_outlives_the_reservation(b: crate::helpers::Backend) {
     // Placing with the payment method: the 201 shows the order canceled, not `created`.
     let r = place(&app, &token, &item, "pm_sim_no_response");
     let (r, ()) = tokio::join!(r, async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let placed = app
+            .eventually(Duration::from_secs(20), || async {
+                app.get("/v1/orders?status=created", &token).await.body["data"]
+                    .as_array()
+                    .is_some_and(|d| !d.is_empty())
+            })
+            .await;
+        assert!(placed, "the order was never placed");
         app.advance(Duration::from_secs(3));
     });
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
