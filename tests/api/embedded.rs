@@ -217,7 +217,12 @@ async fn a_backup_under_load_restores_to_a_consistent_server() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The backup starts once the load is going (however busy the machine is).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 20 {
+        assert!(Instant::now() < deadline, "the load does not get going");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let backup = dir.path().join("backup.db");
     let began = Instant::now();
     let (ok, log) = {
@@ -233,7 +238,19 @@ async fn a_backup_under_load_restores_to_a_consistent_server() {
     let ended = Instant::now();
     assert!(ok, "{log}");
     assert!(log.contains("backup written"), "{log}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Orders after the backup, too.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(at, _)| *at > ended + Duration::from_millis(100))
+        .count()
+        < 3
+    {
+        assert!(Instant::now() < deadline, "no orders after the backup");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for l in load {
         l.await.unwrap();

@@ -147,6 +147,18 @@ fn load(
     (seen, tasks)
 }
 
+/// Waits until the load has had `n` orders acknowledged (a minute at most).
+async fn under_load(seen: &Mutex<Seen>, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.lock().unwrap().acknowledged.len() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the load did not get to {n} orders"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Every acknowledged order is there with its lines, a paid one is still paid, and the
 /// stock of every item adds up over all the orders the database holds.
 async fn check_books(url: &str, shop: &Shop, seen: &Seen) {
@@ -224,7 +236,9 @@ async fn a_node_killed_under_load_keeps_every_acknowledged_order(b: Backend) {
     let shop = open_shop(&server.url).await;
     let stop = tokio_util::sync::CancellationToken::new();
     let (seen, tasks) = load(vec![server.url.clone()], &shop, 16, stop.clone());
-    let wait = 800 + rand::random::<u64>() % 1700;
+    // Full speed first (however busy the machine is), then a random moment.
+    under_load(&seen, 30).await;
+    let wait = rand::random::<u64>() % 1500;
     tokio::time::sleep(Duration::from_millis(wait)).await;
     server.crash();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -381,9 +395,10 @@ async fn nodes_ride_out_a_postgresql_restart() {
     let shop = open_shop(&a.url).await;
     let stop = tokio_util::sync::CancellationToken::new();
     let (seen, tasks) = load(vec![a.url.clone(), b.url.clone()], &shop, 12, stop.clone());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    under_load(&seen, 30).await;
     pg.ctl(&["-m", "fast", "restart"]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = seen.lock().unwrap().acknowledged.len();
+    under_load(&seen, before + 20).await;
     // A crash of the database: stopped at once, without a checkpoint.
     pg.ctl(&["-m", "immediate", "stop"]);
     assert!(
@@ -413,13 +428,13 @@ async fn nodes_ride_out_a_postgresql_restart() {
             "a node did not recover by itself"
         );
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = seen.lock().unwrap().acknowledged.len();
+    under_load(&seen, before + 20).await;
     stop.cancel();
     for t in tasks {
         t.await.unwrap();
     }
     let seen = std::mem::take(&mut *seen.lock().unwrap());
-    assert!(seen.acknowledged.len() > 20, "{}", seen.acknowledged.len());
     let server_errors: usize = seen
         .answers
         .iter()
