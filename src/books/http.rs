@@ -116,9 +116,15 @@ async fn list_audit_log(
         }
     }
     filter.from = q
-        .one("from")
+        .value("from")
+        .map_or_else(|e| v.check(Err(e)), Some)
+        .flatten()
         .and_then(|s| v.check(parse_timestamp("from", s)));
-    filter.to = q.one("to").and_then(|s| v.check(parse_timestamp("to", s)));
+    filter.to = q
+        .value("to")
+        .map_or_else(|e| v.check(Err(e)), Some)
+        .flatten()
+        .and_then(|s| v.check(parse_timestamp("to", s)));
     if let (Some(f), Some(t)) = (filter.from, filter.to)
         && f > t
     {
