@@ -177,8 +177,12 @@ impl AppState {
             ),
             None => Arc::new(InProcessBus::new(hub.clone())),
         };
-        let (notifications, receipts) =
-            NotificationService::new(store.clone(), clock.clone(), &config.notifications)?;
+        let (notifications, receipts) = NotificationService::new(
+            store.clone(),
+            clock.clone(),
+            &config.notifications,
+            auth.links().clone(),
+        )?;
         let openapi = serde_json::to_string(&openapi())?;
         Ok(AppState(Arc::new(Services {
             rate_limit: config.rate_limit_per_min.and_then(RateLimit::per_minute),
@@ -223,7 +227,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .route("/v1/openapi.json", get(openapi_json))
-        .fallback(|| async { ApiError::NotFound })
+        .merge(crate::web::router())
+        .fallback(not_found)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(from_fn(observe))
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -235,6 +240,19 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// A path nobody serves: a page for a browser, problem+json for everyone else.
+async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if crate::web::pages::is_page_request(uri.path(), accept) {
+        let res = crate::web::pages::error_page(
+            StatusCode::NOT_FOUND,
+            "There is nothing at this address.",
+        );
+        return crate::web::with_security_headers(res);
+    }
+    ApiError::NotFound.into_response()
 }
 
 async fn healthz() -> &'static str {

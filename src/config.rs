@@ -126,6 +126,9 @@ pub struct ServeArgs {
     /// `http://<listen>`.
     #[arg(long, env = "ORDO_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Seconds the read-only tracking link in a notification stays valid.
+    #[arg(long, env = "ORDO_TRACKING_LINK_TTL", default_value_t = 2_592_000)]
+    pub tracking_link_ttl: u64,
     /// On start, ensure this admin user exists.
     #[arg(long, env = "ORDO_ADMIN_EMAIL")]
     pub admin_email: Option<String>,
@@ -275,6 +278,8 @@ pub struct NotificationSettings {
     pub retry_schedule: crate::notifications::domain::RetrySchedule,
     pub webhook_allow_private: bool,
     pub public_url: String,
+    /// How long the read-only tracking link in a notification stays valid.
+    pub tracking_link_ttl: Duration,
 }
 
 impl Default for NotificationSettings {
@@ -286,6 +291,7 @@ impl Default for NotificationSettings {
             retry_schedule: crate::notifications::domain::RetrySchedule::default(),
             webhook_allow_private: false,
             public_url: "http://127.0.0.1:8080".into(),
+            tracking_link_ttl: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -467,6 +473,7 @@ impl Config {
                 retry_schedule,
                 webhook_allow_private: a.webhook_allow_private,
                 public_url,
+                tracking_link_ttl: Duration::from_secs(a.tracking_link_ttl.max(60)),
             },
             admin,
             jwt_secret: a.jwt_secret,

@@ -25,6 +25,8 @@
 //! - `recommendations`: co-purchase counts kept from the event log; "bought together".
 //! - `books`: the audit log of staff and system actions (analytics, export and erasure next).
 //! - `bench`: the HTTP load generator behind `ordo bench`.
+//! - `web`: the pages (shop front, cart, sign-in, live tracking page, staff console), their
+//!   templates and embedded assets.
 
 pub mod app;
 pub mod auth;
@@ -47,3 +49,4 @@ pub mod search;
 pub mod shop;
 pub mod storage;
 pub mod telemetry;
+pub mod web;

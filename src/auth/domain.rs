@@ -81,8 +81,20 @@ impl Scope {
 /// The authenticated caller of one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
-    User { id: Uuid, role: Role },
-    ApiKey { id: Uuid, scopes: Vec<Scope> },
+    User {
+        id: Uuid,
+        role: Role,
+    },
+    ApiKey {
+        id: Uuid,
+        scopes: Vec<Scope>,
+    },
+    /// The holder of a tracking link (see `auth::links`): it may read and follow this one
+    /// order, nothing else. The authentication middleware admits it on those routes only.
+    TrackingLink {
+        order_id: Uuid,
+        customer_id: Uuid,
+    },
 }
 
 /// Everything a route may demand of its caller.
@@ -114,23 +126,43 @@ impl Principal {
         match self {
             Principal::User { id, .. } => format!("user:{id}"),
             Principal::ApiKey { id, .. } => format!("key:{id}"),
+            Principal::TrackingLink { order_id, .. } => format!("link:{order_id}"),
         }
     }
 
     pub fn user_id(&self) -> Option<Uuid> {
         match self {
             Principal::User { id, .. } => Some(*id),
-            Principal::ApiKey { .. } => None,
+            Principal::ApiKey { .. } | Principal::TrackingLink { .. } => None,
         }
     }
 
-    /// A customer sees only its own orders; everyone else allowed in sees all of them.
+    /// A customer sees only its own orders; everyone else allowed in sees all of them. (A
+    /// tracking link counts as its customer here, and sees less still: see `sees_order`.)
     pub fn own_customer_id(&self) -> Option<Uuid> {
         match self {
             Principal::User {
                 id,
                 role: Role::Customer,
             } => Some(*id),
+            Principal::TrackingLink { customer_id, .. } => Some(*customer_id),
+            _ => None,
+        }
+    }
+
+    /// May this caller see the order `order_id` of `customer_id`? (Whether it may read
+    /// orders at all is `may(ReadOrders)`.)
+    pub fn sees_order(&self, order_id: Uuid, customer_id: Uuid) -> bool {
+        match self {
+            Principal::TrackingLink { order_id: own, .. } => *own == order_id,
+            _ => self.own_customer_id().is_none_or(|own| own == customer_id),
+        }
+    }
+
+    /// The one order a tracking link is for.
+    pub fn link_order(&self) -> Option<Uuid> {
+        match self {
+            Principal::TrackingLink { order_id, .. } => Some(*order_id),
             _ => None,
         }
     }
@@ -169,6 +201,7 @@ impl Principal {
                 P::ManageWebhooks => self.has_scope(Scope::WebhooksManage),
                 P::Administer => false,
             },
+            Principal::TrackingLink { .. } => p == P::ReadOrders,
         }
     }
 
@@ -275,6 +308,33 @@ mod tests {
         assert!(!key.may(Permission::ReadOrders));
         assert!(!key.may(Permission::ReadItems));
         assert!(!key.may(Permission::Administer));
+    }
+
+    #[test]
+    fn a_tracking_link_reads_its_one_order_only() {
+        let (order, customer) = (Uuid::now_v7(), Uuid::now_v7());
+        let link = Principal::TrackingLink {
+            order_id: order,
+            customer_id: customer,
+        };
+        assert!(link.may(Permission::ReadOrders));
+        for p in [
+            Permission::WriteOrders,
+            Permission::ReadItems,
+            Permission::ChangeStatus,
+            Permission::WriteTracking,
+            Permission::Administer,
+            Permission::ManageWebhooks,
+        ] {
+            assert!(!link.may(p), "{p:?}");
+        }
+        assert!(link.sees_order(order, customer));
+        assert!(
+            !link.sees_order(Uuid::now_v7(), customer),
+            "another order of the same customer"
+        );
+        assert_eq!(link.user_id(), None);
+        assert!(!link.is_staff());
     }
 
     #[test]

@@ -228,6 +228,10 @@ async fn me(State(state): State<AppState>, caller: Principal) -> ApiResult<Json<
             role: "integration",
             scopes,
         })),
+        // Never reaches here: the middleware admits a link on its order's routes only.
+        Principal::TrackingLink { .. } => Err(ApiError::Unauthorized(
+            "a tracking link reads its order only",
+        )),
     }
 }
 

@@ -2,5 +2,6 @@
 
 pub mod domain;
 pub mod http;
+pub mod links;
 pub mod service;
 pub mod store;

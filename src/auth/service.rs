@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::domain::{Email, NewPassword, Principal, Role, Scope};
+use super::links::{LinkError, LinkSigner};
 use super::store::{ApiKeyRow, UserRow};
 use crate::books::domain::{self as books, NewAudit};
 use crate::clock::Clock;
@@ -46,6 +47,7 @@ pub struct AuthService {
     decoding: DecodingKey,
     validation: Validation,
     token_ttl: Duration,
+    links: LinkSigner,
     /// A real Argon2id hash of a random password, verified against when an e-mail is
     /// unknown so that both failures take the same time.
     dummy_hash: Arc<String>,
@@ -93,6 +95,7 @@ impl AuthService {
         Ok(AuthService {
             store,
             clock,
+            links: LinkSigner::new(&secret),
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
             validation,
@@ -122,9 +125,26 @@ impl AuthService {
         })
     }
 
-    /// Resolves a bearer credential: an access token, or an API key (looked up on every
-    /// request so that revocation takes effect at once).
+    /// The signer of tracking links (every node derives the same key).
+    pub fn links(&self) -> &LinkSigner {
+        &self.links
+    }
+
+    /// Resolves a bearer credential: an access token, a tracking link, or an API key
+    /// (looked up on every request so that revocation takes effect at once).
     pub async fn authenticate(&self, bearer: &str) -> ApiResult<Principal> {
+        if bearer.starts_with(super::links::PREFIX) {
+            return match self.links.verify(bearer, self.clock.now().unix_timestamp()) {
+                Ok(c) => Ok(Principal::TrackingLink {
+                    order_id: c.order_id,
+                    customer_id: c.customer_id,
+                }),
+                Err(LinkError::Expired) => Err(ApiError::Unauthorized(
+                    "the tracking link has expired; sign in to see the order",
+                )),
+                Err(LinkError::Malformed) => Err(ApiError::Unauthorized("invalid tracking link")),
+            };
+        }
         if let Some(rest) = bearer.strip_prefix(API_KEY_PREFIX) {
             if rest.is_empty() || rest.len() > 128 {
                 return Err(ApiError::Unauthorized("invalid API key"));

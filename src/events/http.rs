@@ -144,6 +144,10 @@ async fn admit(
         ),
     };
     let mut narrowing = Narrowing::default();
+    // A tracking link follows its one order, whatever it asks for.
+    if let Some(own) = caller.link_order() {
+        narrowing.0 = Some(HashSet::from([own]));
+    }
     if let Some(raw) = q.one("order_id") {
         let id = Uuid::parse_str(raw.trim()).map_err(|_| ApiError::NotFound)?;
         // Only an order the caller may see (anybody else's is "not found").

@@ -23,6 +23,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let caller = match bearer(&req) {
         None => Caller::Anonymous,
         Some(token) => match state.auth.authenticate(&token).await {
+            Ok(p) if !link_may(&p, &req) => {
+                Caller::Invalid("a tracking link only reads and follows its own order")
+            }
             Ok(p) => Caller::Authenticated(p),
             Err(ApiError::Unauthorized(why)) => Caller::Invalid(why),
             Err(e) => return e.into_response(),
@@ -30,6 +33,26 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     };
     req.extensions_mut().insert(caller);
     next.run(req).await
+}
+
+/// A tracking link is admitted on the reads of its own order and on the real-time streams
+/// (which narrow it to that order), and nowhere else: an allow-list kept in one place.
+fn link_may(p: &crate::auth::domain::Principal, req: &Request) -> bool {
+    let Some(order) = p.link_order() else {
+        return true;
+    };
+    if req.method() != axum::http::Method::GET {
+        return false;
+    }
+    let path = req.uri().path();
+    if path == "/v1/events" || path == "/v1/ws" {
+        return true;
+    }
+    let Some(rest) = path.strip_prefix("/v1/orders/") else {
+        return false;
+    };
+    let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    uuid::Uuid::parse_str(id).is_ok_and(|id| id == order) && (tail.is_empty() || tail == "events")
 }
 
 fn bearer(req: &Request) -> Option<String> {

@@ -24,6 +24,7 @@ use super::domain::{
     compose, compose_shop_message, new_webhook_secret, notable, sign_webhook, webhook_type,
 };
 use super::store::{DeliveryRow, DeliveryUpdate, EndpointRow, NewDelivery, message_id_of};
+use crate::auth::links::LinkSigner;
 use crate::books::domain::{self as books, NewAudit};
 use crate::clock::Clock;
 use crate::config::NotificationSettings;
@@ -50,6 +51,9 @@ pub struct NotificationService {
     webhooks: WebhookSender,
     allow_private: bool,
     public_url: String,
+    /// Signs the read-only tracking link each notification carries.
+    links: LinkSigner,
+    link_ttl: Duration,
     receipts: mpsc::Sender<(i64, Uuid)>,
 }
 
@@ -67,6 +71,7 @@ impl NotificationService {
         store: DynStore,
         clock: Arc<dyn Clock>,
         s: &NotificationSettings,
+        links: LinkSigner,
     ) -> anyhow::Result<(NotificationService, mpsc::Receiver<(i64, Uuid)>)> {
         let mailer = match &s.smtp_url {
             Some(url) => Some(Mailer::new(url.expose(), &s.email_from)?),
@@ -92,10 +97,24 @@ impl NotificationService {
                 webhooks: WebhookSender::new(s.webhook_allow_private)?,
                 allow_private: s.webhook_allow_private,
                 public_url: s.public_url.trim_end_matches('/').to_owned(),
+                links,
+                link_ttl: s.tracking_link_ttl,
                 receipts: tx,
             },
             rx,
         ))
+    }
+
+    /// The read-only credential of an order's tracking page link. It travels in the URL's
+    /// fragment, which browsers never send to a server (nor in a `Referer`); the page moves
+    /// it out of the address bar at once.
+    pub fn tracking_link(&self, order_id: Uuid, customer_id: Uuid) -> String {
+        self.links.issue(
+            order_id,
+            customer_id,
+            self.clock.now().unix_timestamp(),
+            self.link_ttl,
+        )
     }
 
     fn later(&self, d: Duration) -> Ts {
@@ -529,7 +548,11 @@ impl NotificationService {
             })
             .collect();
         let order_id = order.order.id.to_string();
-        let url = format!("{}/orders/{order_id}", self.public_url);
+        let url = format!(
+            "{}/orders/{order_id}#link={}",
+            self.public_url,
+            self.tracking_link(order.order.id, order.order.customer_id)
+        );
         let m = compose(
             kind,
             &OrderFacts {

@@ -185,9 +185,10 @@ impl OrderService {
     /// An order the caller may see; anybody else's is "not found".
     pub async fn get(&self, caller: &Principal, id: Uuid) -> ApiResult<OrderRecord> {
         let rec = self.store.order(id).await?.ok_or(ApiError::NotFound)?;
-        match caller.own_customer_id() {
-            Some(own) if own != rec.order.customer_id => Err(ApiError::NotFound),
-            _ => Ok(rec),
+        if caller.sees_order(rec.order.id, rec.order.customer_id) {
+            Ok(rec)
+        } else {
+            Err(ApiError::NotFound)
         }
     }
 

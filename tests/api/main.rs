@@ -5,6 +5,7 @@
     reason = "a test that meets an unexpected shape should fail loudly"
 )]
 
+mod browser;
 mod helpers;
 
 mod auth;
@@ -22,6 +23,7 @@ mod openapi_conformance;
 mod ops;
 mod orders;
 mod outages;
+mod pages;
 mod payments;
 mod realtime;
 mod recommendations;
