@@ -23,7 +23,10 @@ document.addEventListener('DOMContentLoaded', () => {
         type: 'number', min: '0', max: '1000', value: l.quantity, id: 'qty-' + l.item_id,
         'data-testid': 'cart-quantity', 'data-item-id': l.item_id, inputmode: 'numeric',
       });
-      qty.addEventListener('change', () => setQuantity(l.item_id, Number(qty.value)));
+      qty.addEventListener('change', () => {
+        // An emptied field is someone about to type; 0 (or Remove) removes the line.
+        if (qty.value.trim() !== '') setQuantity(l.item_id, Number(qty.value));
+      });
       const remove = el('button', { type: 'button', class: 'small secondary', 'data-testid': 'cart-remove', 'data-item-id': l.item_id, 'aria-label': 'Remove ' + l.name, text: 'Remove' });
       remove.addEventListener('click', () => removeLine(l.item_id));
       return el('tr', { 'data-testid': 'cart-line', 'data-item-id': l.item_id },
@@ -52,7 +55,7 @@ document.addEventListener('DOMContentLoaded', () => {
       say(message, 'A quantity is a whole number from 0 to 1000.', 'error');
       return;
     }
-    const r = await api('POST', '/v1/users/me/cart', { item_id: itemId, quantity });
+    const r = await api('PUT', '/v1/users/me/cart/' + encodeURIComponent(itemId), { quantity });
     if (r.ok) {
       say(message, '');
       cart = r.body;
@@ -90,8 +93,12 @@ document.addEventListener('DOMContentLoaded', () => {
     }
     const order = r.body;
     if (order.status === 'canceled' || order.payment_status === 'failed') {
+      // The declined order took the cart with it: put the lines back, so that paying
+      // with another card is one click.
+      const before = cart.items || [];
+      for (const l of before) await api('POST', '/v1/users/me/cart', { item_id: l.item_id, quantity: l.quantity });
+      await load();
       say(message, 'Your payment was declined, so the order was not placed. Please try another card.', 'error');
-      load();
       return;
     }
     // Placed, or still waiting for the bank: the tracking page follows it from here.

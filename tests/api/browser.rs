@@ -301,7 +301,7 @@ impl Browser {
     /// Waits until the text of the first `css` element contains `want`.
     pub async fn until_text(&self, css: &str, want: &str) -> String {
         let script = format!(
-            "const e = document.querySelector({}); return e && e.offsetParent !== null && e.textContent.includes({}) ? e.textContent : null;",
+            "const e = document.querySelector({}); return e && e.getClientRects().length > 0 && e.textContent.includes({}) ? e.textContent : null;",
             json!(css),
             json!(want)
         );
@@ -335,8 +335,22 @@ impl Browser {
         std::fs::create_dir_all(&dir).expect("docs/pages");
         for (size, label) in [(DESKTOP, "desktop"), (PHONE, "phone")] {
             self.resize(size).await;
+            self.exec(
+                "document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);",
+                json!([]),
+            )
+            .await;
             // Let the layout settle at the new width (and animations end).
             tokio::time::sleep(Duration::from_millis(300)).await;
+            if self.scrolls_sideways().await {
+                let wide = self
+                    .exec(
+                        "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 8).map(e => e.tagName + '#' + e.id + '.' + e.className).join(', ');",
+                        json!([]),
+                    )
+                    .await;
+                panic!("{name} is wider than a {label} screen: {wide}");
+            }
             let png = self.cmd("GET", "/screenshot", Value::Null).await;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(png.as_str().expect("png"))

@@ -13,6 +13,7 @@ use crate::helpers::{Backend, TestApp};
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 const ENTER: &str = "\u{E007}";
+const TAB: &str = "\u{E004}";
 const HTML_NAME: &str = "<b>Bold</b> mug <img src=x onerror=\"window.pwned=1\">";
 
 async fn page(app: &TestApp, path: &str) -> reqwest::Response {
@@ -305,6 +306,9 @@ async fn tracking_links_read_one_order_only(backend: Backend) {
         "/v1/customers/me/notification-preferences".to_owned(),
         format!("/v1/customers/{ann}/notification-preferences"),
         format!("/v1/customers/{ann}/notifications"),
+        "/v1/users/me/cart".to_owned(),
+        format!("/v1/users/{ann}/cart"),
+        "/v1/users/me/wishlist".to_owned(),
     ] {
         app.get(&path, &link)
             .await
@@ -324,6 +328,11 @@ async fn tracking_links_read_one_order_only(backend: Backend) {
             format!("/v1/orders/{first}/payments"),
             json!({"payment_method": "pm_card_visa"}),
         ),
+        (
+            "/v1/users/me/cart".to_owned(),
+            json!({"item_id": item, "quantity": 1}),
+        ),
+        ("/v1/users/me/cart/checkout".to_owned(), json!({})),
         (
             "/v1/orders".to_owned(),
             json!({"items": [{"item_id": item, "quantity": 1}]}),
@@ -630,21 +639,135 @@ async fn customer_shops_and_follows_an_order(backend: Backend) {
     );
     assert!(!b.url().await.contains("token"));
 
-    // An order (placed and paid through the API, as the shop's checkout does).
-    let order = app.paid_order(&token, &teapot, 2).await;
+    // Add to cart from the shop front; the header counts the units.
+    b.click(
+        &b.find(&format!(
+            "[data-testid=add-to-cart][data-item-id=\"{teapot}\"]"
+        ))
+        .await,
+    )
+    .await;
+    b.until_text("#cart-count", "1").await;
+    b.click(
+        &b.find(&format!(
+            "[data-testid=add-to-cart][data-item-id=\"{mug}\"]"
+        ))
+        .await,
+    )
+    .await;
+    b.until_text("#cart-count", "2").await;
+    b.until_text("#toast", "is in your cart").await;
+    // The cart: lines, quantities, total.
+    b.goto(&format!("{base}/cart")).await;
+    b.until(
+        Duration::from_secs(10),
+        "return document.querySelectorAll('[data-testid=cart-line]').length === 2;",
+        "two cart lines",
+    )
+    .await;
+    b.until_text("[data-testid=cart-total]", "$44.50").await;
+    let qty = b
+        .find(&format!(
+            "[data-testid=cart-quantity][data-item-id=\"{teapot}\"]"
+        ))
+        .await;
+    b.clear(&qty).await;
+    b.type_into(&qty, &format!("2{TAB}")).await;
+    b.until_text("[data-testid=cart-total]", "$76.50").await;
+    b.click(
+        &b.find(&format!(
+            "[data-testid=cart-remove][data-item-id=\"{mug}\"]"
+        ))
+        .await,
+    )
+    .await;
+    b.until_text("[data-testid=cart-total]", "$64.00").await;
+    assert_eq!(b.count("[data-testid=cart-line]").await, 1);
+    // More than there is: the checkout says so, and nothing is ordered.
+    let qty = b
+        .find(&format!(
+            "[data-testid=cart-quantity][data-item-id=\"{teapot}\"]"
+        ))
+        .await;
+    b.clear(&qty).await;
+    b.type_into(&qty, &format!("41{TAB}")).await;
+    b.testid("cart-unavailable").await;
+    b.click(&b.testid("checkout").await).await;
+    b.until_text("[data-testid=cart-message]", "Not enough stock")
+        .await;
+    let qty = b
+        .find(&format!(
+            "[data-testid=cart-quantity][data-item-id=\"{teapot}\"]"
+        ))
+        .await;
+    b.clear(&qty).await;
+    b.type_into(&qty, &format!("2{TAB}")).await;
+    b.until_text("[data-testid=cart-total]", "$64.00").await;
+    // A declined card says so; the cart is still there to pay with another.
+    b.select(&b.testid("payment-method").await, "pm_card_chargeDeclined")
+        .await;
+    b.click(&b.testid("checkout").await).await;
+    b.until_text("[data-testid=cart-message]", "declined").await;
+    b.until_text("[data-testid=cart-total]", "$64.00").await;
+    assert_eq!(
+        app.stock(&teapot).await,
+        40,
+        "the declined order's stock is back"
+    );
+    b.select(&b.testid("payment-method").await, "pm_card_visa")
+        .await;
+    b.type_into(
+        &b.testid("shipping-address").await,
+        "Ann Example, 1 Main St, Springfield",
+    )
+    .await;
+    if pictures {
+        b.pictures("cart").await;
+    }
+    // Checkout to a placed order: the tracking page opens.
+    b.click(&b.testid("checkout").await).await;
+    let url = b
+        .until(
+            Duration::from_secs(15),
+            "return location.pathname.startsWith('/orders/') ? location.pathname : null;",
+            "the tracking page",
+        )
+        .await;
+    let order = url
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/orders/")
+        .to_owned();
+    let placed = app.get(&format!("/v1/orders/{order}"), &token).await.body;
+    assert_eq!(
+        (placed["status"].as_str(), placed["total_amount"].as_i64()),
+        (Some("placed"), Some(6400)),
+        "{placed}"
+    );
+    b.until_text("[data-testid=order-status]", "Placed").await;
+    let cart = app.get("/v1/users/me/cart", &token).await.body;
+    assert_eq!(
+        cart["items"],
+        json!([]),
+        "the cart is empty after the order"
+    );
     b.goto(&format!("{base}/orders")).await;
     b.until(
         Duration::from_secs(10),
-        "return document.querySelectorAll('[data-testid=my-order]').length === 1;",
-        "the customer's order",
+        "return document.querySelectorAll('[data-testid=my-order]').length === 2;",
+        "the customer's two orders",
     )
     .await;
     let mine = b.testid("my-order").await;
     assert_eq!(
         b.attr(&mine, "data-order-id").await.as_deref(),
-        Some(order.as_str())
+        Some(order.as_str()),
+        "newest first"
     );
-    assert!(b.text(&mine).await.contains("$64.00"));
+    let text = b.text(&mine).await;
+    assert!(text.contains("$64.00") && text.contains("Placed"), "{text}");
+    b.until_text("[data-testid=my-orders] li:nth-child(2)", "Canceled")
+        .await;
     if pictures {
         b.pictures("orders").await;
     }
@@ -766,6 +889,22 @@ async fn customer_shops_and_follows_an_order(backend: Backend) {
         json!(["yes", null]),
         "the page never reloaded, and no note ran"
     );
+
+    // Cancel, while the order may still be canceled: asked twice, then done.
+    let spare = app.paid_order(&token, &teapot, 1).await;
+    b.goto(&format!("{base}/orders/{spare}")).await;
+    b.until_text("[data-testid=order-status]", "Placed").await;
+    let cancel = b.testid("cancel-order").await;
+    b.click(&cancel).await;
+    b.until_text("[data-testid=cancel-order]", "Yes, cancel")
+        .await;
+    b.click(&cancel).await;
+    b.until_text("[data-testid=order-status]", "Canceled").await;
+    b.until_text("[data-testid=status-detail]", "was canceled")
+        .await;
+    b.until(Duration::from_secs(5), "return document.querySelector('[data-step=canceled]') !== null && document.getElementById('cancel-box').hidden;", "the canceled step bar").await;
+    let spare = app.get(&format!("/v1/orders/{spare}"), &token).await.body;
+    assert_eq!(spare["status"], "canceled");
 
     // Another customer's order: "not found", and none of its data.
     b.goto(&format!("{base}/orders/{bobs}")).await;
