@@ -117,6 +117,15 @@ impl NotificationService {
         )
     }
 
+    /// The tracking page of an order, opened by its link without a password.
+    fn order_url(&self, order_id: Uuid, customer_id: Uuid) -> String {
+        format!(
+            "{}/orders/{order_id}#link={}",
+            self.public_url,
+            self.tracking_link(order_id, customer_id)
+        )
+    }
+
     fn later(&self, d: Duration) -> Ts {
         Ts::truncated(self.clock.now() + d)
     }
@@ -548,11 +557,7 @@ impl NotificationService {
             })
             .collect();
         let order_id = order.order.id.to_string();
-        let url = format!(
-            "{}/orders/{order_id}#link={}",
-            self.public_url,
-            self.tracking_link(order.order.id, order.order.customer_id)
-        );
+        let url = self.order_url(order.order.id, order.order.customer_id);
         let m = compose(
             kind,
             &OrderFacts {
@@ -621,9 +626,9 @@ impl NotificationService {
             None => None,
         };
         let order_id = order.as_ref().map(|o| o.order.id.to_string());
-        let url = order_id
+        let url = order
             .as_ref()
-            .map(|id| format!("{}/orders/{id}", self.public_url));
+            .map(|o| self.order_url(o.order.id, o.order.customer_id));
         let facts = ShopMessageFacts {
             customer_name: &name,
             message: &msg.message,
