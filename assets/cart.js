@@ -87,8 +87,9 @@ document.addEventListener('DOMContentLoaded', () => {
     const r = await api('POST', '/v1/users/me/cart/checkout', body);
     button.disabled = false;
     if (!r.ok) {
+      // Show the cart as it is now first, then say why nothing was ordered.
+      await load();
       say(message, problem(r), 'error');
-      load();
       return;
     }
     const order = r.body;
