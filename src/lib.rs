@@ -23,7 +23,7 @@
 //!   delivery dates.
 //! - `search`: the full-text item index (FTS5 / `tsvector` with trigrams), filters, facets.
 //! - `recommendations`: co-purchase counts kept from the event log; "bought together".
-//! - `books`: the audit log of staff and system actions (analytics, export and erasure next).
+//! - `books`: the audit log of staff and system actions, the analytics summary.
 //! - `bench`: the HTTP load generator behind `ordo bench`.
 //! - `web`: the pages (shop front, cart, sign-in, live tracking page, staff console), their
 //!   templates and embedded assets.

@@ -130,9 +130,39 @@ pub fn actors_of(raw: &str) -> Vec<String> {
     }
 }
 
+/// The median of `values` (the mean of the two middle ones for an even count); `None`
+/// when there are none.
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
+}
+
+/// Minutes from `a` to `b`, when both happened (and in that order).
+pub fn minutes_between(a: Option<Ts>, b: Option<Ts>) -> Option<f64> {
+    let (a, b) = (a?, b?);
+    let us = b.micros() - a.micros();
+    (us >= 0).then(|| us as f64 / 60_000_000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![5.0]), Some(5.0));
+        assert_eq!(median(vec![9.0, 1.0, 5.0]), Some(5.0));
+        assert_eq!(median(vec![4.0, 1.0, 10.0, 2.0]), Some(3.0));
+    }
 
     #[test]
     fn a_bare_id_is_a_user_or_a_key() {

@@ -8,16 +8,18 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::domain::{AuditCursor, AuditFilter, actors_of, parse_action};
+use super::domain::{AuditCursor, AuditFilter, actors_of, median, minutes_between, parse_action};
 use super::store::AuditRow;
 use crate::app::AppState;
 use crate::auth::domain::{Permission, Principal};
-use crate::error::{ApiResult, FieldError, Problem};
+use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::http::{Json, Page, QueryParams, Validator, decode_cursor, encode_cursor};
 use crate::storage::Ts;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_audit_log))
+    OpenApiRouter::new()
+        .routes(routes!(list_audit_log))
+        .routes(routes!(analytics_summary))
 }
 
 /// An entry of the audit log.
@@ -149,5 +151,105 @@ async fn list_audit_log(
     Ok(Json(Page {
         data: rows.into_iter().map(Into::into).collect(),
         next_cursor: next,
+    }))
+}
+
+/// Units sold of one item.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopItem {
+    item_id: String,
+    sku: String,
+    name: String,
+    quantity: i64,
+}
+
+/// Orders created on one day (UTC).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrdersOnDay {
+    /// `YYYY-MM-DD`
+    date: String,
+    orders: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnalyticsSummaryResponse {
+    /// Orders created in the range, per status (every status, 0 when none).
+    orders_by_status: std::collections::BTreeMap<String, i64>,
+    /// Minor units per currency: orders placed and later whose money was kept (refunded ones
+    /// are left out).
+    revenue: std::collections::BTreeMap<String, i64>,
+    orders_per_day: Vec<OrdersOnDay>,
+    /// Median minutes from `placed` to `shipped`, over the range's shipped orders.
+    median_minutes_to_ship: Option<f64>,
+    /// Median minutes from `shipped` to `delivered`, over the range's delivered orders.
+    median_minutes_to_deliver: Option<f64>,
+    /// The ten items sold most (units in paid orders).
+    top_items: Vec<TopItem>,
+}
+
+const TOP_ITEMS: u32 = 10;
+
+/// Orders, revenue and delivery times for orders created in `[from, to)` (staff). Either
+/// end may be left out (all time).
+#[utoipa::path(get, path = "/v1/analytics/summary", tag = "books", security(("bearer" = [])),
+    params(("from" = Option<String>, Query, format = DateTime), ("to" = Option<String>, Query, format = DateTime)),
+    responses((status = 200, body = AnalyticsSummaryResponse), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn analytics_summary(
+    State(state): State<AppState>,
+    caller: Principal,
+    q: QueryParams,
+) -> ApiResult<Json<AnalyticsSummaryResponse>> {
+    if !caller.is_staff() {
+        return Err(ApiError::Forbidden("the analytics are for staff"));
+    }
+    let mut v = Validator::default();
+    let from = q
+        .one("from")
+        .and_then(|s| v.check(parse_timestamp("from", s)));
+    let to = q.one("to").and_then(|s| v.check(parse_timestamp("to", s)));
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        v.push("to", "must not be before from");
+    }
+    v.finish()?;
+    let rows = state.store.summary_rows(from, to, TOP_ITEMS).await?;
+    let mut orders_by_status: std::collections::BTreeMap<String, i64> =
+        crate::orders::domain::OrderStatus::ALL
+            .iter()
+            .map(|s| (s.as_str().to_owned(), 0))
+            .collect();
+    orders_by_status.extend(rows.by_status);
+    let ship = rows
+        .milestones
+        .iter()
+        .filter_map(|(placed, shipped, _)| minutes_between(*placed, *shipped))
+        .collect();
+    let deliver = rows
+        .milestones
+        .iter()
+        .filter_map(|(_, shipped, delivered)| minutes_between(*shipped, *delivered))
+        .collect();
+    Ok(Json(AnalyticsSummaryResponse {
+        orders_by_status,
+        revenue: rows.revenue.into_iter().collect(),
+        orders_per_day: rows
+            .per_day
+            .into_iter()
+            .map(|(date, orders)| OrdersOnDay { date, orders })
+            .collect(),
+        median_minutes_to_ship: median(ship),
+        median_minutes_to_deliver: median(deliver),
+        top_items: rows
+            .top_items
+            .into_iter()
+            .map(|(id, sku, name, quantity)| TopItem {
+                item_id: id.to_string(),
+                sku,
+                name,
+                quantity,
+            })
+            .collect(),
     }))
 }

@@ -1,5 +1,4 @@
-//! The books: the audit log of staff and system actions (and, next, analytics, export and
-//! erasure of a customer's data).
+//! The books: the audit log of staff and system actions, and the analytics summary.
 //!
 //! Audit rows are written by the module that makes the change, in its own transaction,
 //! through [`store::sqlite::append_audit`] / [`store::postgres::append_audit`]. Order status

@@ -4,12 +4,12 @@ use async_trait::async_trait;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
-use super::{AuditRow, AuditStore, json_text};
+use super::{AnalyticsStore, AuditRow, AuditStore, SummaryRows, json_text};
 use crate::books::domain::{
     AuditCursor, AuditFilter, NewAudit, ORDER_REFUNDED, ORDER_STATUS_CHANGED, SOURCE_AUDIT,
     SOURCE_TIMELINE,
 };
-use crate::storage::{Error, Result, Ts};
+use crate::storage::{Dialect, Error, Result, Ts};
 
 /// Appends `e` through `ex`: the transaction of the change it records.
 pub(crate) async fn append_audit<'e, E>(ex: E, e: &NewAudit) -> Result<()>
@@ -204,5 +204,93 @@ impl AuditStore for Backend {
         out.sort_by_key(|r| std::cmp::Reverse(r.cursor().cmp_key()));
         out.truncate(limit as usize);
         Ok(out)
+    }
+}
+
+/// `AND <col> >= from AND <col> < to` for the ends that are given.
+fn push_created(q: &mut QueryBuilder<Db>, col: &str, from: Option<Ts>, to: Option<Ts>) {
+    if let Some(f) = from {
+        q.push(format!(" AND {col} >= ")).push_bind(f);
+    }
+    if let Some(t) = to {
+        q.push(format!(" AND {col} < ")).push_bind(t);
+    }
+}
+
+#[async_trait]
+impl AnalyticsStore for Backend {
+    async fn summary_rows(
+        &self,
+        from: Option<Ts>,
+        to: Option<Ts>,
+        top: u32,
+    ) -> Result<SummaryRows> {
+        // Every statement reads orders through their creation time (index `orders_created`),
+        // so a call costs what the range holds, not the whole history.
+        let mut q = QueryBuilder::<Db>::new("SELECT status, count(*) FROM orders WHERE 1 = 1");
+        push_created(&mut q, "created_at", from, to);
+        q.push(" GROUP BY status");
+        let by_status = q
+            .build_query_as::<(String, i64)>()
+            .fetch_all(self.reader())
+            .await?;
+
+        let mut q = QueryBuilder::<Db>::new(
+            "SELECT currency, CAST(sum(total_amount) AS BIGINT) FROM orders WHERE payment_status = 'paid'",
+        );
+        push_created(&mut q, "created_at", from, to);
+        q.push(" GROUP BY currency ORDER BY currency");
+        let revenue = q
+            .build_query_as::<(String, i64)>()
+            .fetch_all(self.reader())
+            .await?;
+
+        let day = match DIALECT {
+            Dialect::Sqlite => "strftime('%Y-%m-%d', created_at / 1000000, 'unixepoch')",
+            Dialect::Postgres => "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        };
+        let mut q = QueryBuilder::<Db>::new(format!("SELECT {day} AS day, count(*) FROM orders WHERE 1 = 1"));
+        push_created(&mut q, "created_at", from, to);
+        q.push(" GROUP BY day ORDER BY day");
+        let per_day = q
+            .build_query_as::<(String, i64)>()
+            .fetch_all(self.reader())
+            .await?;
+
+        // The first time each milestone was reached, per order (index `order_events_order`).
+        let mut q = QueryBuilder::<Db>::new(
+            "SELECT min(CASE WHEN e.status = 'placed' THEN e.at END), \
+             min(CASE WHEN e.status = 'shipped' THEN e.at END), \
+             min(CASE WHEN e.status = 'delivered' THEN e.at END) \
+             FROM orders o JOIN order_events e ON e.order_id = o.id \
+             WHERE e.event = 'order_status_update' AND e.previous_status IS NOT NULL \
+             AND e.status <> e.previous_status AND e.status IN ('placed', 'shipped', 'delivered')",
+        );
+        push_created(&mut q, "o.created_at", from, to);
+        q.push(" GROUP BY o.id");
+        let milestones = q
+            .build_query_as::<(Option<Ts>, Option<Ts>, Option<Ts>)>()
+            .fetch_all(self.reader())
+            .await?;
+
+        let mut q = QueryBuilder::<Db>::new(
+            "SELECT l.item_id, max(l.sku), max(l.name), CAST(sum(l.quantity) AS BIGINT) AS units \
+             FROM orders o JOIN order_items l ON l.order_id = o.id WHERE o.payment_status = 'paid'",
+        );
+        push_created(&mut q, "o.created_at", from, to);
+        q.push(" GROUP BY l.item_id ORDER BY units DESC, l.item_id LIMIT ")
+            .push_bind(i64::from(top));
+        let top_items = q
+            .build_query_as::<(Uuid, String, String, i64)>()
+            .fetch_all(self.reader())
+            .await?;
+
+        Ok(SummaryRows {
+            by_status,
+            revenue,
+            per_day,
+            milestones,
+            top_items,
+        })
     }
 }

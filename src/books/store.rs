@@ -43,16 +43,37 @@ pub trait AuditStore {
     ) -> Result<Vec<AuditRow>>;
 }
 
+/// What the analytics summary is made of, for orders created in a range.
+#[derive(Clone, Debug, Default)]
+pub struct SummaryRows {
+    pub by_status: Vec<(String, i64)>,
+    /// Paid orders' totals per currency (refunded orders are `refunded`, not `paid`).
+    pub revenue: Vec<(String, i64)>,
+    /// `YYYY-MM-DD` (UTC) and the orders created that day, oldest first.
+    pub per_day: Vec<(String, i64)>,
+    /// Per order: when it was placed, shipped and delivered (from the timeline).
+    pub milestones: Vec<(Option<Ts>, Option<Ts>, Option<Ts>)>,
+    /// Item id, SKU, name and units sold in paid orders, most first.
+    pub top_items: Vec<(uuid::Uuid, String, String, i64)>,
+}
+
+#[async_trait]
+pub trait AnalyticsStore {
+    /// Orders created in `[from, to)`; either end may be open.
+    async fn summary_rows(&self, from: Option<Ts>, to: Option<Ts>, top: u32)
+    -> Result<SummaryRows>;
+}
+
 fn json_text(v: &Option<serde_json::Value>) -> Option<String> {
     v.as_ref().map(serde_json::Value::to_string)
 }
 
 pub mod sqlite {
-    use crate::storage::sqlite::{Db, SqliteStore as Backend};
+    use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
     include!("queries.rs");
 }
 
 pub mod postgres {
-    use crate::storage::postgres::{Db, PgStore as Backend};
+    use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
     include!("queries.rs");
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 pub use types::Ts;
 
 use crate::auth::store::AuthStore;
-use crate::books::store::AuditStore;
+use crate::books::store::{AnalyticsStore, AuditStore};
 use crate::carriers::store::CarrierStore;
 use crate::events::store::EventStore;
 use crate::idempotency::store::IdempotencyStore;
@@ -50,6 +50,7 @@ pub trait Store:
     + SearchStore
     + RecommendationStore
     + AuditStore
+    + AnalyticsStore
     + Send
     + Sync
 {

@@ -344,3 +344,180 @@ async fn audit_log_is_for_admins_and_append_only(b: Backend) {
     assert_eq!(audit_pages(&app, "", 200).await, before);
 }
 both!(audit_log_is_for_admins_and_append_only);
+
+async fn summary(app: &TestApp, token: &str, query: &str) -> Value {
+    let r = app
+        .get(&format!("/v1/analytics/summary?{query}"), token)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.body);
+    r.body
+}
+
+fn enc(ts: &Value) -> String {
+    ts.as_str().unwrap().replace('+', "%2B")
+}
+
+/// Every field of the summary against data counted by hand, for all time and for ranges.
+async fn analytics_summary_counts_by_hand(b: Backend) {
+    // The test moves the clock by a day: tokens must outlive it.
+    let app = TestApp::spawn_with(b, |c| c.token_ttl = Duration::from_secs(7 * 86400)).await;
+    let staff = app.staff().await;
+    let (_, customer) = app.customer("ana").await;
+    let a = app
+        .item_with(json!({"sku": "AN-A", "name": "Anvil", "price": 1000, "stock": 50}))
+        .await;
+    let b_item = app
+        .item_with(json!({"sku": "AN-B", "name": "Bolt", "price": 250, "stock": 50}))
+        .await;
+    let status = |id: String, to: &'static str| {
+        let app = &app;
+        let staff = &staff;
+        async move {
+            let r = app
+                .post(
+                    &format!("/v1/orders/{id}/status"),
+                    staff,
+                    json!({"status": to}),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        }
+    };
+    let created_at = |id: String| {
+        let app = &app;
+        async move {
+            app.get(&format!("/v1/orders/{id}"), &app.admin_token)
+                .await
+                .body["created_at"]
+                .clone()
+        }
+    };
+
+    // Order 1: 2 × Anvil, shipped after 30 minutes, delivered 60 minutes later.
+    let o1 = app.paid_order(&customer, &a, 2).await;
+    app.advance(Duration::from_secs(30 * 60));
+    status(o1.clone(), "shipped").await;
+    app.advance(Duration::from_secs(60 * 60));
+    status(o1.clone(), "delivered").await;
+    // Order 2: 3 × Bolt, shipped after 10 minutes, not delivered yet.
+    let o2 = app.paid_order(&customer, &b_item, 3).await;
+    app.advance(Duration::from_secs(10 * 60));
+    status(o2.clone(), "shipped").await;
+    // Order 4: 1 × Anvil, paid, then canceled and refunded: no revenue, not sold.
+    let o4 = app.paid_order(&customer, &a, 1).await;
+    let r = app
+        .post(&format!("/v1/orders/{o4}/cancel"), &customer, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    app.order_becomes(&customer, &o4, "payment_status", "refunded", Duration::ZERO)
+        .await;
+    // A day later: order 5 (1 × Bolt, placed) and order 3 (unpaid, created).
+    app.advance(Duration::from_secs(24 * 3600));
+    let o5 = app.paid_order(&customer, &b_item, 1).await;
+    let o3 = app.new_order(&customer, &b_item).await;
+
+    let all = summary(&app, &staff, "").await;
+    assert_eq!(
+        all["orders_by_status"],
+        json!({"created": 1, "placed": 1, "processing": 0, "shipped": 1, "delivered": 1, "canceled": 1})
+    );
+    assert_eq!(all["revenue"], json!({"USD": 2000 + 750 + 250}));
+    let mut days: std::collections::BTreeMap<String, i64> = Default::default();
+    for id in [&o1, &o2, &o3, &o4, &o5] {
+        let at = created_at(id.clone()).await;
+        *days
+            .entry(at.as_str().unwrap()[..10].to_owned())
+            .or_default() += 1;
+    }
+    let expected_days: Vec<Value> = days
+        .iter()
+        .map(|(d, n)| json!({"date": d, "orders": n}))
+        .collect();
+    assert_eq!(all["orders_per_day"], json!(expected_days));
+    assert_eq!(all["median_minutes_to_ship"], json!(20.0));
+    assert_eq!(all["median_minutes_to_deliver"], json!(60.0));
+    assert_eq!(
+        all["top_items"],
+        json!([
+            {"item_id": b_item, "sku": "AN-B", "name": "Bolt", "quantity": 4},
+            {"item_id": a, "sku": "AN-A", "name": "Anvil", "quantity": 2},
+        ])
+    );
+    // The admin reads the same.
+    assert_eq!(summary(&app, &app.admin_token, "").await, all);
+
+    // From order 5 on: only orders 5 and 3.
+    let t5 = created_at(o5.clone()).await;
+    let late = summary(&app, &staff, &format!("from={}", enc(&t5))).await;
+    assert_eq!(
+        late["orders_by_status"],
+        json!({"created": 1, "placed": 1, "processing": 0, "shipped": 0, "delivered": 0, "canceled": 0})
+    );
+    assert_eq!(late["revenue"], json!({"USD": 250}));
+    assert_eq!(late["median_minutes_to_ship"], Value::Null);
+    assert_eq!(late["median_minutes_to_deliver"], Value::Null);
+    assert_eq!(
+        late["top_items"],
+        json!([{"item_id": b_item, "sku": "AN-B", "name": "Bolt", "quantity": 1}])
+    );
+    // Up to order 5 (exclusive): orders 1, 2 and 4.
+    let early = summary(&app, &staff, &format!("to={}", enc(&t5))).await;
+    assert_eq!(early["revenue"], json!({"USD": 2750}));
+    assert_eq!(early["orders_by_status"]["canceled"], 1);
+    assert_eq!(early["orders_by_status"]["placed"], 0);
+    assert_eq!(early["median_minutes_to_ship"], json!(20.0));
+    // Only order 2's window: from its creation to order 4's.
+    let t2 = created_at(o2.clone()).await;
+    let t4 = created_at(o4.clone()).await;
+    let two = summary(&app, &staff, &format!("from={}&to={}", enc(&t2), enc(&t4))).await;
+    assert_eq!(two["revenue"], json!({"USD": 750}));
+    assert_eq!(two["median_minutes_to_ship"], json!(10.0));
+    assert_eq!(two["median_minutes_to_deliver"], Value::Null);
+    // An empty range: zeros, empty lists, nulls.
+    let none = summary(
+        &app,
+        &staff,
+        "from=2000-01-01T00:00:00Z&to=2000-01-02T00:00:00Z",
+    )
+    .await;
+    assert_eq!(none["revenue"], json!({}));
+    assert_eq!(none["orders_per_day"], json!([]));
+    assert_eq!(none["top_items"], json!([]));
+    assert_eq!(none["orders_by_status"]["placed"], 0);
+    assert_eq!(none["median_minutes_to_ship"], Value::Null);
+}
+both!(analytics_summary_counts_by_hand);
+
+/// Staff and admins only; bad dates and reversed ranges are 422.
+async fn analytics_summary_is_for_staff(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (_, customer) = app.customer("cid").await;
+    let (_, key) = app
+        .api_key(&["orders:read", "orders:write", "items:read", "items:write"])
+        .await;
+    for token in [&customer, &key] {
+        app.get("/v1/analytics/summary", token)
+            .await
+            .assert_problem(403, "forbidden");
+    }
+    app.send(Method::GET, "/v1/analytics/summary", None, None)
+        .await
+        .assert_problem(401, "unauthorized");
+    let staff = app.staff().await;
+    for (query, field) in [
+        ("from=last-week", "from"),
+        ("to=2026-02-30T00:00:00Z", "to"),
+        ("from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
+    ] {
+        let r = app
+            .get(&format!("/v1/analytics/summary?{query}"), &staff)
+            .await;
+        r.assert_problem(422, "validation_failed");
+        assert!(
+            r.fields().contains(&field.to_owned()),
+            "{query}: {}",
+            r.body
+        );
+    }
+}
+both!(analytics_summary_is_for_staff);
