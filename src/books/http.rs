@@ -205,9 +205,15 @@ async fn analytics_summary(
     }
     let mut v = Validator::default();
     let from = q
-        .one("from")
+        .value("from")
+        .map_or_else(|e| v.check(Err(e)), Some)
+        .flatten()
         .and_then(|s| v.check(parse_timestamp("from", s)));
-    let to = q.one("to").and_then(|s| v.check(parse_timestamp("to", s)));
+    let to = q
+        .value("to")
+        .map_or_else(|e| v.check(Err(e)), Some)
+        .flatten()
+        .and_then(|s| v.check(parse_timestamp("to", s)));
     if let (Some(f), Some(t)) = (from, to)
         && f > t
     {
