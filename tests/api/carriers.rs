@@ -643,3 +643,46 @@ async fn delivery_estimates(b: Backend) {
     assert_eq!(order(&app, &next).await["estimated_delivery"], "2026-12-24");
 }
 both!(delivery_estimates);
+
+/// The "on its way" e-mail (over SMTP) names the predicted delivery date.
+async fn the_shipped_email_names_the_estimate(b: Backend) {
+    use crate::notifications::{Smtp, unfolded};
+    let smtp = Smtp::start_on(Smtp::free_port()).await;
+    let url = smtp.url();
+    let mut app = TestApp::spawn_with(b, move |c| {
+        c.notifications.smtp_url = Some(ordo::config::Secret::new(url));
+    })
+    .await;
+    for i in 0..3 {
+        let (id, _) = shipped(&app, "Acme Post", &format!("ACME-M{i}")).await;
+        app.advance(Duration::from_secs(86_400));
+        app.admin_token = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        deliver(&app, &id).await;
+    }
+    let (id, _) = shipped(&app, "Acme Post", "ACME-MAIL").await;
+    let expected = date(app.clock_now() + time::Duration::days(1));
+    assert_eq!(
+        order(&app, &id).await["estimated_delivery"],
+        expected.as_str()
+    );
+    let found = app
+        .eventually(Duration::from_secs(20), || async {
+            smtp.mails()
+                .iter()
+                .map(|m| unfolded(m))
+                .any(|m| m.contains(&id) && m.contains("your order is on its way"))
+        })
+        .await;
+    assert!(found, "no shipped mail for {id}");
+    let mail = smtp
+        .mails()
+        .iter()
+        .map(|m| unfolded(m))
+        .find(|m| m.contains(&id) && m.contains("your order is on its way"))
+        .unwrap();
+    assert!(
+        mail.contains(&format!("Estimated delivery: {expected}")),
+        "{mail}"
+    );
+}
+both!(the_shipped_email_names_the_estimate);

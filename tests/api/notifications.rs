@@ -16,21 +16,21 @@ use crate::both;
 use crate::helpers::{Backend, Receiver, TestApp};
 
 /// An aiosmtpd server that keeps every message in a maildir.
-struct Smtp {
+pub(crate) struct Smtp {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Smtp {
-    fn free_port() -> u16 {
+    pub(crate) fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("port")
     }
 
-    async fn start_on(port: u16) -> Smtp {
+    pub(crate) async fn start_on(port: u16) -> Smtp {
         crate::helpers::require_peer("aiosmtpd", "python3 -c 'import aiosmtpd'");
         let dir = tempfile::tempdir().expect("dir");
         let child = Command::new("python3")
@@ -55,12 +55,12 @@ impl Smtp {
         Smtp { child, port, dir }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
     /// Every message received, as raw text.
-    fn mails(&self) -> Vec<String> {
+    pub(crate) fn mails(&self) -> Vec<String> {
         let new: PathBuf = self.dir.path().join("mail").join("new");
         let mut out: Vec<String> = std::fs::read_dir(new)
             .map(|d| {
@@ -82,7 +82,7 @@ impl Drop for Smtp {
 }
 
 /// The body of a MIME message, its quoted-printable soft breaks joined.
-fn unfolded(mail: &str) -> String {
+pub(crate) fn unfolded(mail: &str) -> String {
     mail.replace("=\n", "").replace("=\r\n", "")
 }
 
