@@ -159,7 +159,7 @@ fn update_of(w: Webhook) -> ApiResult<TrackingUpdate> {
     params(("aftership-hmac-sha256" = String, Header, description = "base64 HMAC-SHA256 of the raw body")),
     request_body(content = Object, description = "AfterShip's webhook body, exactly as AfterShip sent it", content_type = "application/json"),
     responses((status = 200, body = WebhookReceived), (status = 400, body = Problem), (status = 401, body = Problem),
-              (status = 503, body = Problem)))]
+              (status = 413, body = Problem), (status = 503, body = Problem)))]
 async fn aftership_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,

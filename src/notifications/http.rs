@@ -55,8 +55,9 @@ pub struct DeliveryList {
 /// Send a message from the shop to one customer (staff): on each channel it opted into
 /// (e-mail, SMS), through the delivery queue, with retries and the delivery log.
 #[utoipa::path(post, path = "/v1/notifications", tag = "notifications", security(("bearer" = [])), request_body = MessageRequest,
-    responses((status = 202, body = DeliveryList), (status = 403, body = Problem), (status = 404, body = Problem),
-              (status = 422, body = Problem)))]
+    responses((status = 202, body = DeliveryList, description = "one delivery per channel the customer opted into (none: an empty list)"),
+              (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn send_message(
     State(state): State<AppState>,
     caller: Principal,
