@@ -1,7 +1,6 @@
-//! The application: shared state, the router, background jobs, and `run` (serve until the
-//! shutdown token fires, then let in-flight requests finish).
+//! The application: shared state and the router. (Serving is `server.rs`, the background
+//! jobs are `jobs.rs`.)
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,6 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -27,7 +25,6 @@ use crate::error::ApiError;
 use crate::events::bus::{EventBus, InProcessBus};
 use crate::events::hub::Hub;
 use crate::events::nats::NatsBus;
-use crate::events::relay::Relay;
 use crate::http::MAX_BODY;
 use crate::http::middleware::{RateLimit, authenticate, observe, rate_limit};
 use crate::inventory::service::ItemService;
@@ -68,8 +65,6 @@ pub struct Services {
     pub bus: Arc<dyn EventBus>,
     pub notifications: Arc<NotificationService>,
     pub carriers: CarrierService,
-    /// Push receipts waiting to be written (taken by the job that writes them).
-    receipts: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<(i64, uuid::Uuid)>>>,
     openapi: Arc<String>,
 }
 
@@ -177,7 +172,7 @@ impl AppState {
             ),
             None => Arc::new(InProcessBus::new(hub.clone())),
         };
-        let (notifications, receipts) = NotificationService::new(
+        let notifications = NotificationService::new(
             store.clone(),
             clock.clone(),
             &config.notifications,
@@ -199,7 +194,6 @@ impl AppState {
             hub,
             bus,
             notifications: Arc::new(notifications),
-            receipts: std::sync::Mutex::new(Some(receipts)),
             metrics: crate::telemetry::metrics_handle(),
             openapi: Arc::new(openapi),
         })))
@@ -304,183 +298,4 @@ async fn openapi_json(State(state): State<AppState>) -> Response {
         state.openapi.as_str().to_owned(),
     )
         .into_response()
-}
-
-/// Background jobs of every node: the event relay and the bus feed, the reservation-expiry
-/// sweeper with the payment saga, and housekeeping.
-pub fn spawn_jobs(state: &AppState, shutdown: CancellationToken) {
-    let relay = Relay {
-        store: state.store.clone(),
-        bus: state.bus.clone(),
-        hub: state.hub.clone(),
-        clock: state.clock.clone(),
-    };
-    tokio::spawn(relay.run(shutdown.clone()));
-    let (bus, hub, token) = (state.bus.clone(), state.hub.clone(), shutdown.clone());
-    let store = state.store.clone();
-    tokio::spawn(async move {
-        let floor = match store.cursor(crate::events::relay::RELAY).await {
-            Ok(c) => c.unwrap_or(0),
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the relay's position failed");
-                0
-            }
-        };
-        if let Err(e) = bus.feed(hub, floor, token).await {
-            tracing::error!(error = %e, "the event bus feed stopped");
-        }
-    });
-    let (n, token) = (state.notifications.clone(), shutdown.clone());
-    tokio::spawn(async move { n.run_notifier(token).await });
-    let (r, token) = (state.recommendations.clone(), shutdown.clone());
-    tokio::spawn(async move { r.run(token).await });
-    let receipts = state
-        .receipts
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
-    if let Some(rx) = receipts {
-        let (n, token) = (state.notifications.clone(), shutdown.clone());
-        tokio::spawn(async move { n.write_receipts(rx, token).await });
-    }
-    let (n, token) = (state.notifications.clone(), shutdown.clone());
-    tokio::spawn(async move {
-        // Deliveries: every node takes what is due.
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
-        let mut rounds = 0u32;
-        loop {
-            tokio::select! {
-                _ = token.cancelled() => break,
-                _ = tick.tick() => {
-                    if let Err(e) = n.deliver_due(50).await {
-                        tracing::warn!(error = %e, "delivering notifications failed");
-                    }
-                    rounds = rounds.wrapping_add(1);
-                    if rounds.is_multiple_of(25) && let Err(e) = n.measure_queue().await {
-                        tracing::warn!(error = %e, "measuring the delivery queue failed");
-                    }
-                }
-            }
-        }
-    });
-    let s = state.clone();
-    let token = shutdown.clone();
-    tokio::spawn(async move {
-        // The expiry sweeper. It has its own task: slow gateway calls of the payment saga
-        // never hold it up.
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                _ = token.cancelled() => break,
-                _ = tick.tick() => {
-                    if let Err(e) = s.orders.expire_due(100).await {
-                        tracing::warn!(error = %e, "expiring reservations failed");
-                    }
-                }
-            }
-        }
-    });
-    let s = state.clone();
-    let token = shutdown.clone();
-    tokio::spawn(async move {
-        // The payment saga: unanswered charges, voids, refunds owed.
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = token.cancelled() => break,
-                _ = tick.tick() => {
-                    if let Err(e) = s.orders.run_due_payments(50).await {
-                        tracing::warn!(error = %e, "moving payments on failed");
-                    }
-                }
-            }
-        }
-    });
-    if let Some(sqlite) = state.store.sqlite() {
-        tokio::spawn(crate::storage::sqlite::checkpoint_job(
-            sqlite.clone(),
-            state.config.sqlite_checkpoint_interval,
-            shutdown.clone(),
-        ));
-    }
-    let s = state.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(600));
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {
-                    let cutoff = crate::storage::Ts::truncated(s.clock.now() - crate::idempotency::RETENTION);
-                    if let Err(e) = s.store.idempotency_prune(cutoff).await {
-                        tracing::warn!(error = %e, "pruning idempotency keys failed");
-                    }
-                    if let Err(e) = s.auth.prune().await {
-                        tracing::warn!(error = %e, "pruning login failures failed");
-                    }
-                    let cutoff = crate::storage::Ts::truncated(s.clock.now() - crate::carriers::service::EVENT_RETENTION);
-                    if let Err(e) = s.store.prune_carrier_events(cutoff).await {
-                        tracing::warn!(error = %e, "pruning carrier event ids failed");
-                    }
-                    if let Some(rl) = &s.rate_limit {
-                        rl.shrink();
-                    }
-                }
-            }
-        }
-    });
-}
-
-/// Raises this process's open-file limit to the most it may have: every connection is a
-/// file, and a node holding tens of thousands of WebSockets needs that many.
-pub fn raise_file_limit() -> u64 {
-    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)
-}
-
-/// Serves on `listener` until `shutdown` fires, then gives in-flight requests the grace
-/// period to finish.
-pub async fn run(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    spawn_jobs(&state, shutdown.clone());
-    // Real-time connections never end by themselves: at shutdown they are told to
-    // reconnect (elsewhere), so that the graceful shutdown is not held up by them.
-    let hub = state.hub.clone();
-    let closing = shutdown.clone();
-    tokio::spawn(async move {
-        closing.cancelled().await;
-        hub.closing().cancel();
-    });
-    let grace = state.config.shutdown_grace;
-    let tls = state.config.tls.clone();
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    match tls {
-        None => {
-            let server = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-            tokio::select! {
-                r = server => r?,
-                _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-                    tracing::warn!("shutdown grace period over; closing remaining connections");
-                }
-            }
-        }
-        Some((cert, key)) => {
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                shutdown.cancelled().await;
-                h.graceful_shutdown(Some(grace));
-            });
-            axum_server::from_tcp_rustls(listener.into_std()?, config)?
-                .handle(handle)
-                .serve(app)
-                .await?;
-        }
-    }
-    tracing::info!("server stopped");
-    Ok(())
 }

@@ -1,6 +1,9 @@
 //! Ordo: order processing and order tracking.
 //!
-//! - `app`: shared state, router, background jobs, `run`.
+//! - `app`: shared state and the router.
+//! - `server`: `run`: serving (plain or TLS) beside the background jobs, graceful shutdown.
+//! - `jobs`: every background job declared once (period, one node or all), and the one
+//!   driver that runs them.
 //! - `config`: settings from flags and environment, validated at start.
 //! - `error`: `ApiError`, the problem+json answer of every failure.
 //! - `telemetry`: logs and metrics.
@@ -41,11 +44,13 @@ pub mod failpoint;
 pub mod http;
 pub mod idempotency;
 pub mod inventory;
+pub mod jobs;
 pub mod notifications;
 pub mod orders;
 pub mod payments;
 pub mod recommendations;
 pub mod search;
+pub mod server;
 pub mod shop;
 pub mod storage;
 pub mod telemetry;

@@ -186,7 +186,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ordo::telemetry::init_logging(args.log_format);
     let config = Config::from_args(args)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let files = ordo::app::raise_file_limit();
+    let files = ordo::server::raise_file_limit();
     tracing::info!(
         open_files = files,
         listen = %config.listen,
@@ -203,7 +203,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutdown requested; finishing in-flight requests");
         token.cancel();
     });
-    ordo::app::run(listener, state, shutdown).await
+    ordo::server::run(listener, state, shutdown).await
 }
 
 async fn wait_for_signal() {

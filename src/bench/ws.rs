@@ -95,7 +95,7 @@ async fn listen(
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
-    crate::app::raise_file_limit();
+    crate::server::raise_file_limit();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .tcp_nodelay(true)

@@ -13,6 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::PushEvent;
 use super::hub::Hub;
+use super::relay::RELAY;
+use crate::jobs::{Job, Tick};
+use crate::storage::DynStore;
 
 #[async_trait]
 pub trait EventBus: Send + Sync {
@@ -40,6 +43,40 @@ pub trait EventBus: Send + Sync {
         floor: i64,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()>;
+}
+
+/// What a shared bus carries, fed into this node's hub: a job of every node (`jobs.rs`)
+/// whose one tick lasts until shutdown.
+pub struct BusFeed {
+    bus: Arc<dyn EventBus>,
+    hub: Arc<Hub>,
+    store: DynStore,
+}
+
+impl BusFeed {
+    pub fn new(bus: Arc<dyn EventBus>, hub: Arc<Hub>, store: DynStore) -> Self {
+        BusFeed { bus, hub, store }
+    }
+}
+
+impl Job for BusFeed {
+    /// Where the stream starts if the bus holds nothing: the relay's stored position.
+    type Run = i64;
+
+    async fn begin(&mut self) -> anyhow::Result<i64> {
+        Ok(self.store.cursor(RELAY).await?.unwrap_or(0))
+    }
+
+    async fn tick(
+        &mut self,
+        floor: &mut i64,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Tick> {
+        self.bus
+            .feed(self.hub.clone(), *floor, shutdown.clone())
+            .await?;
+        Ok(Tick::Idle)
+    }
 }
 
 /// Events go straight from this node's relay to this node's hub.

@@ -11,7 +11,7 @@
 //! jitter, never sooner than a `Retry-After`), until the last: then the delivery is `dead`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -30,6 +30,7 @@ use crate::clock::Clock;
 use crate::config::NotificationSettings;
 use crate::error::{ApiError, ApiResult};
 use crate::events::outbox::Outbox;
+use crate::jobs::{Job, Tick};
 use crate::orders::http::EventResponse;
 use crate::orders::store::EventRow;
 use crate::storage::{DynStore, Ts};
@@ -41,6 +42,10 @@ pub const NOTIFIER: &str = "notifier";
 const PUSH_WAIT: Duration = Duration::from_secs(3);
 /// How long a delivery stays with the node that took it before another may.
 const LEASE: Duration = Duration::from_secs(60);
+/// Events the notifier reads per tick; after a full batch it reads again at once.
+const BATCH: u32 = 200;
+/// Push receipts written per statement.
+const RECEIPTS: usize = 256;
 
 pub struct NotificationService {
     store: DynStore,
@@ -55,6 +60,8 @@ pub struct NotificationService {
     links: LinkSigner,
     link_ttl: Duration,
     receipts: mpsc::Sender<(i64, Uuid)>,
+    /// The other end, until the receipt writer takes it.
+    unwritten: Mutex<Option<mpsc::Receiver<(i64, Uuid)>>>,
 }
 
 /// What a delivery attempt came to.
@@ -66,13 +73,12 @@ enum Outcome {
 }
 
 impl NotificationService {
-    /// The service, and the receiving end of push receipts (see `write_receipts`).
     pub fn new(
         store: DynStore,
         clock: Arc<dyn Clock>,
         s: &NotificationSettings,
         links: LinkSigner,
-    ) -> anyhow::Result<(NotificationService, mpsc::Receiver<(i64, Uuid)>)> {
+    ) -> anyhow::Result<NotificationService> {
         let mailer = match &s.smtp_url {
             Some(url) => Some(Mailer::new(url.expose(), &s.email_from)?),
             None => None,
@@ -87,22 +93,20 @@ impl NotificationService {
             None => None,
         };
         let (tx, rx) = mpsc::channel(8192);
-        Ok((
-            NotificationService {
-                store,
-                clock,
-                schedule: s.retry_schedule.clone(),
-                mailer,
-                twilio,
-                webhooks: WebhookSender::new(s.webhook_allow_private)?,
-                allow_private: s.webhook_allow_private,
-                public_url: s.public_url.trim_end_matches('/').to_owned(),
-                links,
-                link_ttl: s.tracking_link_ttl,
-                receipts: tx,
-            },
-            rx,
-        ))
+        Ok(NotificationService {
+            store,
+            clock,
+            schedule: s.retry_schedule.clone(),
+            mailer,
+            twilio,
+            webhooks: WebhookSender::new(s.webhook_allow_private)?,
+            allow_private: s.webhook_allow_private,
+            public_url: s.public_url.trim_end_matches('/').to_owned(),
+            links,
+            link_ttl: s.tracking_link_ttl,
+            receipts: tx,
+            unwritten: Mutex::new(Some(rx)),
+        })
     }
 
     /// The read-only credential of an order's tracking page link. It travels in the URL's
@@ -161,30 +165,18 @@ impl NotificationService {
         }
     }
 
-    /// Writes push receipts in batches until `shutdown`.
-    pub async fn write_receipts(
-        &self,
-        mut rx: mpsc::Receiver<(i64, Uuid)>,
-        shutdown: CancellationToken,
-    ) {
-        let mut batch = Vec::with_capacity(256);
-        loop {
-            let n = tokio::select! {
-                _ = shutdown.cancelled() => 0,
-                n = rx.recv_many(&mut batch, 256) => n,
-            };
-            if n == 0 {
-                break;
-            }
-            if let Err(e) = self
-                .store
-                .record_push_receipts(&batch, self.clock.ts())
-                .await
-            {
-                tracing::warn!(error = %e, "recording push receipts failed");
-            }
-            batch.clear();
-        }
+    /// The job that writes push receipts; `None` once taken (one per service).
+    pub fn receipt_writer(self: &Arc<Self>) -> Option<ReceiptWriter> {
+        let rx = self
+            .unwritten
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        Some(ReceiptWriter {
+            service: self.clone(),
+            rx,
+            batch: Vec::with_capacity(RECEIPTS),
+        })
     }
 
     // Webhook endpoints.
@@ -281,45 +273,6 @@ impl NotificationService {
     }
 
     // The notifier.
-
-    /// Runs the notifier until `shutdown`: one node at a time (a lease), from its stored
-    /// position.
-    pub async fn run_notifier(&self, shutdown: CancellationToken) {
-        crate::events::relay::keep_running("the notifier", &shutdown, || self.notify(&shutdown))
-            .await;
-    }
-
-    async fn notify(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let Some(mut lease) = self.store.try_lead(NOTIFIER).await? else {
-            return Ok(());
-        };
-        // The migration that created notifications stored where they start.
-        let mut outbox = Outbox::after(self.store.cursor(NOTIFIER).await?.unwrap_or(0));
-        let mut checked = tokio::time::Instant::now();
-        while !shutdown.is_cancelled() {
-            if checked.elapsed() > Duration::from_secs(1) {
-                anyhow::ensure!(lease.alive().await, "lost the notifier lease");
-                checked = tokio::time::Instant::now();
-            }
-            let batch = outbox.peek(self.store.as_ref(), 200).await?;
-            let caught_up = batch.rows.len() < 200;
-            if !batch.rows.is_empty() {
-                self.queue(&batch.rows).await?;
-                self.store
-                    .save_cursor(NOTIFIER, batch.end, self.clock.ts())
-                    .await?;
-                outbox.advance(batch.end);
-            }
-            if caught_up {
-                // Read a busy log in batches, not one query per commit.
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                }
-            }
-        }
-        Ok(())
-    }
 
     /// Queues the deliveries these events call for.
     async fn queue(&self, events: &[EventRow]) -> anyhow::Result<()> {
@@ -756,5 +709,81 @@ impl NotificationService {
             metrics::gauge!("ordo_delivery_queue_depth", "channel" => c.as_str()).set(n as f64);
         }
         Ok(())
+    }
+}
+
+/// The notifier, a job of one node at a time (`jobs.rs`): reads the event log from its
+/// stored position and queues the deliveries each event calls for.
+pub struct Notifier(Arc<NotificationService>);
+
+impl Notifier {
+    pub fn new(service: Arc<NotificationService>) -> Self {
+        Notifier(service)
+    }
+}
+
+impl Job for Notifier {
+    type Run = Outbox;
+
+    async fn begin(&mut self) -> anyhow::Result<Outbox> {
+        // The migration that created notifications stored where they start.
+        let stored = self.0.store.cursor(NOTIFIER).await?;
+        Ok(Outbox::after(stored.unwrap_or(0)))
+    }
+
+    async fn tick(&mut self, outbox: &mut Outbox, _: &CancellationToken) -> anyhow::Result<Tick> {
+        let n = &self.0;
+        let batch = outbox.peek(n.store.as_ref(), BATCH).await?;
+        if batch.rows.is_empty() {
+            return Ok(Tick::Idle);
+        }
+        n.queue(&batch.rows).await?;
+        n.store
+            .save_cursor(NOTIFIER, batch.end, n.clock.ts())
+            .await?;
+        outbox.advance(batch.end);
+        // Caught up: read a busy log in batches, not one query per commit.
+        Ok(if batch.rows.len() == BATCH as usize {
+            Tick::Busy
+        } else {
+            Tick::Idle
+        })
+    }
+}
+
+/// Writes push receipts in batches, off the connections' path: a job of every node.
+pub struct ReceiptWriter {
+    service: Arc<NotificationService>,
+    rx: mpsc::Receiver<(i64, Uuid)>,
+    batch: Vec<(i64, Uuid)>,
+}
+
+impl Job for ReceiptWriter {
+    type Run = ();
+
+    async fn begin(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Waits for receipts, then writes what came.
+    async fn tick(&mut self, _: &mut (), shutdown: &CancellationToken) -> anyhow::Result<Tick> {
+        let n = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(Tick::Idle),
+            n = self.rx.recv_many(&mut self.batch, RECEIPTS) => n,
+        };
+        // Cannot happen while this job holds the service, whose sender it is.
+        anyhow::ensure!(n > 0, "the push receipt queue closed");
+        let s = &self.service;
+        let written = s
+            .store
+            .record_push_receipts(&self.batch, s.clock.ts())
+            .await;
+        self.batch.clear();
+        written?;
+        Ok(if n == RECEIPTS {
+            Tick::Busy
+        } else {
+            Tick::Idle
+        })
     }
 }

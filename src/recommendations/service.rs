@@ -3,7 +3,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -14,6 +13,7 @@ use crate::clock::Clock;
 use crate::error::ApiResult;
 use crate::events::outbox::Outbox;
 use crate::inventory::store::ItemRow;
+use crate::jobs::{Job, Tick};
 use crate::orders::store::STATUS_EVENT;
 use crate::storage::DynStore;
 
@@ -59,50 +59,6 @@ fn rank(pairs: &[PairRow], exclude: &HashSet<Uuid>) -> Vec<(Uuid, f64)> {
 impl RecommendationService {
     pub fn new(store: DynStore, clock: Arc<dyn Clock>) -> Self {
         RecommendationService { store, clock }
-    }
-
-    /// Keeps the counts up to date with the event log until shutdown (on one node).
-    pub async fn run(&self, shutdown: CancellationToken) {
-        crate::events::relay::keep_running("the recommendations consumer", &shutdown, || {
-            self.consume(&shutdown)
-        })
-        .await;
-    }
-
-    async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let Some(mut lease) = self.store.try_lead(CONSUMER).await? else {
-            return Ok(());
-        };
-        let mut outbox = Outbox::after(self.store.cursor(CONSUMER).await?.unwrap_or(0));
-        let mut checked = tokio::time::Instant::now();
-        while !shutdown.is_cancelled() {
-            if checked.elapsed() > Duration::from_secs(1) {
-                anyhow::ensure!(lease.alive().await, "lost the recommendations lease");
-                checked = tokio::time::Instant::now();
-            }
-            let batch = outbox.peek(self.store.as_ref(), BATCH).await?;
-            let caught_up = batch.rows.len() < BATCH as usize;
-            if !batch.rows.is_empty() {
-                // An order counts once, when it becomes `placed` (paid).
-                let placed: Vec<Uuid> = batch
-                    .rows
-                    .iter()
-                    .filter(|e| e.event == STATUS_EVENT && e.status == "placed")
-                    .map(|e| e.order_id)
-                    .collect();
-                self.store
-                    .record_purchases(CONSUMER, &placed, batch.end, self.clock.ts())
-                    .await?;
-                outbox.advance(batch.end);
-            }
-            if caught_up {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Items bought with `item`, best first, in stock, none of `exclude`.
@@ -169,6 +125,51 @@ impl RecommendationService {
             .filter_map(|id| rows.remove(id))
             .take(limit as usize)
             .collect())
+    }
+}
+
+/// The consumer that keeps the counts up to date with the event log: a job of one node at
+/// a time (`jobs.rs`).
+pub struct Consumer(RecommendationService);
+
+impl Consumer {
+    pub fn new(service: RecommendationService) -> Self {
+        Consumer(service)
+    }
+}
+
+impl Job for Consumer {
+    type Run = Outbox;
+
+    async fn begin(&mut self) -> anyhow::Result<Outbox> {
+        Ok(Outbox::after(
+            self.0.store.cursor(CONSUMER).await?.unwrap_or(0),
+        ))
+    }
+
+    async fn tick(&mut self, outbox: &mut Outbox, _: &CancellationToken) -> anyhow::Result<Tick> {
+        let r = &self.0;
+        let batch = outbox.peek(r.store.as_ref(), BATCH).await?;
+        if batch.rows.is_empty() {
+            return Ok(Tick::Idle);
+        }
+        // An order counts once, when it becomes `placed` (paid).
+        let placed: Vec<Uuid> = batch
+            .rows
+            .iter()
+            .filter(|e| e.event == STATUS_EVENT && e.status == "placed")
+            .map(|e| e.order_id)
+            .collect();
+        // The position is stored with the counts, in one transaction.
+        r.store
+            .record_purchases(CONSUMER, &placed, batch.end, r.clock.ts())
+            .await?;
+        outbox.advance(batch.end);
+        Ok(if batch.rows.len() == BATCH as usize {
+            Tick::Busy
+        } else {
+            Tick::Idle
+        })
     }
 }
 

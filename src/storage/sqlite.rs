@@ -7,7 +7,7 @@
 //!
 //! The WAL: SQLite's own auto-checkpoint runs at commit and can never finish while a reader
 //! still uses an old snapshot, and under constant readers (replays, SSE) it may never find
-//! the moment. [`checkpoint_job`] checkpoints passively every second, truncates the WAL
+//! the moment. [`Checkpoints`] checkpoints passively every second, truncates the WAL
 //! when the database has been idle for one period or the WAL passed its limit, and reports
 //! the WAL's size and the last complete checkpoint in `/metrics`.
 
@@ -16,6 +16,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use anyhow::Context;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use sqlx::SqlitePool;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Dialect, Error, Store};
 use crate::config::SqliteSync;
+use crate::jobs::{Job, Tick};
 
 pub type Db = sqlx::Sqlite;
 pub const DIALECT: Dialect = Dialect::Sqlite;
@@ -281,54 +283,59 @@ impl SqliteStore {
     }
 }
 
-/// Keeps the WAL small: a passive checkpoint every `interval`; a truncating one when no
-/// commit happened during the last interval (idle) or the WAL passed [`WAL_LIMIT`].
-/// Self-contained so that it can move into a jobs module as it is.
-pub async fn checkpoint_job(store: SqliteStore, interval: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_writes = None;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        let writes = match store.writes().await {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the write count failed");
-                continue;
-            }
-        };
-        let idle = last_writes == Some(writes);
-        last_writes = Some(writes);
+/// Keeps the WAL small, a job of the node (`jobs.rs`): a passive checkpoint every period;
+/// a truncating one when no commit happened during the last period (idle) or the WAL
+/// passed [`WAL_LIMIT`].
+pub struct Checkpoints(SqliteStore);
+
+impl Checkpoints {
+    pub fn new(store: SqliteStore) -> Self {
+        Checkpoints(store)
+    }
+}
+
+impl Job for Checkpoints {
+    /// The writer's count of changes at the last tick.
+    type Run = Option<i64>;
+
+    async fn begin(&mut self) -> anyhow::Result<Option<i64>> {
+        Ok(None)
+    }
+
+    async fn tick(
+        &mut self,
+        last_writes: &mut Option<i64>,
+        _: &CancellationToken,
+    ) -> anyhow::Result<Tick> {
+        let store = &self.0;
+        let writes = store.writes().await.context("reading the write count")?;
+        let idle = *last_writes == Some(writes);
+        *last_writes = Some(writes);
         let wal = store.wal_bytes();
         let mode = if wal > 0 && (idle || wal > WAL_LIMIT) {
             CheckpointMode::Truncate
         } else {
             CheckpointMode::Passive
         };
-        match store.checkpoint(mode).await {
-            Ok(c) => {
-                let complete = c.complete();
-                metrics::counter!(
-                    "ordo_sqlite_checkpoints_total",
-                    "mode" => mode.label(),
-                    "complete" => if complete { "true" } else { "false" }
-                )
-                .increment(1);
-                metrics::gauge!("ordo_sqlite_wal_frames_not_checkpointed")
-                    .set((c.wal_frames - c.checkpointed).max(0) as f64);
-                if complete {
-                    let now = SystemTime::now()
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .map_or(0.0, |d| d.as_secs_f64());
-                    metrics::gauge!("ordo_sqlite_last_checkpoint_timestamp_seconds").set(now);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, mode = mode.label(), "checkpoint failed"),
-        }
+        let done = store.checkpoint(mode).await;
         store.record_wal_size();
+        let c = done.with_context(|| format!("{} checkpoint", mode.label()))?;
+        let complete = c.complete();
+        metrics::counter!(
+            "ordo_sqlite_checkpoints_total",
+            "mode" => mode.label(),
+            "complete" => if complete { "true" } else { "false" }
+        )
+        .increment(1);
+        metrics::gauge!("ordo_sqlite_wal_frames_not_checkpointed")
+            .set((c.wal_frames - c.checkpointed).max(0) as f64);
+        if complete {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            metrics::gauge!("ordo_sqlite_last_checkpoint_timestamp_seconds").set(now);
+        }
+        Ok(Tick::Idle)
     }
 }
 

@@ -185,7 +185,7 @@ impl TestApp {
             let state = state.clone();
             let shutdown = shutdown.clone();
             async move {
-                ordo::app::run(listener, state, shutdown)
+                ordo::server::run(listener, state, shutdown)
                     .await
                     .expect("server");
             }
