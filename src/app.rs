@@ -34,6 +34,7 @@ use crate::payments::resilience::Resilient;
 use crate::payments::stripe::StripeGateway;
 use crate::payments::{PaymentGateway, SimulatedGateway};
 use crate::recommendations::service::RecommendationService;
+use crate::search::service::SearchService;
 use crate::shop::service::ShopService;
 use crate::storage::DynStore;
 
@@ -57,6 +58,7 @@ pub struct Services {
     pub orders: OrderService,
     pub shop: ShopService,
     pub recommendations: RecommendationService,
+    pub search: SearchService,
     pub metrics: PrometheusHandle,
     pub rate_limit: Option<RateLimit>,
     pub gateway: Arc<dyn PaymentGateway>,
@@ -179,12 +181,14 @@ impl AppState {
             auth.links().clone(),
         )?;
         let openapi = serde_json::to_string(&openapi())?;
+        let search = SearchService::new(store.clone(), config.search_cache_entries);
         Ok(AppState(Arc::new(Services {
             rate_limit: config.rate_limit_per_min.and_then(RateLimit::per_minute),
             config: Arc::new(config),
             items: ItemService::new(store.clone(), clock.clone()),
             shop: ShopService::new(store.clone(), clock.clone()),
             recommendations: RecommendationService::new(store.clone(), clock.clone()),
+            search,
             carriers: CarrierService::new(store.clone(), clock.clone(), orders.clone()),
             store,
             clock,

@@ -194,6 +194,10 @@ pub struct ServeArgs {
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     #[arg(long, env = "ORDO_TRUST_PROXY_HEADERS", default_value_t = false)]
     pub trust_proxy_headers: bool,
+    /// Search answers each node keeps (ranked ids and facets, checked against the search
+    /// generation on every use, so never stale); 0: none.
+    #[arg(long, env = "ORDO_SEARCH_CACHE_ENTRIES", default_value_t = 4096)]
+    pub search_cache_entries: usize,
     #[arg(long, env = "ORDO_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Seconds in-flight requests get to finish after SIGTERM / Ctrl-C.
@@ -332,6 +336,8 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub rate_limit_per_min: Option<u32>,
     pub trust_proxy_headers: bool,
+    /// Search answers each node keeps; 0: none.
+    pub search_cache_entries: usize,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
 }
@@ -494,6 +500,7 @@ impl Config {
             tls,
             rate_limit_per_min: a.rate_limit_per_min,
             trust_proxy_headers: a.trust_proxy_headers,
+            search_cache_entries: a.search_cache_entries,
             log_format: a.log_format,
             shutdown_grace: Duration::from_secs(a.shutdown_grace),
         })

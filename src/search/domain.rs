@@ -11,7 +11,7 @@ pub const MAX_WORDS: usize = 12;
 /// Words at least this long may carry one typo.
 pub const TYPO_MIN_CHARS: usize = 5;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SearchSort {
     Relevance,
     Price,
@@ -34,7 +34,7 @@ impl SearchSort {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SearchQuery {
     /// Lower-case words of letters and digits; empty: every item (filters still apply).
     pub words: Vec<String>,

@@ -92,7 +92,7 @@ async fn search(
         sort,
         limit,
     };
-    let found = state.store.search_items(&query).await?;
+    let found = state.search.search(&query).await?;
     Ok(Json(SearchResponse {
         data: found.items.into_iter().map(Into::into).collect(),
         facets: Facets {

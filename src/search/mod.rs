@@ -4,4 +4,5 @@
 
 pub mod domain;
 pub mod http;
+pub mod service;
 pub mod store;

@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use sqlx::QueryBuilder;
 
-use super::{SearchResult, SearchStore};
+use uuid::Uuid;
+
+use super::{AtGeneration, SearchResult, SearchStore};
 use crate::inventory::store::{ITEM_COLUMNS, ItemRow};
 use crate::search::domain::{SearchQuery, SearchSort};
 use crate::storage::Result;
@@ -80,6 +82,9 @@ fn statement(hits: Option<&Hits>, q: &SearchQuery, facets: bool) -> QueryBuilder
 #[async_trait]
 impl SearchStore for Backend {
     async fn search_items(&self, q: &SearchQuery) -> Result<SearchResult> {
+        // Read first: a change that commits during the search makes the answer newer than
+        // its label, never older, so a cached answer is never used past its generation.
+        let generation = self.search_generation().await?;
         let hits = if q.words.is_empty() {
             None
         } else {
@@ -93,6 +98,46 @@ impl SearchStore for Backend {
             .build_query_as::<(String, i64)>()
             .fetch_all(self.reader())
             .await?;
-        Ok(SearchResult { items, categories })
+        Ok(SearchResult {
+            generation,
+            items,
+            categories,
+        })
+    }
+
+    async fn items_at_generation(&self, ids: &[Uuid]) -> Result<(i64, Vec<ItemRow>)> {
+        if ids.is_empty() {
+            return Ok((self.search_generation().await?, Vec::new()));
+        }
+        let mut b = QueryBuilder::<Db>::new(format!(
+            "SELECT (SELECT n FROM search_generation) AS generation, {ITEM_COLUMNS} FROM items WHERE id IN ("
+        ));
+        let mut list = b.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        b.push(")");
+        let rows = b
+            .build_query_as::<AtGeneration>()
+            .fetch_all(self.reader())
+            .await?;
+        match rows.first() {
+            Some(first) => {
+                let generation = first.generation;
+                Ok((generation, rows.into_iter().map(|r| r.item).collect()))
+            }
+            // Every one of them is gone, which changed the generation.
+            None => Ok((self.search_generation().await?, Vec::new())),
+        }
+    }
+}
+
+impl Backend {
+    async fn search_generation(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar::<Db, i64>("SELECT n FROM search_generation")
+                .fetch_one(self.reader())
+                .await?,
+        )
     }
 }

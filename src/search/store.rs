@@ -2,6 +2,7 @@
 //! migration 0006); this module only reads it.
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use super::domain::SearchQuery;
 use crate::inventory::store::ItemRow;
@@ -9,6 +10,9 @@ use crate::storage::Result;
 
 #[derive(Clone, Debug, Default)]
 pub struct SearchResult {
+    /// The search generation read before the search (see migration 0013): the answer is
+    /// at least as new as this generation.
+    pub generation: i64,
     pub items: Vec<ItemRow>,
     /// Matching items per category (all filters but the category applied), most first.
     pub categories: Vec<(String, i64)>,
@@ -17,6 +21,17 @@ pub struct SearchResult {
 #[async_trait]
 pub trait SearchStore {
     async fn search_items(&self, q: &SearchQuery) -> Result<SearchResult>;
+    /// The search generation and the rows of `ids` (in no order), read in one statement,
+    /// so the rows are exactly those of that generation.
+    async fn items_at_generation(&self, ids: &[Uuid]) -> Result<(i64, Vec<ItemRow>)>;
+}
+
+/// An item's row with the search generation it was read at.
+#[derive(sqlx::FromRow)]
+struct AtGeneration {
+    generation: i64,
+    #[sqlx(flatten)]
+    item: ItemRow,
 }
 
 /// Part of a statement: SQL text, or a value bound in its place.
@@ -108,41 +123,50 @@ mod postgres {
 
     impl Backend {
         /// `tsvector` (weights A name, B SKU and category, C the rest): every word must
-        /// match as the start of a lexeme (`telev:*`); or, through the trigram index, a
-        /// word of three letters or more may sit inside the name, SKU or category (partial
-        /// SKUs), and a longer one may be a typo away from a word there (`<%`).
+        /// match as the start of a lexeme (`telev:*`). A word that starts no lexeme at all
+        /// may instead, through the trigram index, sit inside the name, SKU or category
+        /// (three letters or more: partial SKUs), or be a typo away from a word there
+        /// (`<%`, five letters or more). Trigram matching is only tried for such words: it
+        /// costs a similarity computation per candidate, a prefix match costs nothing.
         async fn hits(&self, words: &[String]) -> Result<Hits> {
             let any = words
                 .iter()
                 .map(|w| format!("{w}:*"))
                 .collect::<Vec<_>>()
                 .join(" | ");
+            let mut fuzzy = Vec::new();
+            for w in words {
+                fuzzy.push(w.chars().count() >= 3 && !self.starts_a_lexeme(w).await?);
+            }
             let mut pieces = vec![
                 Piece::Sql(
                     "WITH hits AS (SELECT s.item_id, ts_rank('{0.1, 0.2, 0.4, 1.0}', s.document, to_tsquery('simple', "
                         .into(),
                 ),
                 Piece::Bind(any),
-                Piece::Sql(")) + 0.05 * word_similarity(".into()),
-                Piece::Bind(words.join(" ")),
-                Piece::Sql(", s.words) AS score FROM item_search s WHERE ".into()),
+                Piece::Sql("))".into()),
             ];
-            for (i, w) in words.iter().enumerate() {
+            if fuzzy.contains(&true) {
+                pieces.push(Piece::Sql(" + 0.05 * word_similarity(".into()));
+                pieces.push(Piece::Bind(words.join(" ")));
+                pieces.push(Piece::Sql(", s.words)".into()));
+            }
+            pieces.push(Piece::Sql(" AS score FROM item_search s WHERE ".into()));
+            for (i, (w, fuzzy)) in words.iter().zip(fuzzy).enumerate() {
                 if i > 0 {
                     pieces.push(Piece::Sql(" AND ".into()));
                 }
                 pieces.push(Piece::Sql("(s.document @@ to_tsquery('simple', ".into()));
                 pieces.push(Piece::Bind(format!("{w}:*")));
                 pieces.push(Piece::Sql(")".into()));
-                let len = w.chars().count();
-                if len >= 3 {
+                if fuzzy {
                     pieces.push(Piece::Sql(" OR s.words LIKE ".into()));
                     pieces.push(Piece::Bind(format!("%{w}%")));
-                }
-                if len >= TYPO_MIN_CHARS {
-                    pieces.push(Piece::Sql(" OR ".into()));
-                    pieces.push(Piece::Bind(w.clone()));
-                    pieces.push(Piece::Sql(" <% s.words".into()));
+                    if w.chars().count() >= TYPO_MIN_CHARS {
+                        pieces.push(Piece::Sql(" OR ".into()));
+                        pieces.push(Piece::Bind(w.clone()));
+                        pieces.push(Piece::Sql(" <% s.words".into()));
+                    }
                 }
                 pieces.push(Piece::Sql(")".into()));
             }
@@ -151,6 +175,16 @@ mod postgres {
                 pieces,
                 best_first: "DESC",
             })
+        }
+
+        /// Does any item's document hold a lexeme that starts with `w`?
+        async fn starts_a_lexeme(&self, w: &str) -> Result<bool> {
+            Ok(sqlx::query_scalar::<Db, bool>(
+                "SELECT EXISTS (SELECT 1 FROM item_search WHERE document @@ to_tsquery('simple', $1))",
+            )
+            .bind(format!("{w}:*"))
+            .fetch_one(self.reader())
+            .await?)
         }
     }
 }

@@ -117,6 +117,7 @@ pub fn test_config(database_url: String) -> Config {
         tls: None,
         rate_limit_per_min: None,
         trust_proxy_headers: false,
+        search_cache_entries: 4096,
         log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(5),
     }

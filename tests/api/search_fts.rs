@@ -355,3 +355,78 @@ async fn search_refuses_bad_parameters(b: Backend) {
     );
 }
 both!(search_refuses_bad_parameters);
+
+/// Repeated searches are answered from the node's cache, yet never stale: stock and price
+/// are as of the request, and any change that can change an answer (stock reaching or
+/// leaving zero, text, category, price, a new item) is seen at once, by every node.
+async fn cached_searches_are_never_stale(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (_, token) = app.customer("ann").await;
+    let c = catalogue(&app).await;
+    let first = search(&app, &token, "query=television&sort=price").await;
+    assert_eq!(
+        ids(&first),
+        vec![c.soundbar.clone(), c.lcd.clone(), c.oled.clone()]
+    );
+    let hits = app.state.search.hits();
+    assert_eq!(
+        search(&app, &token, "query=television&sort=price").await,
+        first
+    );
+    assert_eq!(
+        app.state.search.hits(),
+        hits + 1,
+        "the repeat is a cache hit"
+    );
+    // An order that leaves stock: still a hit, and the stock shown is the new one.
+    let r = app.order(&token, &[(&c.oled, 2)]).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let again = search(&app, &token, "query=television&sort=price").await;
+    assert_eq!(app.state.search.hits(), hits + 2);
+    assert_eq!(ids(&again), ids(&first));
+    assert_eq!(again["data"][2]["stock"], 3);
+    // Selling the rest takes it out at once.
+    let r = app.order(&token, &[(&c.oled, 3)]).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let sold_out = search(&app, &token, "query=television&sort=price").await;
+    assert_eq!(ids(&sold_out), vec![c.soundbar.clone(), c.lcd.clone()]);
+    assert_eq!(sold_out["facets"]["category"], json!({"audio": 1, "tv": 1}));
+    // A price change re-sorts at once.
+    let r = app
+        .patch(
+            &format!("/v1/items/{}", c.lcd),
+            &app.admin_token,
+            json!({"price": 100}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        ids(&search(&app, &token, "query=television&sort=price").await),
+        vec![c.lcd.clone(), c.soundbar.clone()]
+    );
+    // A new item is found by a search answered before.
+    let before = ids(&search(&app, &token, "query=telev").await);
+    let tv = app
+        .item_with(json!({"name": "Television mini", "category": "tv", "price": 5000}))
+        .await;
+    let after = ids(&search(&app, &token, "query=telev").await);
+    assert_eq!(after.len(), before.len() + 1);
+    assert!(after.contains(&tv));
+    if b == Backend::Postgres {
+        // Another node's change is seen by this node's cached answer.
+        let other = app.another_node(|_| {}).await;
+        let cached = search(&app, &token, "query=telev").await;
+        assert_eq!(ids(&cached), after);
+        let r = other
+            .patch(
+                &format!("/v1/items/{tv}"),
+                &other.admin_token,
+                json!({"name": "Radio mini"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let now = ids(&search(&app, &token, "query=telev").await);
+        assert!(!now.contains(&tv), "{now:?}");
+    }
+}
+both!(cached_searches_are_never_stale);
