@@ -33,6 +33,7 @@ use crate::orders::service::OrderService;
 use crate::payments::resilience::Resilient;
 use crate::payments::stripe::StripeGateway;
 use crate::payments::{PaymentGateway, SimulatedGateway};
+use crate::privacy::service::PrivacyService;
 use crate::recommendations::service::RecommendationService;
 use crate::search::service::SearchService;
 use crate::shop::service::ShopService;
@@ -67,6 +68,7 @@ pub struct Services {
     pub bus: Arc<dyn EventBus>,
     pub notifications: Arc<NotificationService>,
     pub carriers: CarrierService,
+    pub privacy: PrivacyService,
     openapi: Arc<String>,
 }
 
@@ -108,6 +110,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::search::http::router())
         .merge(crate::recommendations::http::router())
         .merge(crate::books::http::router())
+        .merge(crate::privacy::http::router())
 }
 
 /// The OpenAPI document of every route, generated from the handlers.
@@ -190,6 +193,7 @@ impl AppState {
             recommendations: RecommendationService::new(store.clone(), clock.clone()),
             search,
             carriers: CarrierService::new(store.clone(), clock.clone(), orders.clone()),
+            privacy: PrivacyService::new(store.clone(), clock.clone()),
             store,
             clock,
             auth,

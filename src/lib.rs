@@ -27,6 +27,7 @@
 //! - `search`: the full-text item index (FTS5 / `tsvector` with trigrams), filters, facets.
 //! - `recommendations`: co-purchase counts kept from the event log; "bought together".
 //! - `books`: the audit log of staff and system actions, the analytics summary.
+//! - `privacy`: a person's data export and erasure (GDPR art. 15, 17, 20).
 //! - `bench`: the HTTP load generator behind `ordo bench`.
 //! - `web`: the pages (shop front, cart, sign-in, live tracking page, staff console), their
 //!   templates and embedded assets.
@@ -48,6 +49,7 @@ pub mod jobs;
 pub mod notifications;
 pub mod orders;
 pub mod payments;
+pub mod privacy;
 pub mod recommendations;
 pub mod search;
 pub mod server;

@@ -25,6 +25,7 @@ use crate::inventory::store::ItemStore;
 use crate::notifications::store::NotificationStore;
 use crate::orders::store::OrderStore;
 use crate::payments::store::PaymentStore;
+use crate::privacy::store::PrivacyStore;
 use crate::recommendations::store::RecommendationStore;
 use crate::search::store::SearchStore;
 use crate::shop::store::ShopStore;
@@ -51,6 +52,7 @@ pub trait Store:
     + RecommendationStore
     + AuditStore
     + AnalyticsStore
+    + PrivacyStore
     + Send
     + Sync
 {

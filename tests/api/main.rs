@@ -25,6 +25,7 @@ mod orders;
 mod outages;
 mod pages;
 mod payments;
+mod privacy;
 mod realtime;
 mod recommendations;
 mod search;

@@ -1,0 +1,165 @@
+// SQL of privacy, compiled once per backend (see `storage`). `Db`, `DIALECT` and `Backend`
+// come from the including module.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::{OwnedLineRow, PersonRecords, PrivacyStore, SavedItemRow};
+use crate::auth::store::UserRow;
+use crate::books::store::AuditRow;
+use crate::books::domain::SOURCE_AUDIT;
+use crate::notifications::domain::Preferences;
+use crate::notifications::store::{DELIVERY_COLUMNS, DeliveryRow, ShopMessageRow};
+use crate::orders::store::{EVENT_COLUMNS, EventRow, ORDER_FIELDS, OrderRow};
+use crate::payments::store::{PAYMENT_COLUMNS, PaymentRow};
+use crate::storage::{Dialect, Result, Ts};
+
+const USER_COLUMNS: &str = "id, email, password_hash, name, phone, role, created_at, updated_at";
+
+type AuditTuple = (i64, Ts, String, String, String, String, Option<String>, Option<String>);
+
+fn parse_json(s: Option<String>) -> Option<serde_json::Value> {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+#[async_trait]
+impl PrivacyStore for Backend {
+    async fn person_records(&self, id: Uuid) -> Result<Option<PersonRecords>> {
+        let mut tx = self.reader().begin().await?;
+        // One snapshot for the whole document (SQLite's read transaction is one already).
+        if DIALECT == Dialect::Postgres {
+            sqlx::query::<Db>("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let Some(user) = sqlx::query_as::<Db, UserRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let preferences = sqlx::query_as::<Db, (bool, bool, bool)>(
+            "SELECT email, sms, push FROM notification_preferences WHERE user_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|(email, sms, push)| Preferences { email, sms, push });
+
+        let sql = format!(
+            "SELECT {ORDER_FIELDS} FROM orders WHERE customer_id = $1 ORDER BY created_at, id"
+        );
+        let orders = sqlx::query_as::<Db, OrderRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let lines = sqlx::query_as::<Db, OwnedLineRow>(
+            "SELECT l.order_id, l.line_no, l.item_id, l.sku, l.name, l.quantity, l.unit_price, l.line_total \
+             FROM orders o JOIN order_items l ON l.order_id = o.id \
+             WHERE o.customer_id = $1 ORDER BY o.created_at, o.id, l.line_no",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM order_events WHERE customer_id = $1 ORDER BY id");
+        let events = sqlx::query_as::<Db, EventRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let sql = format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payment_transactions \
+             WHERE order_id IN (SELECT id FROM orders WHERE customer_id = $1) ORDER BY created_at, id"
+        );
+        let payments = sqlx::query_as::<Db, PaymentRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+
+        let cart = sqlx::query_as::<Db, SavedItemRow>(
+            "SELECT c.item_id, i.sku, i.name, c.quantity, c.added_at \
+             FROM cart_items c JOIN items i ON i.id = c.item_id \
+             WHERE c.customer_id = $1 ORDER BY c.added_at, c.item_id",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let wishlist = sqlx::query_as::<Db, SavedItemRow>(
+            "SELECT w.item_id, i.sku, i.name, 1 AS quantity, w.added_at \
+             FROM wishlist_items w JOIN items i ON i.id = w.item_id \
+             WHERE w.customer_id = $1 ORDER BY w.added_at, w.item_id",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries \
+             WHERE recipient = $1 AND channel <> 'webhook' ORDER BY created_at, id"
+        );
+        let deliveries = sqlx::query_as::<Db, DeliveryRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let messages = sqlx::query_as::<Db, ShopMessageRow>(
+            "SELECT id, customer_id, order_id, message, actor, created_at \
+             FROM shop_messages WHERE customer_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let push_receipts = sqlx::query_as::<Db, (i64, Ts)>(
+            "SELECT event_id, at FROM push_receipts WHERE user_id = $1 ORDER BY event_id",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let failed_logins = sqlx::query_as::<Db, (Ts, String)>(
+            "SELECT at, ip FROM login_failures WHERE email = $1 ORDER BY at, id",
+        )
+        .bind(&user.email)
+        .fetch_all(&mut *tx)
+        .await?;
+
+        let audit = sqlx::query_as::<Db, AuditTuple>(
+            "SELECT id, at, actor, action, target_type, target_id, before, after FROM audit_log \
+             WHERE (target_type = 'user' AND target_id = $1) OR actor = $2 ORDER BY at, id",
+        )
+        .bind(id.to_string())
+        .bind(format!("user:{id}"))
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(
+            |(id, at, actor, action, target_type, target_id, before, after)| AuditRow {
+                source: SOURCE_AUDIT,
+                id,
+                at,
+                actor,
+                action,
+                target_type,
+                target_id,
+                before: parse_json(before),
+                after: parse_json(after),
+            },
+        )
+        .collect();
+        tx.commit().await?;
+        Ok(Some(PersonRecords {
+            user,
+            preferences,
+            orders,
+            lines,
+            events,
+            payments,
+            cart,
+            wishlist,
+            deliveries,
+            messages,
+            push_receipts,
+            failed_logins,
+            audit,
+        }))
+    }
+}
