@@ -287,6 +287,37 @@ fn search_path(n: u64) -> String {
     )
 }
 
+/// Waits until the consumer's position gauge (`/metrics`) has not moved for 3 s; returns
+/// the seconds waited, not counting those 3.
+async fn consumer_idle(s: &Setup, gauge: &str) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let (mut last, mut since) = (String::new(), Instant::now());
+    loop {
+        let text = s
+            .client
+            .get(format!("{}/metrics", s.url))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let now = text
+            .lines()
+            .find(|l| l.starts_with(gauge))
+            .unwrap_or_default()
+            .to_owned();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() >= Duration::from_secs(3) {
+            return Ok((since - started).as_secs_f64());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(1800),
+            "{gauge} still moving after 30 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Places `a.orders` paid orders of two to four items, 32 at a time, so that the
 /// co-purchase counts have something to count.
 async fn seed_orders(s: &Setup, a: &BenchArgs) -> anyhow::Result<()> {
@@ -425,9 +456,16 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         }
     }
     if a.workload == Workload::Recommendations {
+        let seeding = Instant::now();
         seed_orders(&s, &a).await?;
-        // The counts follow the event log a moment behind: let them catch up.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        eprintln!(
+            "seeded {} orders in {:.1} s",
+            a.orders,
+            seeding.elapsed().as_secs_f64()
+        );
+        // The counts follow the event log a moment behind: wait for them to catch up.
+        let caught_up = consumer_idle(&s, "ordo_recommendations_position").await?;
+        eprintln!("the recommendations consumer caught up {caught_up:.1} s after the last order");
     }
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));

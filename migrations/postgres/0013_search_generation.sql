@@ -26,3 +26,35 @@ CREATE TRIGGER search_generation_changed AFTER UPDATE ON items
           (NEW.name, NEW.sku, NEW.category, NEW.description, NEW.attributes, NEW.price, NEW.currency)
           OR (OLD.stock > 0) <> (NEW.stock > 0))
     EXECUTE FUNCTION search_generation_bump();
+
+-- What a search filters, sorts and counts by, beside the document, so that a search reads
+-- only `item_search` for its thousands of hits and `items` only for the rows it shows:
+-- name (sort), category (filter, facets), price (filter, sort), in_stock (filter). Kept by
+-- the same trigger as the document, which now also fires on those changes: a price or
+-- category change, stock reaching or leaving zero (never for other stock changes).
+ALTER TABLE item_search ADD COLUMN name text, ADD COLUMN category text,
+    ADD COLUMN price bigint, ADD COLUMN in_stock boolean;
+UPDATE item_search s SET name = i.name, category = i.category, price = i.price, in_stock = i.stock > 0
+FROM items i WHERE i.id = s.item_id;
+ALTER TABLE item_search ALTER COLUMN name SET NOT NULL, ALTER COLUMN price SET NOT NULL,
+    ALTER COLUMN in_stock SET NOT NULL;
+
+CREATE OR REPLACE FUNCTION item_search_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO item_search (item_id, document, words, name, category, price, in_stock)
+    VALUES (NEW.id, item_search_document(NEW), lower(NEW.name || ' ' || NEW.sku || ' ' || coalesce(NEW.category, '')),
+            NEW.name, NEW.category, NEW.price, NEW.stock > 0)
+    ON CONFLICT (item_id) DO UPDATE SET document = excluded.document, words = excluded.words,
+        name = excluded.name, category = excluded.category, price = excluded.price, in_stock = excluded.in_stock;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER item_search_update ON items;
+CREATE TRIGGER item_search_update AFTER UPDATE ON items
+    FOR EACH ROW
+    WHEN ((OLD.name, OLD.sku, OLD.category, OLD.description, OLD.attributes, OLD.price)
+              IS DISTINCT FROM
+          (NEW.name, NEW.sku, NEW.category, NEW.description, NEW.attributes, NEW.price)
+          OR (OLD.stock > 0) <> (NEW.stock > 0))
+    EXECUTE FUNCTION item_search_sync();

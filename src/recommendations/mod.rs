@@ -18,3 +18,6 @@ pub mod store;
 
 /// Orders a pair must have been in together before it is recommended.
 pub const MIN_SUPPORT: i64 = 2;
+/// A customer's recommendations start from (and never include) the items of its latest
+/// this many orders that were not canceled.
+pub const RECENT_ORDERS: i64 = 200;

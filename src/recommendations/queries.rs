@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
+use crate::recommendations::RECENT_ORDERS;
 use super::{PairRow, RecommendationStore};
 use crate::inventory::store::{ITEM_COLUMNS, ItemRow};
 use crate::storage::{Dialect, Result, Ts};
@@ -90,12 +91,18 @@ impl RecommendationStore for Backend {
 
     async fn bought(&self, customer: Uuid, limit: u32) -> Result<Vec<Uuid>> {
         Ok(sqlx::query_scalar::<Db, Uuid>(
-            "SELECT l.item_id FROM order_items l JOIN orders o ON o.id = l.order_id \
-             WHERE o.customer_id = $1 AND o.status <> 'canceled' \
+            // The latest orders only, newest first through `orders_customer`: the work is
+            // bounded by RECENT_ORDERS, not by how long the customer's history is (a hash
+            // join over every order line, otherwise).
+            "SELECT l.item_id FROM (SELECT id, created_at FROM orders \
+             WHERE customer_id = $1 AND status <> 'canceled' \
+             ORDER BY created_at DESC, id DESC LIMIT $3) o \
+             JOIN order_items l ON l.order_id = o.id \
              GROUP BY l.item_id ORDER BY max(o.created_at) DESC, l.item_id LIMIT $2",
         )
         .bind(customer)
         .bind(i64::from(limit))
+        .bind(RECENT_ORDERS)
         .fetch_all(self.reader())
         .await?)
     }

@@ -165,6 +165,7 @@ impl Job for Consumer {
             .record_purchases(CONSUMER, &placed, batch.end, r.clock.ts())
             .await?;
         outbox.advance(batch.end);
+        metrics::gauge!("ordo_recommendations_position").set(batch.end as f64);
         Ok(if batch.rows.len() == BATCH as usize {
             Tick::Busy
         } else {

@@ -30,7 +30,8 @@ pub trait RecommendationStore {
     ) -> Result<()>;
     /// The partners of these items seen together at least `min_support` times, most often first.
     async fn partners(&self, items: &[Uuid], min_support: i64, limit: u32) -> Result<Vec<PairRow>>;
-    /// Items of the customer's orders that were not canceled, most recent first.
+    /// Items of the customer's latest `RECENT_ORDERS` orders that were not canceled, most
+    /// recent first.
     async fn bought(&self, customer: Uuid, limit: u32) -> Result<Vec<Uuid>>;
     async fn wished(&self, customer: Uuid) -> Result<Vec<Uuid>>;
     /// These items, those in stock only.

@@ -11,72 +11,96 @@ use crate::inventory::store::{ITEM_COLUMNS, ItemRow};
 use crate::search::domain::{SearchQuery, SearchSort};
 use crate::storage::Result;
 
-/// The search statement: the items (`facets` false) or the per-category counts.
+/// The search statement: the items (`facets` false) or the per-category counts. With
+/// words, the backend's `hits` (item_id, score, name, category, price, in_stock) are
+/// filtered, sorted and cut to `limit` before the shown rows are read from `items`.
 fn statement(hits: Option<&Hits>, q: &SearchQuery, facets: bool) -> QueryBuilder<Db> {
     let mut b = QueryBuilder::<Db>::new("");
-    let what = if facets {
-        "items.category, count(*)".to_owned()
-    } else {
-        ITEM_COLUMNS.to_owned()
+    let Some(h) = hits else {
+        // No words: browse `items` by its own indexes.
+        let what = if facets {
+            "items.category, count(*)".to_owned()
+        } else {
+            ITEM_COLUMNS.to_owned()
+        };
+        b.push(format!("SELECT {what} FROM items WHERE 1 = 1"));
+        filters(&mut b, q, "items", "items.stock > 0", facets);
+        if facets {
+            b.push(FACETS_TAIL);
+            return b;
+        }
+        b.push(format!(" ORDER BY {}", order(q.sort, "items", None)));
+        b.push(" LIMIT ").push_bind(i64::from(q.limit));
+        return b;
     };
-    match hits {
-        Some(h) => {
-            for p in &h.pieces {
-                match p {
-                    Piece::Sql(s) => {
-                        b.push(s);
-                    }
-                    Piece::Bind(v) => {
-                        b.push_bind(v.clone());
-                    }
-                }
+    for p in &h.pieces {
+        match p {
+            Piece::Sql(s) => {
+                b.push(s);
             }
-            b.push(format!(
-                "SELECT {what} FROM hits JOIN items ON items.id = hits.item_id WHERE 1 = 1"
-            ));
+            Piece::Bind(v) => {
+                b.push_bind(v.clone());
+            }
         }
-        None => {
-            b.push(format!("SELECT {what} FROM items WHERE 1 = 1"));
-        }
-    }
-    if let (Some(c), false) = (&q.category, facets) {
-        b.push(" AND items.category = ").push_bind(c.clone());
-    }
-    if let Some(p) = q.min_price {
-        b.push(" AND items.price >= ").push_bind(p);
-    }
-    if let Some(p) = q.max_price {
-        b.push(" AND items.price <= ").push_bind(p);
-    }
-    if !q.include_out_of_stock {
-        b.push(" AND items.stock > 0");
     }
     if facets {
-        b.push(
-            " AND items.category IS NOT NULL GROUP BY items.category \
-             ORDER BY count(*) DESC, items.category LIMIT 100",
-        );
+        b.push("SELECT hits.category, count(*) FROM hits WHERE 1 = 1");
+        filters(&mut b, q, "hits", "hits.in_stock", true);
+        b.push(FACETS_TAIL);
         return b;
     }
-    match (q.sort, hits) {
-        (SearchSort::Relevance, Some(h)) => {
-            b.push(format!(
-                " ORDER BY hits.score {}, items.name, items.id",
-                h.best_first
-            ));
-        }
-        (SearchSort::Relevance | SearchSort::Name, _) => {
-            b.push(" ORDER BY items.name, items.id");
-        }
-        (SearchSort::Price, _) => {
-            b.push(" ORDER BY items.price, items.id");
-        }
-        (SearchSort::PriceDesc, _) => {
-            b.push(" ORDER BY items.price DESC, items.id");
-        }
-    }
-    b.push(" LIMIT ").push_bind(i64::from(q.limit));
+    let columns = ITEM_COLUMNS
+        .split(", ")
+        .map(|c| format!("items.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    b.push(format!(
+        "SELECT {columns} FROM (SELECT hits.item_id, hits.score, hits.name, hits.price FROM hits WHERE 1 = 1"
+    ));
+    filters(&mut b, q, "hits", "hits.in_stock", false);
+    b.push(format!(
+        " ORDER BY {} LIMIT ",
+        order(q.sort, "hits", Some(h.best_first))
+    ))
+    .push_bind(i64::from(q.limit));
+    b.push(format!(
+        ") hits JOIN items ON items.id = hits.item_id ORDER BY {}",
+        order(q.sort, "hits", Some(h.best_first))
+    ));
     b
+}
+
+const FACETS_TAIL: &str =
+    " AND category IS NOT NULL GROUP BY category ORDER BY count(*) DESC, category LIMIT 100";
+
+/// The filters of `q` on `table`'s columns; the facets ignore the category filter.
+fn filters(b: &mut QueryBuilder<Db>, q: &SearchQuery, table: &str, in_stock: &str, facets: bool) {
+    if let (Some(c), false) = (&q.category, facets) {
+        b.push(format!(" AND {table}.category = ")).push_bind(c.clone());
+    }
+    if let Some(p) = q.min_price {
+        b.push(format!(" AND {table}.price >= ")).push_bind(p);
+    }
+    if let Some(p) = q.max_price {
+        b.push(format!(" AND {table}.price <= ")).push_bind(p);
+    }
+    if !q.include_out_of_stock {
+        b.push(format!(" AND {in_stock}"));
+    }
+}
+
+/// The ORDER BY of a sort over `table` (`hits` has `item_id` and, with words, a score that
+/// sorts `best_first`).
+fn order(sort: SearchSort, table: &str, best_first: Option<&str>) -> String {
+    let id = if table == "hits" { "item_id" } else { "id" };
+    match (sort, best_first) {
+        (SearchSort::Relevance, Some(best)) => {
+            format!("{table}.score {best}, {table}.name, {table}.{id}")
+        }
+        (SearchSort::Relevance | SearchSort::Name, _) => format!("{table}.name, {table}.{id}"),
+        (SearchSort::Price, _) => format!("{table}.price, {table}.{id}"),
+        (SearchSort::PriceDesc, _) => format!("{table}.price DESC, {table}.{id}"),
+    }
 }
 
 #[async_trait]

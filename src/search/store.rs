@@ -40,8 +40,9 @@ enum Piece {
     Bind(String),
 }
 
-/// The `WITH hits AS (…)` a backend builds for the words of a query: the matching item
-/// ids with a relevance score, and which way the score sorts.
+/// The `WITH hits AS (…)` a backend builds for the words of a query: the matching items'
+/// `item_id`, relevance `score`, `name`, `category`, `price` and `in_stock`, and which way
+/// the score sorts.
 struct Hits {
     pieces: Vec<Piece>,
     best_first: &'static str,
@@ -91,8 +92,10 @@ mod sqlite {
             Ok(Hits {
                 pieces: vec![
                     Piece::Sql(
-                        "WITH hits AS (SELECT d.item_id, bm25(items_fts, 10.0, 5.0, 3.0, 1.0, 1.0) AS score \
-                         FROM items_fts JOIN item_docs d ON d.docid = items_fts.rowid WHERE items_fts MATCH "
+                        "WITH hits AS (SELECT d.item_id, bm25(items_fts, 10.0, 5.0, 3.0, 1.0, 1.0) AS score, \
+                         i.name, i.category, i.price, i.stock > 0 AS in_stock \
+                         FROM items_fts JOIN item_docs d ON d.docid = items_fts.rowid \
+                         JOIN items i ON i.id = d.item_id WHERE items_fts MATCH "
                             .into(),
                     ),
                     Piece::Bind(groups.join(" AND ")),
@@ -151,7 +154,10 @@ mod postgres {
                 pieces.push(Piece::Bind(words.join(" ")));
                 pieces.push(Piece::Sql(", s.words)".into()));
             }
-            pieces.push(Piece::Sql(" AS score FROM item_search s WHERE ".into()));
+            pieces.push(Piece::Sql(
+                " AS score, s.name, s.category, s.price, s.in_stock FROM item_search s WHERE "
+                    .into(),
+            ));
             for (i, (w, fuzzy)) in words.iter().zip(fuzzy).enumerate() {
                 if i > 0 {
                     pieces.push(Piece::Sql(" AND ".into()));
