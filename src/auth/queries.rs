@@ -8,7 +8,8 @@ use super::{ApiKeyRow, AuthStore, FailureCounts, UserRow};
 use crate::books::domain::NewAudit;
 use crate::storage::{Result, Ts};
 
-const USER_COLUMNS: &str = "id, email, password_hash, name, phone, role, created_at, updated_at";
+const USER_COLUMNS: &str =
+    "id, email, password_hash, name, phone, role, created_at, updated_at, erased_at";
 
 #[async_trait]
 impl AuthStore for Backend {
@@ -70,6 +71,16 @@ impl AuthStore for Backend {
             .bind(id)
             .fetch_optional(self.reader())
             .await?)
+    }
+
+    async fn user_is_active(&self, id: Uuid) -> Result<bool> {
+        Ok(sqlx::query_scalar::<Db, i32>(
+            "SELECT 1 FROM users WHERE id = $1 AND erased_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(self.reader())
+        .await?
+        .is_some())
     }
 
     async fn insert_api_key(&self, k: &ApiKeyRow, audit: &NewAudit) -> Result<()> {

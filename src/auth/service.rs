@@ -130,11 +130,16 @@ impl AuthService {
         &self.links
     }
 
-    /// Resolves a bearer credential: an access token, a tracking link, or an API key
-    /// (looked up on every request so that revocation takes effect at once).
+    /// Resolves a bearer credential: an access token (its account looked up on every
+    /// request, so that an erasure ends it at once), a tracking link, or an API key (looked
+    /// up on every request so that revocation takes effect at once).
     pub async fn authenticate(&self, bearer: &str) -> ApiResult<Principal> {
         if bearer.starts_with(super::links::PREFIX) {
             return match self.links.verify(bearer, self.clock.now().unix_timestamp()) {
+                // The link of an erased customer's order ends with the account.
+                Ok(c) if !self.store.user_is_active(c.customer_id).await? => {
+                    Err(ApiError::Unauthorized("invalid tracking link"))
+                }
                 Ok(c) => Ok(Principal::TrackingLink {
                     order_id: c.order_id,
                     customer_id: c.customer_id,
@@ -166,6 +171,11 @@ impl AuthService {
         if data.claims.exp + TOKEN_LEEWAY_SECS as i64 <= self.clock.now().unix_timestamp() {
             return Err(ApiError::Unauthorized("the access token has expired"));
         }
+        // One indexed read per request, as for API keys: an erased account's tokens stop
+        // working at once, on every node.
+        if !self.store.user_is_active(data.claims.sub).await? {
+            return Err(ApiError::Unauthorized("invalid access token"));
+        }
         Ok(Principal::User {
             id: data.claims.sub,
             role: data.claims.role,
@@ -187,6 +197,7 @@ impl AuthService {
             role: new.role.as_str().to_owned(),
             created_at: now,
             updated_at: now,
+            erased_at: None,
         };
         let audit = NewAudit::new(
             now,

@@ -16,6 +16,9 @@ pub struct UserRow {
     pub role: String,
     pub created_at: Ts,
     pub updated_at: Ts,
+    /// Set when the person was erased (see `privacy`): the row keeps the id for the
+    /// books, nothing personal, and no token of it is accepted any more.
+    pub erased_at: Option<Ts>,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -49,6 +52,8 @@ pub trait AuthStore {
     async fn insert_user(&self, user: &UserRow, audit: &NewAudit) -> Result<()>;
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>>;
     async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRow>>;
+    /// Whether the user exists and was not erased (checked for every access token).
+    async fn user_is_active(&self, id: Uuid) -> Result<bool>;
     async fn insert_api_key(&self, key: &ApiKeyRow, audit: &NewAudit) -> Result<()>;
     /// An API key that has not been revoked.
     async fn active_api_key(&self, key_hash: &[u8]) -> Result<Option<ApiKeyRow>>;

@@ -215,6 +215,14 @@ impl Hub {
         inner.everyone.len() + inner.by_customer.values().map(Vec::len).sum::<usize>()
     }
 
+    /// Ends this node's connections of `customer` (its account was erased): their queues
+    /// close, so each session ends as if the stream had; the reconnect is refused.
+    pub fn disconnect_customer(&self, customer: Uuid) {
+        let mut inner = self.lock();
+        inner.by_customer.remove(&customer);
+        inner.customers_online.remove(&customer);
+    }
+
     /// Cancelled when the node shuts down.
     pub fn closing(&self) -> &CancellationToken {
         &self.closing

@@ -89,7 +89,7 @@ async fn send_message(
         Ok(id) => state.store.user_by_id(id).await?,
         Err(_) => None,
     }
-    .filter(|u| u.role == "customer")
+    .filter(|u| u.role == "customer" && u.erased_at.is_none())
     .ok_or(ApiError::NotFound)?;
     if let Some(o) = order_id {
         let rec = state.store.order(o).await?;

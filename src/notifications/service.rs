@@ -307,7 +307,13 @@ impl NotificationService {
             if !(p.email || p.sms || p.push) {
                 continue;
             }
-            let Some(user) = self.store.user_by_id(e.customer_id).await? else {
+            // An erased customer gets nothing more (its address is gone anyway).
+            let Some(user) = self
+                .store
+                .user_by_id(e.customer_id)
+                .await?
+                .filter(|u| u.erased_at.is_none())
+            else {
                 continue;
             };
             let mut add = |channel: Channel,

@@ -71,6 +71,21 @@ pub fn may_erase(caller: &Principal, subject: Uuid, subject_role: Role) -> Acces
     }
 }
 
+/// What an erased person's e-mail becomes: unique (the column is), unreachable (`.invalid`
+/// never resolves) and derived from nothing but the id the books keep anyway.
+pub fn erased_email(id: Uuid) -> String {
+    format!("erased-{}@erased.invalid", id.simple())
+}
+
+/// An erased person's name, and the text of every free-text field that was about it.
+pub const ERASED_TEXT: &str = "(erased)";
+
+/// Not a password hash any password verifies against.
+pub const ERASED_PASSWORD_HASH: &str = "!erased";
+
+/// Why a pending notification of an erased person was dropped.
+pub const DROPPED_DELIVERY: &str = "the recipient was erased";
+
 fn is_admin(caller: &Principal) -> bool {
     matches!(
         caller,
@@ -84,7 +99,14 @@ fn is_admin(caller: &Principal) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::domain::Scope;
+    use crate::auth::domain::{Email, Scope};
+
+    #[test]
+    fn an_erased_email_is_an_email_and_unique() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        assert!(Email::parse("email", &erased_email(a)).is_ok());
+        assert_ne!(erased_email(a), erased_email(b));
+    }
 
     fn user(role: Role) -> (Uuid, Principal) {
         let id = Uuid::now_v7();

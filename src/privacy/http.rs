@@ -1,10 +1,10 @@
 //! `GET /v1/customers/{id}/export`: one JSON document with everything Ordo holds about a
-//! person (GDPR art. 15/20).
+//! person (GDPR art. 15/20). `DELETE /v1/customers/{id}`: its erasure (art. 17).
 
 use std::collections::HashMap;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -25,7 +25,9 @@ use crate::orders::store::{EventRow, OrderLineRow, OrderRecord};
 use crate::payments::store::PaymentRow;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(export_customer))
+    OpenApiRouter::new()
+        .routes(routes!(export_customer))
+        .routes(routes!(erase_customer))
 }
 
 /// What the document is: its shape may grow, never change meaning.
@@ -232,4 +234,27 @@ async fn export_customer(
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
+}
+
+/// Erases a person (GDPR art. 17): name, e-mail, phone, shipping addresses, the free text of
+/// its orders' timelines, messages to it, its delivery addresses, cart, wishlist and
+/// preferences are erased or replaced for good; its orders, lines, amounts and payment steps
+/// stay for the books under the same id. Its tokens and tracking links stop working at once;
+/// pending notifications to it are dropped. For the customer itself (`me`) or an admin (any
+/// account but its own); staff erase nobody. Audited (`customer.erased`). Erasing again
+/// answers 204 again and changes nothing.
+#[utoipa::path(delete, path = "/v1/customers/{id}", tag = "privacy", security(("bearer" = [])),
+    params(("id" = String, Path, description = "a user id, or me")),
+    responses((status = 204, description = "erased (now or before)"), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn erase_customer(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = state.privacy.erase(&caller, &id).await?;
+    // This node's live connections of the person end now (the token is refused on the
+    // reconnect).
+    state.hub.disconnect_customer(id);
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{OwnedLineRow, PersonRecords, PrivacyStore, SavedItemRow};
+use super::{Erased, Erasure, OwnedLineRow, PersonRecords, PrivacyStore, SavedItemRow};
 use crate::auth::store::UserRow;
 use crate::books::store::AuditRow;
 use crate::books::domain::SOURCE_AUDIT;
@@ -14,7 +14,8 @@ use crate::orders::store::{EVENT_COLUMNS, EventRow, ORDER_FIELDS, OrderRow};
 use crate::payments::store::{PAYMENT_COLUMNS, PaymentRow};
 use crate::storage::{Dialect, Result, Ts};
 
-const USER_COLUMNS: &str = "id, email, password_hash, name, phone, role, created_at, updated_at";
+const USER_COLUMNS: &str =
+    "id, email, password_hash, name, phone, role, created_at, updated_at, erased_at";
 
 type AuditTuple = (i64, Ts, String, String, String, String, Option<String>, Option<String>);
 
@@ -161,5 +162,115 @@ impl PrivacyStore for Backend {
             failed_logins,
             audit,
         }))
+    }
+
+    async fn erase_person(&self, e: &Erasure) -> Result<Erased> {
+        let mut tx = self.writer().begin().await?;
+        let lock = match DIALECT {
+            Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!("SELECT email, phone, erased_at FROM users WHERE id = $1{lock}");
+        let found = sqlx::query_as::<Db, (String, Option<String>, Option<Ts>)>(sqlx::AssertSqlSafe(sql))
+            .bind(e.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (email, phone) = match found {
+            None => return Ok(Erased::NoSuchUser),
+            Some((_, _, Some(_))) => return Ok(Erased::Already),
+            Some((email, phone, None)) => (email, phone),
+        };
+        let id = e.id;
+
+        // The account: nothing personal left, no password that verifies.
+        sqlx::query::<Db>(
+            "UPDATE users SET email = $2, name = $3, phone = NULL, password_hash = $4, \
+             erased_at = $5, updated_at = $5 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&e.email)
+        .bind(e.name)
+        .bind(e.password_hash)
+        .bind(e.at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query::<Db>("DELETE FROM login_failures WHERE email = $1")
+            .bind(&email)
+            .execute(&mut *tx)
+            .await?;
+
+        // Orders stay, with their lines, amounts and statuses (the books); where they were
+        // sent and every free text on their timelines (notes, scan locations, descriptions
+        // — staff and carriers write names and streets there) go.
+        sqlx::query::<Db>(
+            "UPDATE orders SET shipping_address = NULL WHERE customer_id = $1 AND shipping_address IS NOT NULL",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query::<Db>(
+            "UPDATE order_events SET note = NULL, location = NULL, description = NULL \
+             WHERE customer_id = $1 AND (note IS NOT NULL OR location IS NOT NULL OR description IS NOT NULL)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+
+        // Notifications: the addresses and what providers answered go; what was still to
+        // be sent is dropped.
+        sqlx::query::<Db>("UPDATE shop_messages SET message = $2 WHERE customer_id = $1")
+            .bind(id)
+            .bind(e.text)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query::<Db>(
+            "UPDATE deliveries SET target = NULL, detail = NULL, \
+             last_error = CASE WHEN status IN ('pending', 'failed') THEN $2 ELSE NULL END, \
+             status = CASE WHEN status IN ('pending', 'failed') THEN 'dead' ELSE status END, \
+             next_attempt_at = NULL, updated_at = $3 \
+             WHERE recipient = $1 AND channel <> 'webhook'",
+        )
+        .bind(id)
+        .bind(e.dropped)
+        .bind(e.at)
+        .execute(&mut *tx)
+        .await?;
+        for sql in [
+            "DELETE FROM notification_preferences WHERE user_id = $1",
+            "DELETE FROM push_receipts WHERE user_id = $1",
+            "DELETE FROM cart_items WHERE customer_id = $1",
+            "DELETE FROM carts WHERE customer_id = $1",
+            "DELETE FROM wishlist_items WHERE customer_id = $1",
+        ] {
+            sqlx::query::<Db>(sql).bind(id).execute(&mut *tx).await?;
+        }
+
+        // Stored idempotent answers (kept a day to answer retries) of the person's own
+        // requests, and any other caller's that show its id, e-mail or phone.
+        let contains = match DIALECT {
+            Dialect::Sqlite => "instr(body, $",
+            Dialect::Postgres => "position($",
+        };
+        let within = match DIALECT {
+            Dialect::Sqlite => ") > 0",
+            Dialect::Postgres => " IN body) > 0",
+        };
+        let sql = format!(
+            "DELETE FROM idempotency_keys WHERE principal = $1 OR (body IS NOT NULL AND \
+             ({contains}2{within} OR {contains}3{within} OR ($4 AND {contains}5{within})))"
+        );
+        let user_key = format!("user:{id}");
+        sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
+            .bind(&user_key)
+            .bind(id.to_string().into_bytes())
+            .bind(email.clone().into_bytes())
+            .bind(phone.is_some())
+            .bind(phone.unwrap_or_default().into_bytes())
+            .execute(&mut *tx)
+            .await?;
+
+        append_audit(&mut *tx, &e.audit).await?;
+        tx.commit().await?;
+        Ok(Erased::Now)
     }
 }

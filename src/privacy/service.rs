@@ -1,10 +1,13 @@
-//! Privacy operations: the export of a person's data, audited.
+//! Privacy operations: the export and the erasure of a person's data, both audited.
 
 use std::sync::Arc;
 
-use super::domain::{Access, may_export, subject};
-use super::store::PersonRecords;
-use crate::auth::domain::Principal;
+use super::domain::{
+    Access, DROPPED_DELIVERY, ERASED_PASSWORD_HASH, ERASED_TEXT, erased_email, first_look,
+    may_erase, may_export, subject,
+};
+use super::store::{Erased, Erasure, PersonRecords};
+use crate::auth::domain::{Principal, Role};
 use crate::books::domain::{self as books, NewAudit};
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
@@ -45,5 +48,37 @@ impl PrivacyService {
         let audit = NewAudit::new(now, caller.key(), books::CUSTOMER_EXPORTED, "user", id);
         self.store.append_audit(&audit).await?;
         Ok((records, now))
+    }
+
+    /// Erases the person `raw` names (`me` or an id): see `store::PrivacyStore::erase_person`.
+    /// Erasing again changes nothing and answers the same. Returns the erased id.
+    #[tracing::instrument(skip_all, fields(subject = raw))]
+    pub async fn erase(&self, caller: &Principal, raw: &str) -> ApiResult<uuid::Uuid> {
+        let id = subject(caller, raw).ok_or(ApiError::NotFound)?;
+        check(first_look(caller, id))?;
+        let user = self.store.user_by_id(id).await?.ok_or(ApiError::NotFound)?;
+        let role = Role::parse(&user.role)
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("bad role in db")))?;
+        check(may_erase(caller, id, role))?;
+        let now = self.clock.ts();
+        let erasure = Erasure {
+            id,
+            at: now,
+            email: erased_email(id),
+            name: ERASED_TEXT,
+            password_hash: ERASED_PASSWORD_HASH,
+            text: ERASED_TEXT,
+            dropped: DROPPED_DELIVERY,
+            audit: NewAudit::new(now, caller.key(), books::CUSTOMER_ERASED, "user", id)
+                .after(serde_json::json!({"role": role.as_str()})),
+        };
+        match self.store.erase_person(&erasure).await? {
+            Erased::Now => {
+                tracing::info!(user_id = %id, "erased");
+                Ok(id)
+            }
+            Erased::Already => Ok(id),
+            Erased::NoSuchUser => Err(ApiError::NotFound),
+        }
     }
 }

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::auth::store::UserRow;
+use crate::books::domain::NewAudit;
 use crate::books::store::AuditRow;
 use crate::notifications::domain::Preferences;
 use crate::notifications::store::{DeliveryRow, ShopMessageRow};
@@ -51,19 +52,48 @@ pub struct PersonRecords {
     pub audit: Vec<AuditRow>,
 }
 
+/// An erasure to carry out, with the values that replace the person's data.
+#[derive(Clone, Debug)]
+pub struct Erasure {
+    pub id: Uuid,
+    pub at: Ts,
+    pub email: String,
+    pub name: &'static str,
+    pub password_hash: &'static str,
+    /// What free text about the person becomes (shop messages).
+    pub text: &'static str,
+    /// `last_error` of the deliveries it drops.
+    pub dropped: &'static str,
+    pub audit: NewAudit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Erased {
+    /// Erased now (and audited).
+    Now,
+    /// It was erased before: nothing changed, nothing audited.
+    Already,
+    NoSuchUser,
+}
+
 #[async_trait]
 pub trait PrivacyStore {
     /// Everything about the user `id`, oldest first in every list, read in one snapshot;
     /// `None` when there is no such user.
     async fn person_records(&self, id: Uuid) -> Result<Option<PersonRecords>>;
+    /// Erases the person everywhere it is stored, and appends the audit entry, in one
+    /// transaction.
+    async fn erase_person(&self, e: &Erasure) -> Result<Erased>;
 }
 
 pub(crate) mod sqlite {
+    use crate::books::store::sqlite::append_audit;
     use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
     include!("queries.rs");
 }
 
 pub(crate) mod postgres {
+    use crate::books::store::postgres::append_audit;
     use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
     include!("queries.rs");
 }
