@@ -43,6 +43,8 @@ pub struct ExportedAccount {
     role: String,
     created_at: String,
     updated_at: String,
+    /// When the person was erased (then nothing above is personal any more).
+    erased_at: Option<String>,
 }
 
 /// An order as `GET /v1/orders/{id}` shows it, with the payment method it was paid with,
@@ -176,6 +178,7 @@ impl CustomerExportResponse {
                 role: u.role,
                 created_at: rfc3339(u.created_at),
                 updated_at: rfc3339(u.updated_at),
+                erased_at: u.erased_at.map(rfc3339),
             },
             notification_preferences: r.preferences.unwrap_or_default(),
             orders,

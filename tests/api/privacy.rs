@@ -191,6 +191,7 @@ async fn export_holds_everything_about_the_person(b: Backend) {
     assert_eq!(x["account"]["name"], p.name);
     assert_eq!(x["account"]["phone"], p.phone);
     assert_eq!(x["account"]["role"], "customer");
+    assert_eq!(x["account"]["erased_at"], Value::Null);
     assert_eq!(
         x["notification_preferences"],
         json!({"email": true, "sms": true, "push": false})
@@ -685,6 +686,7 @@ async fn erasure_leaves_no_trace_and_keeps_the_books(b: Backend) {
             .ends_with("@erased.invalid")
     );
     assert_eq!(x["account"]["phone"], Value::Null);
+    assert!(x["account"]["erased_at"].is_string());
     assert_eq!(x["cart"], json!([]));
     assert_eq!(x["wishlist"], json!([]));
     app.get("/v1/me", &p.token)
