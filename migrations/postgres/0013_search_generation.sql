@@ -58,3 +58,26 @@ CREATE TRIGGER item_search_update AFTER UPDATE ON items
           (NEW.name, NEW.sku, NEW.category, NEW.description, NEW.attributes, NEW.price)
           OR (OLD.stock > 0) <> (NEW.stock > 0))
     EXECUTE FUNCTION item_search_sync();
+
+-- Every lexeme the item documents ever held (as SQLite's fts5vocab table does): a word of
+-- a query that starts none of them may be a typo, and its neighbours one edit away are
+-- found here through trigrams (a few thousand short terms) instead of by comparing it
+-- with every item's words. Terms are only added: one left by a renamed item finds nothing.
+CREATE TABLE search_terms (
+    term text COLLATE "C" PRIMARY KEY
+);
+CREATE INDEX search_terms_trigrams ON search_terms USING gin (term gin_trgm_ops);
+INSERT INTO search_terms (term) SELECT DISTINCT t.lexeme FROM item_search s, unnest(s.document) t;
+
+CREATE FUNCTION search_terms_add() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO search_terms (term) SELECT t.lexeme FROM unnest(NEW.document) t
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER search_terms_insert AFTER INSERT ON item_search
+    FOR EACH ROW EXECUTE FUNCTION search_terms_add();
+CREATE TRIGGER search_terms_update AFTER UPDATE OF document ON item_search
+    FOR EACH ROW WHEN (OLD.document IS DISTINCT FROM NEW.document)
+    EXECUTE FUNCTION search_terms_add();

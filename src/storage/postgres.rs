@@ -25,14 +25,8 @@ impl PgStore {
         // `plan_cache_mode`, PostgreSQL may re-plan the order-placement statement on every
         // execution (its array parameters make the generic plan look dearer than it is);
         // generic plans measured 25% more orders per second.
-        //
-        // Item search takes a word as a typo of another (`<%`, pg_trgm) from a word
-        // similarity of 0.5: the default 0.6 misses one wrong letter in the middle of a
-        // ten-letter word.
-        let options = PgConnectOptions::from_str(url)?.options([
-            ("plan_cache_mode", "force_generic_plan"),
-            ("pg_trgm.word_similarity_threshold", "0.5"),
-        ]);
+        let options =
+            PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(2))
             // While the server is down (a restart, a fail-over) a request waits this long

@@ -13,11 +13,12 @@ use crate::http::{QueryParams, decode_cursor, encode_cursor};
 use crate::inventory::domain::ItemSort;
 use crate::inventory::store::{ItemCursor, ItemFilter, ItemRow};
 use crate::orders::domain::OrderStatus;
+use crate::search::domain::{SearchQuery, SearchSort, words as search_words};
 
 /// Items on one page of the shop front.
 const SHOP_PAGE: u32 = 48;
-/// At most this many items are looked at for the category filter's choices.
-const CATEGORY_SCAN: u32 = 200;
+/// Most search results the shop front shows (the search API's own limit).
+const MAX_SEARCH_RESULTS: u32 = 192;
 /// Stock at or below this shows as "only N left".
 const LOW_STOCK: i64 = 5;
 
@@ -131,7 +132,17 @@ pub struct ShopPage {
     pub more: Option<String>,
 }
 
-/// `/`: the catalogue, searched (`?q=`) and filtered by category (`?category=`).
+/// The shop front cannot read the catalogue: 503, logged.
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "reading items for the shop front failed");
+    error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The shop is not available right now. Please try again in a moment.",
+    )
+}
+
+/// `/`: the catalogue, searched (`?q=`, through the search index: prefixes, a typo,
+/// relevance) and filtered by category (`?category=`).
 pub async fn shop(State(state): State<AppState>, q: QueryParams) -> Response {
     let query: String = q.one("q").unwrap_or("").trim().chars().take(200).collect();
     let category: String = q
@@ -141,39 +152,28 @@ pub async fn shop(State(state): State<AppState>, q: QueryParams) -> Response {
         .chars()
         .take(200)
         .collect();
-    let after = q
-        .one("after")
-        .and_then(|c| decode_cursor::<ItemCursor>(c).ok());
-    let filter = ItemFilter {
-        query: (!query.is_empty()).then(|| query.clone()),
-        category: (!category.is_empty()).then(|| category.clone()),
-        ..ItemFilter::default()
+    // Every category there is, from the search facets (cached per node, see `search`).
+    let all = SearchQuery {
+        words: Vec::new(),
+        category: None,
+        min_price: None,
+        max_price: None,
+        include_out_of_stock: true,
+        sort: SearchSort::Name,
+        limit: 1,
     };
-    let listed = state
-        .items
-        .list(&filter, ItemSort::Name, after.as_ref(), SHOP_PAGE)
-        .await;
-    let everything = state
-        .items
-        .list(&ItemFilter::default(), ItemSort::Name, None, CATEGORY_SCAN)
-        .await;
-    let ((rows, next), (all, _)) = match (listed, everything) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "listing items for the shop front failed");
-            return error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The shop is not available right now. Please try again in a moment.",
-            );
-        }
+    let categories = match state.search.search(&all).await {
+        Ok(found) => found.categories,
+        Err(e) => return unavailable(e),
     };
-    let mut categories: Vec<String> = all.into_iter().filter_map(|i| i.category).collect();
+    let mut categories: Vec<String> = categories.into_iter().map(|(c, _)| c).collect();
     if !category.is_empty() {
         categories.push(category.clone());
     }
     categories.sort();
     categories.dedup();
-    let more = next.map(|c| {
+    // The shop front's own address with these `q` and `category` and one more pair.
+    let link = |name: &str, value: &str| {
         let mut link = form_urlencoded::Serializer::new(String::new());
         if !query.is_empty() {
             link.append_pair("q", &query);
@@ -181,9 +181,53 @@ pub async fn shop(State(state): State<AppState>, q: QueryParams) -> Response {
         if !category.is_empty() {
             link.append_pair("category", &category);
         }
-        link.append_pair("after", &encode_cursor(&c));
+        link.append_pair(name, value);
         format!("/?{}", link.finish())
-    });
+    };
+    let words = search_words(&query);
+    let (rows, more) = if words.is_empty() {
+        // Browsing: every item by name, a page at a time.
+        let after = q
+            .one("after")
+            .and_then(|c| decode_cursor::<ItemCursor>(c).ok());
+        let filter = ItemFilter {
+            category: (!category.is_empty()).then(|| category.clone()),
+            ..ItemFilter::default()
+        };
+        match state
+            .items
+            .list(&filter, ItemSort::Name, after.as_ref(), SHOP_PAGE)
+            .await
+        {
+            Ok((rows, next)) => (rows, next.map(|c| link("after", &encode_cursor(&c)))),
+            Err(e) => return unavailable(e),
+        }
+    } else {
+        // Searching: the best matches first (the same index as `GET /v1/search`, items out
+        // of stock included and shown as such); "more" shows a longer list.
+        let limit = q
+            .one("limit")
+            .and_then(|l| l.parse::<u32>().ok())
+            .unwrap_or(SHOP_PAGE)
+            .clamp(SHOP_PAGE, MAX_SEARCH_RESULTS);
+        let search = SearchQuery {
+            words,
+            category: (!category.is_empty()).then(|| category.clone()),
+            min_price: None,
+            max_price: None,
+            include_out_of_stock: true,
+            sort: SearchSort::Relevance,
+            limit,
+        };
+        match state.search.search(&search).await {
+            Ok(found) => {
+                let more = (found.items.len() == limit as usize && limit < MAX_SEARCH_RESULTS)
+                    .then(|| link("limit", &(limit + SHOP_PAGE).to_string()));
+                (found.items, more)
+            }
+            Err(e) => return unavailable(e),
+        }
+    };
     let title = if query.is_empty() {
         "Shop".to_owned()
     } else {

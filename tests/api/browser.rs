@@ -329,7 +329,8 @@ impl Browser {
         .await;
     }
 
-    /// Saves a PNG of the page in `docs/pages/<name>-desktop.png` and `…-phone.png`.
+    /// Checks the page at desktop and phone width for sideways overflow and, with
+    /// `ORDO_SCREENSHOTS` set, saves it as `docs/pages/<name>-desktop.png` and `…-phone.png`.
     pub async fn pictures(&self, name: &str) {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/pages");
         std::fs::create_dir_all(&dir).expect("docs/pages");
@@ -355,7 +356,10 @@ impl Browser {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(png.as_str().expect("png"))
                 .expect("base64");
-            std::fs::write(dir.join(format!("{name}-{label}.png")), bytes).expect("write png");
+            // Only on request, so a test run leaves the tree as it was.
+            if std::env::var_os("ORDO_SCREENSHOTS").is_some() {
+                std::fs::write(dir.join(format!("{name}-{label}.png")), bytes).expect("write png");
+            }
         }
         self.resize(DESKTOP).await;
     }

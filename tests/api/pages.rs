@@ -112,6 +112,20 @@ async fn pages_are_served_safely(backend: Backend) {
     assert!(garden.contains("Garden hose") && !garden.contains("Bold"));
     let search = page(&app, "/?q=hose").await.text().await.unwrap();
     assert!(search.contains("Garden hose") && !search.contains("Bold"));
+    // The shop front searches through the search index: a prefix, a typo, the category
+    // list from its facets, an item out of stock shown as such.
+    for q in ["gard", "hoses", "GARDEN+hos"] {
+        let found = page(&app, &format!("/?q={q}")).await.text().await.unwrap();
+        assert!(
+            found.contains("Garden hose")
+                && found.contains("Out of stock")
+                && !found.contains("Bold"),
+            "{q}: {found}"
+        );
+    }
+    assert!(
+        shop.contains("<option value=\"Garden\"") && shop.contains("<option value=\"Kitchen\"")
+    );
     let none = page(&app, "/?q=%3Cscript%3Enothing")
         .await
         .text()
