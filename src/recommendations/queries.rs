@@ -90,21 +90,22 @@ impl RecommendationStore for Backend {
     }
 
     async fn bought(&self, customer: Uuid, limit: u32) -> Result<Vec<Uuid>> {
-        Ok(sqlx::query_scalar::<Db, Uuid>(
-            // The latest orders only, newest first through `orders_customer`: the work is
-            // bounded by RECENT_ORDERS, not by how long the customer's history is (a hash
-            // join over every order line, otherwise).
+        // The latest orders only, newest first through `orders_customer`: the work is
+        // bounded by RECENT_ORDERS, not by how long the customer's history is. The bound is
+        // in the text, not a parameter: PostgreSQL's generic plan cannot see a parameter's
+        // LIMIT and joins every order line instead.
+        let sql = format!(
             "SELECT l.item_id FROM (SELECT id, created_at FROM orders \
              WHERE customer_id = $1 AND status <> 'canceled' \
-             ORDER BY created_at DESC, id DESC LIMIT $3) o \
+             ORDER BY created_at DESC, id DESC LIMIT {RECENT_ORDERS}) o \
              JOIN order_items l ON l.order_id = o.id \
-             GROUP BY l.item_id ORDER BY max(o.created_at) DESC, l.item_id LIMIT $2",
-        )
-        .bind(customer)
-        .bind(i64::from(limit))
-        .bind(RECENT_ORDERS)
-        .fetch_all(self.reader())
-        .await?)
+             GROUP BY l.item_id ORDER BY max(o.created_at) DESC, l.item_id LIMIT $2"
+        );
+        Ok(sqlx::query_scalar::<Db, Uuid>(sqlx::AssertSqlSafe(sql))
+            .bind(customer)
+            .bind(i64::from(limit))
+            .fetch_all(self.reader())
+            .await?)
     }
 
     async fn wished(&self, customer: Uuid) -> Result<Vec<Uuid>> {
