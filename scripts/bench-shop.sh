@@ -14,38 +14,11 @@ secs=${1:-10}
 items=${ORDO_BENCH_ITEMS:-100000}
 orders=${ORDO_BENCH_ORDERS:-100000}
 backends=${ORDO_BENCH_BACKENDS:-postgres sqlite}
-pg_admin=${ORDO_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 limit=${PG_LIMIT:-../shared/bench/pg_limit/run}
-export ORDO_ADMIN_EMAIL=bench-admin@example.com ORDO_ADMIN_PASSWORD=bench-admin-password
-export ORDO_LOG_FORMAT=json RUST_LOG=warn
-if [ -z "${ORDO_BIN:-}" ]; then cargo build --release --quiet; fi
-bin=${ORDO_BIN:-target/release/ordo}
 port=18184
-tmp=$(mktemp -d)
 db=ordo_bench_shop_$$
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  psql "$pg_admin/test" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-start() { # url [VAR=value ...]
-  local url=$1
-  shift
-  env "$@" DATABASE_URL="$url" "$bin" serve --listen 127.0.0.1:$port >>"$tmp/server.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 300); do curl -sf http://127.0.0.1:$port/readyz >/dev/null && return; sleep 0.1; done
-  echo "the server did not start:" >&2
-  tail -20 "$tmp/server.log" >&2
-  exit 1
-}
-stop() {
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
-  pid=
-}
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 bench() { # workload concurrency [options]
   local w=$1 c=$2
   shift 2

@@ -7,29 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-pg_admin=${ORDO_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
-export ORDO_ADMIN_EMAIL=bench-admin@example.com ORDO_ADMIN_PASSWORD=bench-admin-password
-export ORDO_LOG_FORMAT=json RUST_LOG=warn
-if [ -z "${ORDO_BIN:-}" ]; then cargo build --release --quiet; fi
-bin=${ORDO_BIN:-target/release/ordo}
 port=18185
-tmp=$(mktemp -d)
 db=ordo_bench_trg_$$
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  psql "$pg_admin/test" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-start() {
-  DATABASE_URL="$1" "$bin" serve --listen 127.0.0.1:$port >>"$tmp/server.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 300); do curl -sf http://127.0.0.1:$port/readyz >/dev/null && return; sleep 0.1; done
-  tail -20 "$tmp/server.log" >&2
-  exit 1
-}
-stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 round() {
   echo "-- $1"
   for w in orders checkout; do
