@@ -51,6 +51,21 @@ pub struct AuthService {
     /// A real Argon2id hash of a random password, verified against when an e-mail is
     /// unknown so that both failures take the same time.
     dummy_hash: Arc<String>,
+    accounts: Arc<Accounts>,
+}
+
+/// How long this node trusts an account it has just read as active (not erased).
+const ACTIVE_FOR: Duration = Duration::from_secs(1);
+/// Most accounts remembered as active; a full table starts over.
+const ACTIVE_MAX: usize = 100_000;
+
+/// This node's memory of accounts: which were active a moment ago (so that a busy
+/// customer's requests read its account once a second, not once each), and which were
+/// erased here (an erasure is for good, so that answer never expires).
+#[derive(Default)]
+struct Accounts {
+    active: std::sync::Mutex<std::collections::HashMap<Uuid, std::time::Instant>>,
+    erased: std::sync::Mutex<std::collections::HashSet<Uuid>>,
 }
 
 pub struct IssuedToken {
@@ -101,7 +116,44 @@ impl AuthService {
             validation,
             token_ttl,
             dummy_hash: Arc::new(dummy_hash),
+            accounts: Arc::default(),
         })
+    }
+
+    /// Is the account there and not erased? Erased on this node: no, at once. Read as
+    /// active on this node less than `ACTIVE_FOR` ago: yes. Otherwise it is read.
+    async fn account_is_active(&self, id: Uuid) -> ApiResult<bool> {
+        if self.accounts.erased.lock().expect("accounts").contains(&id) {
+            return Ok(false);
+        }
+        let fresh = self
+            .accounts
+            .active
+            .lock()
+            .expect("accounts")
+            .get(&id)
+            .is_some_and(|at| at.elapsed() < ACTIVE_FOR);
+        if fresh {
+            return Ok(true);
+        }
+        let read_at = std::time::Instant::now();
+        let active = self.store.user_is_active(id).await?;
+        if active {
+            let mut seen = self.accounts.active.lock().expect("accounts");
+            if seen.len() >= ACTIVE_MAX {
+                seen.clear();
+            }
+            seen.insert(id, read_at);
+        }
+        // An erasure on this node while the read was on its way wins.
+        Ok(active && !self.accounts.erased.lock().expect("accounts").contains(&id))
+    }
+
+    /// The account was erased (its erasure committed): its tokens and links are refused by
+    /// this node from now on, and by every other node within `ACTIVE_FOR`.
+    pub fn account_erased(&self, id: Uuid) {
+        self.accounts.erased.lock().expect("accounts").insert(id);
+        self.accounts.active.lock().expect("accounts").remove(&id);
     }
 
     pub fn issue_token(&self, user: &UserRow) -> ApiResult<IssuedToken> {
@@ -130,14 +182,14 @@ impl AuthService {
         &self.links
     }
 
-    /// Resolves a bearer credential: an access token (its account looked up on every
-    /// request, so that an erasure ends it at once), a tracking link, or an API key (looked
-    /// up on every request so that revocation takes effect at once).
+    /// Resolves a bearer credential: an access token (its account checked: an erasure ends
+    /// it, see `account_is_active`), a tracking link (likewise), or an API key (looked up
+    /// on every request so that revocation takes effect at once).
     pub async fn authenticate(&self, bearer: &str) -> ApiResult<Principal> {
         if bearer.starts_with(super::links::PREFIX) {
             return match self.links.verify(bearer, self.clock.now().unix_timestamp()) {
                 // The link of an erased customer's order ends with the account.
-                Ok(c) if !self.store.user_is_active(c.customer_id).await? => {
+                Ok(c) if !self.account_is_active(c.customer_id).await? => {
                     Err(ApiError::Unauthorized("invalid tracking link"))
                 }
                 Ok(c) => Ok(Principal::TrackingLink {
@@ -171,9 +223,9 @@ impl AuthService {
         if data.claims.exp + TOKEN_LEEWAY_SECS as i64 <= self.clock.now().unix_timestamp() {
             return Err(ApiError::Unauthorized("the access token has expired"));
         }
-        // One indexed read per request, as for API keys: an erased account's tokens stop
-        // working at once, on every node.
-        if !self.store.user_is_active(data.claims.sub).await? {
+        // An erased account's tokens stop working at once on the node that erased it and
+        // within a second on the others (one indexed read per account and second per node).
+        if !self.account_is_active(data.claims.sub).await? {
             return Err(ApiError::Unauthorized("invalid access token"));
         }
         Ok(Principal::User {

@@ -607,7 +607,7 @@ async fn add_tracking(
 
 /// Cancel an order: the customer (its own) or staff. Stock returns; a paid order is refunded.
 #[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
-    params(("id" = String, Path)), request_body(content = CancelRequest, description = "optional"),
+    params(("id" = String, Path)), request_body(content = Option<CancelRequest>, description = "optional: a missing or empty body cancels without a reason"),
     responses((status = 200, body = OrderResponse), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn cancel_order(
     State(state): State<AppState>,
@@ -617,10 +617,11 @@ async fn cancel_order(
 ) -> ApiResult<Json<OrderResponse>> {
     caller.require(Permission::WriteOrders)?;
     let id = parse_id(&id)?;
+    // No body, an empty one or JSON `null`: no reason given.
     let req: CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
         CancelRequest::default()
     } else {
-        parse_json(&body)?
+        parse_json::<Option<CancelRequest>>(&body)?.unwrap_or_default()
     };
     let mut v = Validator::default();
     let note = v

@@ -256,6 +256,7 @@ async fn erase_customer(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = state.privacy.erase(&caller, &id).await?;
+    state.auth.account_erased(id);
     // This node's live connections of the person end now (the token is refused on the
     // reconnect).
     state.hub.disconnect_customer(id);

@@ -914,3 +914,50 @@ async fn erasure_authorization(b: Backend) {
     );
 }
 both!(erasure_authorization);
+
+/// Each node reads an account at most once a second to check it was not erased: the node
+/// that erased refuses the person's token at once, another node within a second, and the
+/// person's busy token is read once a second per node, not once a request.
+async fn erasure_reaches_every_node_within_a_second(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (id, token) = app.customer("ann").await;
+    if b == Backend::Postgres {
+        let other = app.another_node(|_| {}).await;
+        // The other node has just seen the account active.
+        assert_eq!(other.get("/v1/me", &token).await.status, StatusCode::OK);
+        let r = app
+            .send(
+                Method::DELETE,
+                &format!("/v1/customers/{id}"),
+                Some(&app.admin_token),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+        app.get("/v1/me", &token)
+            .await
+            .assert_problem(401, "unauthorized");
+        let refused = other
+            .eventually(Duration::from_millis(1500), || async {
+                other.get("/v1/me", &token).await.status == StatusCode::UNAUTHORIZED
+            })
+            .await;
+        assert!(
+            refused,
+            "the other node still accepts the erased person's token"
+        );
+    } else {
+        // One node: refused at once, even right after a burst of requests.
+        for _ in 0..5 {
+            assert_eq!(app.get("/v1/me", &token).await.status, StatusCode::OK);
+        }
+        let r = app
+            .send(Method::DELETE, "/v1/customers/me", Some(&token), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+        app.get("/v1/me", &token)
+            .await
+            .assert_problem(401, "unauthorized");
+    }
+}
+both!(erasure_reaches_every_node_within_a_second);
