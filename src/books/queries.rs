@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
-use super::{AnalyticsStore, AuditRow, AuditStore, SummaryRows, json_text};
+use super::{AnalyticsStore, AuditRow, AuditStore, AuditTuple, SummaryRows, json_text};
 use crate::books::domain::{
     AuditCursor, AuditFilter, NewAudit, ORDER_REFUNDED, ORDER_STATUS_CHANGED, SOURCE_AUDIT,
     SOURCE_TIMELINE,
@@ -72,17 +72,6 @@ fn push_actors(q: &mut QueryBuilder<Db>, f: &AuditFilter) {
     q.push(")");
 }
 
-type AuditTuple = (
-    i64,
-    Ts,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-);
-
 type TimelineTuple = (
     i64,
     Ts,
@@ -92,10 +81,6 @@ type TimelineTuple = (
     String,
     Option<String>,
 );
-
-fn parse_json(s: Option<String>) -> Option<serde_json::Value> {
-    s.and_then(|s| serde_json::from_str(&s).ok())
-}
 
 #[async_trait]
 impl AuditStore for Backend {
@@ -135,19 +120,7 @@ impl AuditStore for Backend {
             q.push(" ORDER BY at DESC, id DESC LIMIT ")
                 .push_bind(i64::from(limit));
             let rows = q.build_query_as::<AuditTuple>().fetch_all(self.reader()).await?;
-            out.extend(rows.into_iter().map(
-                |(id, at, actor, action, target_type, target_id, before, after)| AuditRow {
-                    source: SOURCE_AUDIT,
-                    id,
-                    at,
-                    actor,
-                    action,
-                    target_type,
-                    target_id,
-                    before: parse_json(before),
-                    after: parse_json(after),
-                },
-            ));
+            out.extend(rows.into_iter().map(AuditRow::from));
         }
 
         // Entries about a customer come from the audit log only: its orders' timelines are

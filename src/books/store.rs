@@ -20,6 +20,40 @@ pub struct AuditRow {
     pub after: Option<serde_json::Value>,
 }
 
+/// An audit entry as its columns come back from a query (`id, at, actor, action,
+/// target_type, target_id, before, after`).
+pub(crate) type AuditTuple = (
+    i64,
+    Ts,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+/// Stored JSON text, or `None` where there is none (or it does not parse).
+fn parse_json(s: Option<String>) -> Option<serde_json::Value> {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+impl From<AuditTuple> for AuditRow {
+    fn from((id, at, actor, action, target_type, target_id, before, after): AuditTuple) -> Self {
+        AuditRow {
+            source: super::domain::SOURCE_AUDIT,
+            id,
+            at,
+            actor,
+            action,
+            target_type,
+            target_id,
+            before: parse_json(before),
+            after: parse_json(after),
+        }
+    }
+}
+
 impl AuditRow {
     pub fn cursor(&self) -> AuditCursor {
         AuditCursor {

@@ -6,8 +6,7 @@ use uuid::Uuid;
 
 use super::{Erased, Erasure, OwnedLineRow, PersonRecords, PrivacyStore, SavedItemRow};
 use crate::auth::store::UserRow;
-use crate::books::store::AuditRow;
-use crate::books::domain::SOURCE_AUDIT;
+use crate::books::store::{AuditRow, AuditTuple};
 use crate::notifications::domain::Preferences;
 use crate::notifications::store::{DELIVERY_COLUMNS, DeliveryRow, ShopMessageRow};
 use crate::orders::store::{EVENT_COLUMNS, EventRow, ORDER_FIELDS, OrderRow};
@@ -17,11 +16,6 @@ use crate::storage::{Dialect, Result, Ts};
 const USER_COLUMNS: &str =
     "id, email, password_hash, name, phone, role, created_at, updated_at, erased_at";
 
-type AuditTuple = (i64, Ts, String, String, String, String, Option<String>, Option<String>);
-
-fn parse_json(s: Option<String>) -> Option<serde_json::Value> {
-    s.and_then(|s| serde_json::from_str(&s).ok())
-}
 
 #[async_trait]
 impl PrivacyStore for Backend {
@@ -132,19 +126,7 @@ impl PrivacyStore for Backend {
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
-        .map(
-            |(id, at, actor, action, target_type, target_id, before, after)| AuditRow {
-                source: SOURCE_AUDIT,
-                id,
-                at,
-                actor,
-                action,
-                target_type,
-                target_id,
-                before: parse_json(before),
-                after: parse_json(after),
-            },
-        )
+        .map(AuditRow::from)
         .collect();
         tx.commit().await?;
         Ok(Some(PersonRecords {
