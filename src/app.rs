@@ -127,6 +127,7 @@ impl AppState {
             config.database_url.expose(),
             config.db_pool_size,
             config.sqlite_synchronous,
+            config.pg_group_commit,
         )
         .await?;
         if let Some(sqlite) = store.sqlite() {

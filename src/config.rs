@@ -227,6 +227,10 @@ pub struct DbArgs {
         default_value = "full"
     )]
     pub sqlite_synchronous: SqliteSync,
+    /// PostgreSQL only: how many workers place concurrent orders together, one
+    /// transaction per batch (group commit). `0`: every order commits on its own.
+    #[arg(long, env = "ORDO_PG_GROUP_COMMIT", default_value_t = 2)]
+    pub pg_group_commit: usize,
 }
 
 impl DbArgs {
@@ -240,6 +244,9 @@ impl DbArgs {
         }
         if self.db_pool_size == 0 || self.db_pool_size > 1000 {
             anyhow::bail!("ORDO_DB_POOL_SIZE must be between 1 and 1000");
+        }
+        if self.pg_group_commit > 64 {
+            anyhow::bail!("ORDO_PG_GROUP_COMMIT must be between 0 and 64");
         }
         Ok(())
     }
@@ -314,6 +321,8 @@ pub struct Config {
     pub db_pool_size: u32,
     /// The embedded database's `synchronous` setting (ignored on PostgreSQL).
     pub sqlite_synchronous: SqliteSync,
+    /// Group-commit workers for order placement on PostgreSQL (`0`: off).
+    pub pg_group_commit: usize,
     /// How often the embedded database's WAL is checkpointed.
     pub sqlite_checkpoint_interval: Duration,
     pub nats_url: Option<String>,
@@ -463,6 +472,7 @@ impl Config {
             database_url: a.db.database_url,
             db_pool_size: a.db.db_pool_size,
             sqlite_synchronous: a.db.sqlite_synchronous,
+            pg_group_commit: a.db.pg_group_commit,
             sqlite_checkpoint_interval: Duration::from_secs(1),
             nats_url: a.nats_url,
             nats_stream: a.nats_stream,

@@ -91,7 +91,7 @@ fn main() -> anyhow::Result<()> {
             Command::Migrate(db) => {
                 ordo::telemetry::init_logging(LogFormat::Text);
                 db.validate()?;
-                ordo::storage::connect_with(db.database_url.expose(), 1, db.sqlite_synchronous)
+                ordo::storage::connect_with(db.database_url.expose(), 1, db.sqlite_synchronous, 0)
                     .await?;
                 tracing::info!("migrations applied");
                 Ok(())
@@ -113,9 +113,13 @@ fn main() -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("--name {}", e.message))?;
                 let role = Role::parse(&role)
                     .ok_or_else(|| anyhow::anyhow!("--role must be customer, staff or admin"))?;
-                let store =
-                    ordo::storage::connect_with(db.database_url.expose(), 2, db.sqlite_synchronous)
-                        .await?;
+                let store = ordo::storage::connect_with(
+                    db.database_url.expose(),
+                    2,
+                    db.sqlite_synchronous,
+                    0,
+                )
+                .await?;
                 let clock: std::sync::Arc<dyn ordo::clock::Clock> =
                     std::sync::Arc::new(ordo::clock::SystemClock);
                 let auth = ordo::auth::service::AuthService::new(

@@ -11,13 +11,17 @@
 //! added) leaves no row to move on, and the order's total goes negative as for a line
 //! that cannot be reserved. An order placed directly runs `PLACE` as it always did.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use sqlx::PgPool;
 use sqlx::types::Json;
+use uuid::Uuid;
 
+use super::group_commit::GroupCommit;
 use super::store::{NewOrder, PlaceOutcome, ReservedLine};
 use crate::storage::postgres::PgStore;
-use crate::storage::{Error, Result};
+use crate::storage::{Error, Result, Ts};
 
 const PLACE: &str = "
 WITH input AS (
@@ -86,103 +90,418 @@ SELECT line_no",
 
 impl PgStore {
     pub(crate) async fn place_order_native(&self, o: &NewOrder) -> Result<PlaceOutcome> {
-        // Lines go in item id order, so that concurrent orders lock shared items in the
-        // same order.
-        let mut sorted: Vec<(usize, &(uuid::Uuid, i32))> = o.lines.iter().enumerate().collect();
-        sorted.sort_by_key(|(_, (id, _))| *id);
-        let ids: Vec<uuid::Uuid> = sorted.iter().map(|(_, l)| l.0).collect();
-        let qtys: Vec<i32> = sorted.iter().map(|(_, l)| l.1).collect();
-        let line_nos: Vec<i32> = sorted.iter().map(|(i, _)| *i as i32 + 1).collect();
-        let shipping = o.shipping_address.clone().map(Json);
-        let sql = match o.cart_version {
-            None => sqlx::AssertSqlSafe(PLACE),
-            Some(_) => sqlx::AssertSqlSafe(PLACE_CART.as_str()),
-        };
-        let mut q = sqlx::query_as::<sqlx::Postgres, ReservedLine>(sql)
-            .bind(&ids)
-            .bind(&qtys)
-            .bind(&line_nos)
-            .bind(o.created_at)
-            .bind(o.id)
-            .bind(o.customer_id)
-            .bind(o.lines.len() as i64)
-            .bind(&shipping)
-            .bind(&o.payment_method)
-            .bind(o.expires_at)
-            .bind(&o.actor)
-            .bind(uuid::Uuid::now_v7())
-            .bind(NewOrder::charge_key(o.id))
-            .bind(o.charge_due_at);
-        if let Some(version) = o.cart_version {
-            q = q.bind(version);
+        match self.placer() {
+            Some(placer) => placer.submit(o.clone()).await,
+            None => place_one(self.writer(), o).await,
         }
-        let rows = q.fetch_all(self.writer()).await;
-        let rows = match rows.map_err(Error::from) {
-            Ok(rows) => rows,
-            Err(Error::Check) => return self.diagnose(o).await,
-            Err(e) => return Err(e),
-        };
-        Ok(PlaceOutcome::Placed(o.placed(rows)))
     }
 
-    /// Says why an order could not be placed. Stock may have moved since; if every line
-    /// looks fine now, the caller's retry loop simply tries again.
-    async fn diagnose(&self, o: &NewOrder) -> Result<PlaceOutcome> {
-        if let Some(version) = o.cart_version {
-            let now = sqlx::query_scalar::<sqlx::Postgres, i64>(
-                "SELECT version FROM carts WHERE customer_id = $1",
-            )
-            .bind(o.customer_id)
-            .fetch_optional(self.reader())
-            .await?;
-            if now != Some(version) {
-                return Ok(PlaceOutcome::CartChanged);
+    pub(crate) async fn place_orders_native(
+        &self,
+        batch: Vec<NewOrder>,
+    ) -> Vec<Result<PlaceOutcome>> {
+        place_batch(self.writer(), batch).await
+    }
+}
+
+/// Group commit on PostgreSQL: the workers that place concurrent orders together.
+pub(crate) type Placer = GroupCommit<PlaceOutcome>;
+
+/// Starts `workers` group-commit workers over `pool`. They hold only the pool: they end
+/// when the store (and with it the queue) is dropped.
+pub(crate) fn spawn_placer(pool: PgPool, workers: usize) -> Placer {
+    GroupCommit::spawn(workers, move |batch| {
+        let pool = pool.clone();
+        async move { place_batch(&pool, batch).await }
+    })
+}
+
+/// Places one order on its own: one statement (`PLACE` or `PLACE_CART`), one round trip.
+async fn place_one(pool: &PgPool, o: &NewOrder) -> Result<PlaceOutcome> {
+    // Lines go in item id order, so that concurrent orders lock shared items in the
+    // same order.
+    let mut sorted: Vec<(usize, &(uuid::Uuid, i32))> = o.lines.iter().enumerate().collect();
+    sorted.sort_by_key(|(_, (id, _))| *id);
+    let ids: Vec<uuid::Uuid> = sorted.iter().map(|(_, l)| l.0).collect();
+    let qtys: Vec<i32> = sorted.iter().map(|(_, l)| l.1).collect();
+    let line_nos: Vec<i32> = sorted.iter().map(|(i, _)| *i as i32 + 1).collect();
+    let shipping = o.shipping_address.clone().map(Json);
+    let sql = match o.cart_version {
+        None => sqlx::AssertSqlSafe(PLACE),
+        Some(_) => sqlx::AssertSqlSafe(PLACE_CART.as_str()),
+    };
+    let mut q = sqlx::query_as::<sqlx::Postgres, ReservedLine>(sql)
+        .bind(&ids)
+        .bind(&qtys)
+        .bind(&line_nos)
+        .bind(o.created_at)
+        .bind(o.id)
+        .bind(o.customer_id)
+        .bind(o.lines.len() as i64)
+        .bind(&shipping)
+        .bind(&o.payment_method)
+        .bind(o.expires_at)
+        .bind(&o.actor)
+        .bind(uuid::Uuid::now_v7())
+        .bind(NewOrder::charge_key(o.id))
+        .bind(o.charge_due_at);
+    if let Some(version) = o.cart_version {
+        q = q.bind(version);
+    }
+    let rows = q.fetch_all(pool).await;
+    let rows = match rows.map_err(Error::from) {
+        Ok(rows) => rows,
+        Err(Error::Check) => return diagnose(pool, o).await,
+        Err(e) => return Err(e),
+    };
+    Ok(PlaceOutcome::Placed(o.placed(rows)))
+}
+
+/// Says why an order could not be placed. Stock may have moved since; if every line
+/// looks fine now, the caller's retry loop simply tries again.
+async fn diagnose(pool: &PgPool, o: &NewOrder) -> Result<PlaceOutcome> {
+    if let Some(version) = o.cart_version {
+        let now = sqlx::query_scalar::<sqlx::Postgres, i64>(
+            "SELECT version FROM carts WHERE customer_id = $1",
+        )
+        .bind(o.customer_id)
+        .fetch_optional(pool)
+        .await?;
+        if now != Some(version) {
+            return Ok(PlaceOutcome::CartChanged);
+        }
+    }
+    let ids: Vec<uuid::Uuid> = o.lines.iter().map(|l| l.0).collect();
+    let found = sqlx::query_as::<sqlx::Postgres, (uuid::Uuid, i64, String)>(
+        "SELECT id, stock, currency FROM items WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    let by_line: Vec<Option<(i64, &str)>> = o
+        .lines
+        .iter()
+        .map(|(id, _)| {
+            found
+                .iter()
+                .find(|f| f.0 == *id)
+                .map(|f| (f.1, f.2.as_str()))
+        })
+        .collect();
+    explain_refusal(o, &by_line)
+}
+
+/// Places a batch: together when there are several, falling back to one by one when
+/// the shared transaction fails.
+async fn place_batch(pool: &PgPool, batch: Vec<NewOrder>) -> Vec<Result<PlaceOutcome>> {
+    if batch.len() > 1 {
+        match place_together(pool, &batch).await {
+            Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+            Err(e) => {
+                // One order's fault (an unknown customer) or a lost race (a deadlock with
+                // a cancellation) fails the whole transaction: nothing of it stays. Each
+                // order is then placed on its own and gets its own answer.
+                tracing::debug!(error = %e, orders = batch.len(), "group commit failed; placing one by one");
+                metrics::counter!("ordo_place_batch_fallbacks_total").increment(1);
             }
         }
-        let ids: Vec<uuid::Uuid> = o.lines.iter().map(|l| l.0).collect();
-        let found = sqlx::query_as::<sqlx::Postgres, (uuid::Uuid, i64, String)>(
-            "SELECT id, stock, currency FROM items WHERE id = ANY($1)",
-        )
-        .bind(&ids)
-        .fetch_all(self.reader())
-        .await?;
-        let by_line: Vec<Option<(i64, String)>> = o
-            .lines
-            .iter()
-            .map(|(id, _)| {
-                found
-                    .iter()
-                    .find(|f| f.0 == *id)
-                    .map(|f| (f.1, f.2.clone()))
+    }
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for o in &batch {
+        outcomes.push(place_one(pool, o).await);
+    }
+    outcomes
+}
+
+/// Locks every item of the batch (in id order, as `PLACE` does) and the carts being
+/// checked out.
+const LOCK_ITEMS: &str = "SELECT id, stock, price, currency, sku, name FROM items WHERE id = ANY($1) \
+     ORDER BY id FOR NO KEY UPDATE";
+const LOCK_CARTS: &str = "SELECT customer_id, version FROM carts WHERE customer_id = ANY($1) \
+     ORDER BY customer_id FOR UPDATE";
+
+/// Writes every accepted order of a batch: one statement over arrays, whatever the
+/// number of orders and lines.
+const WRITE_BATCH: &str = "
+WITH stock AS (
+    UPDATE items i SET stock = i.stock - u.qty, updated_at = $3
+    FROM unnest($1::uuid[], $2::bigint[]) AS u(id, qty)
+    WHERE i.id = u.id
+), ord AS (
+    INSERT INTO orders (id, customer_id, status, payment_status, total_amount, currency, shipping_address,
+                        payment_method, version, created_at, updated_at, expires_at)
+    SELECT id, customer_id, 'created', 'pending', total, currency, shipping, method, 0, at, at, expires
+    FROM unnest($4::uuid[], $5::uuid[], $6::bigint[], $7::text[], $8::jsonb[], $9::text[],
+                $10::timestamptz[], $11::timestamptz[])
+         AS t(id, customer_id, total, currency, shipping, method, at, expires)
+), charge AS (
+    INSERT INTO payment_transactions (id, order_id, kind, idempotency_key, method, amount, currency, status,
+                                      attempts, next_attempt_at, created_at, updated_at)
+    SELECT id, order_id, 'charge', key, method, amount, currency, 'pending', 1, due, at, at
+    FROM unnest($12::uuid[], $13::uuid[], $14::text[], $15::text[], $16::bigint[], $17::text[],
+                $18::timestamptz[], $19::timestamptz[])
+         AS t(id, order_id, key, method, amount, currency, due, at)
+), lines AS (
+    INSERT INTO order_items (order_id, line_no, item_id, sku, name, quantity, unit_price, line_total)
+    SELECT * FROM unnest($20::uuid[], $21::int[], $22::uuid[], $23::text[], $24::text[], $25::int[],
+                         $26::bigint[], $27::bigint[])
+), ev AS (
+    -- In the batch's order: the timeline's ids follow the order in which orders came.
+    INSERT INTO order_events (order_id, customer_id, event, status, actor, at)
+    SELECT order_id, customer_id, 'order_status_update', 'created', actor, at
+    FROM unnest($4::uuid[], $5::uuid[], $28::text[], $10::timestamptz[]) WITH ORDINALITY
+         AS t(order_id, customer_id, actor, at, n)
+    ORDER BY n
+), cart AS (
+    UPDATE carts SET version = version + 1, updated_at = $3 WHERE customer_id = ANY($29)
+)
+DELETE FROM cart_items WHERE customer_id = ANY($29)";
+
+/// An item as the batch found it under its lock, and what the batch took of it.
+struct Stock {
+    left: i64,
+    taken: i64,
+    price: i64,
+    currency: String,
+    sku: String,
+    name: String,
+}
+
+/// The rows a batch writes, as the columns of `WRITE_BATCH`.
+#[derive(Default)]
+struct Writes {
+    order_id: Vec<Uuid>,
+    customer_id: Vec<Uuid>,
+    total: Vec<i64>,
+    currency: Vec<String>,
+    shipping: Vec<Option<Json<serde_json::Value>>>,
+    method: Vec<Option<String>>,
+    at: Vec<Ts>,
+    expires: Vec<Ts>,
+    actor: Vec<String>,
+    charge_id: Vec<Uuid>,
+    charge_order: Vec<Uuid>,
+    charge_key: Vec<String>,
+    charge_method: Vec<String>,
+    charge_amount: Vec<i64>,
+    charge_currency: Vec<String>,
+    charge_due: Vec<Ts>,
+    charge_at: Vec<Ts>,
+    line_order: Vec<Uuid>,
+    line_no: Vec<i32>,
+    line_item: Vec<Uuid>,
+    line_sku: Vec<String>,
+    line_name: Vec<String>,
+    line_qty: Vec<i32>,
+    line_price: Vec<i64>,
+    line_total: Vec<i64>,
+    carts: Vec<Uuid>,
+}
+
+/// One transaction for the whole batch: lock the items (and carts), decide every order in
+/// the order it came, as if they had been placed one after another, write the accepted
+/// ones in one statement, commit. A refused order reserves nothing and does not stop the
+/// others.
+async fn place_together(pool: &PgPool, batch: &[NewOrder]) -> Result<Vec<PlaceOutcome>> {
+    let mut ids: Vec<Uuid> = batch
+        .iter()
+        .flat_map(|o| o.lines.iter().map(|l| l.0))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut checkouts: Vec<Uuid> = batch
+        .iter()
+        .filter(|o| o.cart_version.is_some())
+        .map(|o| o.customer_id)
+        .collect();
+    checkouts.sort_unstable();
+    checkouts.dedup();
+
+    let mut tx = pool.begin().await?;
+    let mut items: HashMap<Uuid, Stock> =
+        sqlx::query_as::<sqlx::Postgres, (Uuid, i64, i64, String, String, String)>(LOCK_ITEMS)
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|(id, left, price, currency, sku, name)| {
+                let stock = Stock {
+                    left,
+                    taken: 0,
+                    price,
+                    currency,
+                    sku,
+                    name,
+                };
+                (id, stock)
             })
             .collect();
-        explain_refusal(o, &by_line)
+    let mut carts: HashMap<Uuid, i64> = if checkouts.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query_as::<sqlx::Postgres, (Uuid, i64)>(LOCK_CARTS)
+            .bind(&checkouts)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect()
+    };
+
+    let mut w = Writes::default();
+    let outcomes: Vec<PlaceOutcome> = batch
+        .iter()
+        .map(|o| decide(o, &mut items, &mut carts, &mut w))
+        .collect();
+    let (stock_ids, stock_taken): (Vec<Uuid>, Vec<i64>) = items
+        .iter()
+        .filter(|(_, s)| s.taken > 0)
+        .map(|(id, s)| (*id, s.taken))
+        .unzip();
+    let Some(now) = w.at.iter().copied().max() else {
+        // Every order was refused: nothing to write (dropping `tx` rolls it back).
+        return Ok(outcomes);
+    };
+    sqlx::query(WRITE_BATCH)
+        .bind(&stock_ids)
+        .bind(&stock_taken)
+        .bind(now)
+        .bind(&w.order_id)
+        .bind(&w.customer_id)
+        .bind(&w.total)
+        .bind(&w.currency)
+        .bind(&w.shipping)
+        .bind(&w.method)
+        .bind(&w.at)
+        .bind(&w.expires)
+        .bind(&w.charge_id)
+        .bind(&w.charge_order)
+        .bind(&w.charge_key)
+        .bind(&w.charge_method)
+        .bind(&w.charge_amount)
+        .bind(&w.charge_currency)
+        .bind(&w.charge_due)
+        .bind(&w.charge_at)
+        .bind(&w.line_order)
+        .bind(&w.line_no)
+        .bind(&w.line_item)
+        .bind(&w.line_sku)
+        .bind(&w.line_name)
+        .bind(&w.line_qty)
+        .bind(&w.line_price)
+        .bind(&w.line_total)
+        .bind(&w.actor)
+        .bind(&w.carts)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Places `o` against what the batch has left of each item, or says why not (the same
+/// answers, in the same order of precedence, as an order placed on its own).
+fn decide(
+    o: &NewOrder,
+    items: &mut HashMap<Uuid, Stock>,
+    carts: &mut HashMap<Uuid, i64>,
+    w: &mut Writes,
+) -> PlaceOutcome {
+    if let Some(version) = o.cart_version
+        && carts.get(&o.customer_id) != Some(&version)
+    {
+        return PlaceOutcome::CartChanged;
     }
+    let found: Vec<Option<(i64, &str)>> = o
+        .lines
+        .iter()
+        .map(|(id, _)| items.get(id).map(|s| (s.left, s.currency.as_str())))
+        .collect();
+    if let Some(refused) = refusal(o, &found) {
+        return refused;
+    }
+    let mut rows: Vec<ReservedLine> = Vec::with_capacity(o.lines.len());
+    for (i, (id, qty)) in o.lines.iter().enumerate() {
+        let Some(s) = items.get_mut(id) else {
+            // `refusal` found every item.
+            return PlaceOutcome::UnknownItem(i);
+        };
+        s.left -= i64::from(*qty);
+        s.taken += i64::from(*qty);
+        let line_total = s.price * i64::from(*qty);
+        rows.push((
+            i as i32 + 1,
+            *id,
+            s.sku.clone(),
+            s.name.clone(),
+            *qty,
+            s.price,
+            line_total,
+            s.currency.clone(),
+        ));
+    }
+    if let Some(version) = o.cart_version {
+        carts.insert(o.customer_id, version + 1);
+        w.carts.push(o.customer_id);
+    }
+    let placed = o.placed(rows);
+    let order = &placed.order;
+    w.order_id.push(o.id);
+    w.customer_id.push(o.customer_id);
+    w.total.push(order.total_amount);
+    w.currency.push(order.currency.clone());
+    w.shipping.push(order.shipping_address.clone());
+    w.method.push(o.payment_method.clone());
+    w.at.push(o.created_at);
+    w.expires.push(o.expires_at);
+    w.actor.push(o.actor.clone());
+    if let Some(method) = &o.payment_method {
+        w.charge_id.push(Uuid::now_v7());
+        w.charge_order.push(o.id);
+        w.charge_key.push(NewOrder::charge_key(o.id));
+        w.charge_method.push(method.clone());
+        w.charge_amount.push(order.total_amount);
+        w.charge_currency.push(order.currency.clone());
+        w.charge_due.push(o.charge_due_at);
+        w.charge_at.push(o.created_at);
+    }
+    for l in &placed.lines {
+        w.line_order.push(o.id);
+        w.line_no.push(l.line_no);
+        w.line_item.push(l.item_id);
+        w.line_sku.push(l.sku.clone());
+        w.line_name.push(l.name.clone());
+        w.line_qty.push(l.quantity);
+        w.line_price.push(l.unit_price);
+        w.line_total.push(l.line_total);
+    }
+    PlaceOutcome::Placed(placed)
 }
 
 /// Why an order was refused, given each line's item as it is now (`None`: no such item).
 /// Unknown items come first (422), then stock (409), then currencies (422). If every
 /// line looks fine now, stock moved back meanwhile: the caller tries again.
-pub(super) fn explain_refusal(
-    o: &NewOrder,
-    found: &[Option<(i64, String)>],
-) -> Result<PlaceOutcome> {
+pub(super) fn explain_refusal(o: &NewOrder, found: &[Option<(i64, &str)>]) -> Result<PlaceOutcome> {
+    refusal(o, found).ok_or(Error::Retry)
+}
+
+/// Why an order cannot be placed against `found` (each line's item: its stock and
+/// currency), or `None` if it can.
+fn refusal(o: &NewOrder, found: &[Option<(i64, &str)>]) -> Option<PlaceOutcome> {
     if let Some(i) = found.iter().position(Option::is_none) {
-        return Ok(PlaceOutcome::UnknownItem(i));
+        return Some(PlaceOutcome::UnknownItem(i));
     }
-    let items: Vec<&(i64, String)> = found.iter().flatten().collect();
+    let items: Vec<(i64, &str)> = found.iter().flatten().copied().collect();
     if let Some(i) = o
         .lines
         .iter()
         .zip(&items)
         .position(|((_, qty), (stock, _))| *stock < i64::from(*qty))
     {
-        return Ok(PlaceOutcome::InsufficientStock(i));
+        return Some(PlaceOutcome::InsufficientStock(i));
     }
     if items.iter().any(|(_, cur)| *cur != items[0].1) {
-        return Ok(PlaceOutcome::MixedCurrencies);
+        return Some(PlaceOutcome::MixedCurrencies);
     }
-    Err(Error::Retry)
+    None
 }
 
 #[cfg(test)]

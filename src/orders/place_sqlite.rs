@@ -10,13 +10,12 @@
 
 use std::fmt::Write as _;
 
-use sqlx::SqlitePool;
-use sqlx::types::Json;
-use tokio::sync::{mpsc, oneshot};
-
+use super::group_commit::{GroupCommit, clone_error};
 use super::store::{NewOrder, PlaceOutcome, ReservedLine};
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::{Error, Result};
+use sqlx::SqlitePool;
+use sqlx::types::Json;
 
 /// The statements for an order of `n` lines. Parameters: $1 time, $2 order id,
 /// $3 customer, $4 shipping address, $5 payment method, $6 expiry, $7 actor, then for
@@ -92,34 +91,13 @@ fn place_sql(n: usize, cart: bool) -> String {
     sql
 }
 
-/// Most orders one group commit takes.
-const MAX_BATCH: usize = 64;
+pub(crate) type Placer = GroupCommit<Option<Vec<ReservedLine>>>;
 
-/// One order waiting for the writer. `None` in the reply: refused, nothing reserved.
-pub(crate) struct PlaceJob {
-    order: NewOrder,
-    reply: oneshot::Sender<Result<Option<Vec<ReservedLine>>>>,
-}
-
-pub(crate) type Placer = mpsc::Sender<PlaceJob>;
-
-/// Group commit: the writer task takes every order that is waiting, runs each in its own
-/// savepoint inside one transaction, commits once, then answers them all. Under load this
-/// spreads BEGIN/COMMIT and the WAL write over many orders; alone, an order is a batch of
-/// one.
-async fn writer_task(writer: SqlitePool, mut rx: mpsc::Receiver<PlaceJob>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let outcomes = run_batch(&writer, &batch).await;
-        for (job, outcome) in batch.drain(..).zip(outcomes) {
-            let _ = job.reply.send(outcome);
-        }
-    }
-}
-
+/// Runs each order of the batch in its own savepoint inside one transaction and commits
+/// once. `None` for an order: refused, nothing reserved.
 async fn run_batch(
     writer: &SqlitePool,
-    batch: &[PlaceJob],
+    batch: &[NewOrder],
 ) -> Vec<Result<Option<Vec<ReservedLine>>>> {
     let mut tx = match writer.begin().await {
         Ok(tx) => tx,
@@ -131,8 +109,7 @@ async fn run_batch(
         }
     };
     let mut outcomes = Vec::with_capacity(batch.len());
-    for job in batch {
-        let o = &job.order;
+    for o in batch {
         let mut sorted: Vec<(usize, &(uuid::Uuid, i32))> = o.lines.iter().enumerate().collect();
         sorted.sort_by_key(|(_, (id, _))| *id);
         let shipping = o.shipping_address.clone().map(Json);
@@ -189,30 +166,42 @@ async fn run_batch(
     }
 }
 
-/// `sqlx::Error` is not `Clone`; a batch-wide failure is told to every order in it.
-fn clone_error(e: &sqlx::Error) -> sqlx::Error {
-    sqlx::Error::Protocol(e.to_string())
-}
-
 impl SqliteStore {
     pub(crate) async fn place_order_native(&self, o: &NewOrder) -> Result<PlaceOutcome> {
         let placer = self.placer.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-            // The task holds only the pool: it ends when the store and its sender are dropped.
-            tokio::spawn(writer_task(self.writer().clone(), rx));
-            tx
+            // SQLite has one writer: one worker. It holds only the pool, and ends when the
+            // store (and with it the queue) is dropped.
+            let writer = self.writer().clone();
+            GroupCommit::spawn(1, move |batch| {
+                let writer = writer.clone();
+                async move { run_batch(&writer, &batch).await }
+            })
         });
-        let (reply, answer) = oneshot::channel();
-        let job = PlaceJob {
-            order: o.clone(),
-            reply,
-        };
-        let gone = || Error::Database(sqlx::Error::PoolClosed);
-        placer.send(job).await.map_err(|_| gone())?;
-        let Some(rows) = answer.await.map_err(|_| gone())?? else {
-            return self.diagnose(o).await;
-        };
-        Ok(PlaceOutcome::Placed(o.placed(rows)))
+        let rows = placer.submit(o.clone()).await?;
+        self.outcome(o, rows).await
+    }
+
+    pub(crate) async fn place_orders_native(
+        &self,
+        batch: Vec<NewOrder>,
+    ) -> Vec<Result<PlaceOutcome>> {
+        let rows = run_batch(self.writer(), &batch).await;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (o, rows) in batch.iter().zip(rows) {
+            outcomes.push(match rows {
+                Ok(rows) => self.outcome(o, rows).await,
+                Err(e) => Err(e),
+            });
+        }
+        outcomes
+    }
+
+    /// The order placed from its reserved lines, or (`None`) why it was refused.
+    async fn outcome(&self, o: &NewOrder, rows: Option<Vec<ReservedLine>>) -> Result<PlaceOutcome> {
+        match rows {
+            Some(rows) => Ok(PlaceOutcome::Placed(o.placed(rows))),
+            None => self.diagnose(o).await,
+        }
     }
 
     /// Says why an order could not be placed (nothing was reserved).
@@ -238,6 +227,10 @@ impl SqliteStore {
             .await?;
             found.push(row);
         }
+        let found: Vec<Option<(i64, &str)>> = found
+            .iter()
+            .map(|f| f.as_ref().map(|(stock, cur)| (*stock, cur.as_str())))
+            .collect();
         super::place_pg::explain_refusal(o, &found)
     }
 }

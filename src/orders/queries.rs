@@ -81,6 +81,10 @@ impl OrderStore for Backend {
         self.place_order_native(o).await
     }
 
+    async fn place_orders(&self, batch: Vec<NewOrder>) -> Vec<Result<PlaceOutcome>> {
+        self.place_orders_native(batch).await
+    }
+
     async fn order(&self, id: Uuid) -> Result<Option<OrderRecord>> {
         let sql = format!(
             "SELECT {ORDER_COLUMNS}, {LINE_COLUMNS} FROM orders o JOIN order_items l ON l.order_id = o.id \

@@ -245,6 +245,11 @@ pub trait OrderStore {
     /// Reserves every line and records the order and its `created` event in one
     /// transaction: all or nothing.
     async fn place_order(&self, order: &NewOrder) -> Result<PlaceOutcome>;
+    /// Places the orders in one transaction (group commit), deciding each as if they
+    /// had been placed one after another in this order: a refused order reserves nothing
+    /// and does not stop the others. One outcome per order, in order. The group-commit
+    /// workers run this; it is public so that tests can form a batch of their choosing.
+    async fn place_orders(&self, batch: Vec<NewOrder>) -> Vec<Result<PlaceOutcome>>;
     async fn order(&self, id: Uuid) -> Result<Option<OrderRecord>>;
     /// Compare-and-set on `expected_version`; optionally returns the order's units to
     /// stock; appends `events`; all in one transaction.

@@ -146,17 +146,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Opens the backend named by `url` and applies pending migrations.
 pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<DynStore> {
-    connect_with(url, pool_size, crate::config::SqliteSync::default()).await
+    connect_with(url, pool_size, crate::config::SqliteSync::default(), 0).await
 }
 
-/// As [`connect`], with the embedded database's `synchronous` setting.
+/// As [`connect`], with the embedded database's `synchronous` setting and the number of
+/// group-commit workers on PostgreSQL (`0`: every order commits on its own).
 pub async fn connect_with(
     url: &str,
     pool_size: u32,
     sqlite_sync: crate::config::SqliteSync,
+    pg_group_commit: usize,
 ) -> anyhow::Result<DynStore> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = postgres::PgStore::connect(url, pool_size).await?;
+        let store = postgres::PgStore::connect(url, pool_size)
+            .await?
+            .with_group_commit(pg_group_commit);
         store.migrate().await?;
         Ok(Arc::new(store))
     } else if url.starts_with("sqlite:") {

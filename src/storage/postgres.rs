@@ -2,6 +2,7 @@
 //! database.
 
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -10,6 +11,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{Dialect, Error, Store};
+use crate::orders::place_pg::{Placer, spawn_placer};
 
 pub type Db = sqlx::Postgres;
 pub const DIALECT: Dialect = Dialect::Postgres;
@@ -17,6 +19,10 @@ pub const DIALECT: Dialect = Dialect::Postgres;
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Workers that place concurrent orders in one transaction (`0`: none).
+    group_commit: usize,
+    /// Started with the first order.
+    placer: Arc<OnceLock<Placer>>,
 }
 
 impl PgStore {
@@ -34,7 +40,25 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            group_commit: 0,
+            placer: Arc::default(),
+        })
+    }
+
+    /// Places concurrent orders together with `workers` workers (`0`: each on its own).
+    pub fn with_group_commit(mut self, workers: usize) -> Self {
+        self.group_commit = workers;
+        self
+    }
+
+    /// The group-commit queue, if group commit is on.
+    pub(crate) fn placer(&self) -> Option<&Placer> {
+        (self.group_commit > 0).then(|| {
+            self.placer
+                .get_or_init(|| spawn_placer(self.pool.clone(), self.group_commit))
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), Error> {

@@ -98,6 +98,7 @@ pub fn test_config(database_url: String) -> Config {
         database_url: Secret::new(database_url),
         db_pool_size: 8,
         sqlite_synchronous: ordo::config::SqliteSync::Full,
+        pg_group_commit: 2,
         sqlite_checkpoint_interval: Duration::from_secs(1),
         nats_url: None,
         nats_stream: None,

@@ -16,6 +16,7 @@ mod cluster;
 mod concurrency;
 mod embedded;
 mod errors;
+mod group_commit;
 mod idempotency;
 mod items;
 mod notifications;
