@@ -1,58 +1,59 @@
-//! Group commit: orders from many requests share one transaction.
+//! Group commit: writes from many requests share one transaction.
 //!
-//! A request hands its order to a queue and waits for the answer. A worker takes every
-//! order waiting (up to [`MAX_BATCH`]), places them together, commits once and answers
-//! each. Under load this spreads BEGIN/COMMIT, the WAL flush and the round trips over
-//! many orders; alone, an order is a batch of one and waits for nobody. Each backend says
-//! how a batch is placed (`place_sqlite`, `place_pg`); this module only queues and answers.
+//! A request hands its write (an order to place, a transition to apply) to a queue and
+//! waits for the answer. A worker takes every write waiting (up to [`MAX_BATCH`]), does
+//! them together, commits once and answers each. Under load this spreads BEGIN/COMMIT,
+//! the WAL flush and the round trips over many writes; alone, a write is a batch of one
+//! and waits for nobody. Each backend says how a batch is written (`place_sqlite`,
+//! `place_pg`, `transition_pg`); this module only queues and answers.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::store::NewOrder;
 use crate::storage::{Error, Result};
 
-/// Most orders one transaction takes.
+/// Most writes one transaction takes.
 pub(crate) const MAX_BATCH: usize = 64;
 
-struct Job<T> {
-    order: NewOrder,
+struct Job<J, T> {
+    job: J,
     reply: oneshot::Sender<Result<T>>,
 }
 
 /// The queue in front of a backend's batch workers. Dropping it (with the store) ends them.
-pub(crate) struct GroupCommit<T> {
-    queue: mpsc::Sender<Job<T>>,
+pub(crate) struct GroupCommit<J, T> {
+    queue: mpsc::Sender<Job<J, T>>,
 }
 
-impl<T: Send + 'static> GroupCommit<T> {
-    /// Starts `workers` tasks that each take a batch and run `place` on it, which answers
-    /// one outcome per order, in order. With more than one worker, one batch is being
+impl<J: Send + 'static, T: Send + 'static> GroupCommit<J, T> {
+    /// Starts `workers` tasks that each take a batch and run `write` on it, which answers
+    /// one outcome per job, in order. `what` names the writes in the batch-size metric. With more than one worker, one batch is being
     /// committed while the next is gathered and placed.
-    pub(crate) fn spawn<F, Fut>(workers: usize, place: F) -> Self
+    pub(crate) fn spawn<F, Fut>(what: &'static str, workers: usize, write: F) -> Self
     where
-        F: Fn(Vec<NewOrder>) -> Fut + Send + Sync + 'static,
+        F: Fn(Vec<J>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<Result<T>>> + Send + 'static,
     {
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
         let rx = Arc::new(Mutex::new(rx));
-        let place = Arc::new(place);
+        let write = Arc::new(write);
         for _ in 0..workers.max(1) {
-            let (rx, place) = (rx.clone(), place.clone());
+            let (rx, write) = (rx.clone(), write.clone());
             tokio::spawn(async move {
-                let mut jobs: Vec<Job<T>> = Vec::with_capacity(MAX_BATCH);
+                let mut jobs: Vec<Job<J, T>> = Vec::with_capacity(MAX_BATCH);
                 loop {
                     // The lock is held only while waiting for work, so the next worker
                     // gathers the next batch while this one places its own.
                     if rx.lock().await.recv_many(&mut jobs, MAX_BATCH).await == 0 {
                         break;
                     }
-                    let (orders, replies): (Vec<NewOrder>, Vec<_>) =
-                        jobs.drain(..).map(|j| (j.order, j.reply)).unzip();
-                    metrics::histogram!("ordo_place_batch_orders").record(orders.len() as f64);
-                    let outcomes = place(orders).await;
+                    let (batch, replies): (Vec<J>, Vec<_>) =
+                        jobs.drain(..).map(|j| (j.job, j.reply)).unzip();
+                    metrics::histogram!("ordo_group_commit_batch_size", "write" => what)
+                        .record(batch.len() as f64);
+                    let outcomes = write(batch).await;
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         let _ = reply.send(outcome);
                     }
@@ -62,12 +63,12 @@ impl<T: Send + 'static> GroupCommit<T> {
         GroupCommit { queue }
     }
 
-    /// Queues the order and waits for its outcome.
-    pub(crate) async fn submit(&self, order: NewOrder) -> Result<T> {
+    /// Queues the job and waits for its outcome.
+    pub(crate) async fn submit(&self, job: J) -> Result<T> {
         let gone = || Error::Database(sqlx::Error::PoolClosed);
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { order, reply })
+            .send(Job { job, reply })
             .await
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?

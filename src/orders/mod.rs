@@ -8,4 +8,4 @@ pub(crate) mod place_pg;
 pub(crate) mod place_sqlite;
 pub mod service;
 pub mod store;
-mod transition_pg;
+pub(crate) mod transition_pg;

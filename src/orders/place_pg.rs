@@ -105,12 +105,12 @@ impl PgStore {
 }
 
 /// Group commit on PostgreSQL: the workers that place concurrent orders together.
-pub(crate) type Placer = GroupCommit<PlaceOutcome>;
+pub(crate) type Placer = GroupCommit<NewOrder, PlaceOutcome>;
 
 /// Starts `workers` group-commit workers over `pool`. They hold only the pool: they end
 /// when the store (and with it the queue) is dropped.
 pub(crate) fn spawn_placer(pool: PgPool, workers: usize) -> Placer {
-    GroupCommit::spawn(workers, move |batch| {
+    GroupCommit::spawn("place", workers, move |batch| {
         let pool = pool.clone();
         async move { place_batch(&pool, batch).await }
     })
@@ -202,7 +202,8 @@ async fn place_batch(pool: &PgPool, batch: Vec<NewOrder>) -> Vec<Result<PlaceOut
                 // a cancellation) fails the whole transaction: nothing of it stays. Each
                 // order is then placed on its own and gets its own answer.
                 tracing::debug!(error = %e, orders = batch.len(), "group commit failed; placing one by one");
-                metrics::counter!("ordo_place_batch_fallbacks_total").increment(1);
+                metrics::counter!("ordo_group_commit_fallbacks_total", "write" => "place")
+                    .increment(1);
             }
         }
     }

@@ -91,7 +91,7 @@ fn place_sql(n: usize, cart: bool) -> String {
     sql
 }
 
-pub(crate) type Placer = GroupCommit<Option<Vec<ReservedLine>>>;
+pub(crate) type Placer = GroupCommit<NewOrder, Option<Vec<ReservedLine>>>;
 
 /// Runs each order of the batch in its own savepoint inside one transaction and commits
 /// once. `None` for an order: refused, nothing reserved.
@@ -172,7 +172,7 @@ impl SqliteStore {
             // SQLite has one writer: one worker. It holds only the pool, and ends when the
             // store (and with it the queue) is dropped.
             let writer = self.writer().clone();
-            GroupCommit::spawn(1, move |batch| {
+            GroupCommit::spawn("place", 1, move |batch| {
                 let writer = writer.clone();
                 async move { run_batch(&writer, &batch).await }
             })

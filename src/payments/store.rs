@@ -104,6 +104,9 @@ macro_rules! payment_on_conflict {
     };
 }
 
+/// What a payment write does to a step already recorded under its key.
+pub(crate) const PAYMENT_ON_CONFLICT: &str = payment_on_conflict!();
+
 /// The upsert behind every `PaymentWrite`; `$1` … `$13` in the order of `bind_write`.
 pub(crate) const UPSERT_PAYMENT: &str = concat!(
     payment_insert_into!(),

@@ -12,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{Dialect, Error, Store};
 use crate::orders::place_pg::{Placer, spawn_placer};
+use crate::orders::transition_pg::{Transitioner, spawn_transitioner};
 
 pub type Db = sqlx::Postgres;
 pub const DIALECT: Dialect = Dialect::Postgres;
@@ -23,6 +24,8 @@ pub struct PgStore {
     group_commit: usize,
     /// Started with the first order.
     placer: Arc<OnceLock<Placer>>,
+    /// Started with the first transition.
+    transitioner: Arc<OnceLock<Transitioner>>,
 }
 
 impl PgStore {
@@ -44,6 +47,7 @@ impl PgStore {
             pool,
             group_commit: 0,
             placer: Arc::default(),
+            transitioner: Arc::default(),
         })
     }
 
@@ -58,6 +62,14 @@ impl PgStore {
         (self.group_commit > 0).then(|| {
             self.placer
                 .get_or_init(|| spawn_placer(self.pool.clone(), self.group_commit))
+        })
+    }
+
+    /// The group-commit queue for transitions, if group commit is on.
+    pub(crate) fn transitioner(&self) -> Option<&Transitioner> {
+        (self.group_commit > 0).then(|| {
+            self.transitioner
+                .get_or_init(|| spawn_transitioner(self.pool.clone(), self.group_commit))
         })
     }
 

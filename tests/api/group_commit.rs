@@ -246,3 +246,86 @@ async fn concurrent_good_and_bad_orders_balance(b: Backend) {
     assert_eq!(app.stock(&cold).await, 1000 - cold_sold);
 }
 both!(concurrent_good_and_bad_orders_balance);
+
+/// Transitions share batches too: every order cancelled twice at once (so that both
+/// cancellations of an order may land in one batch) is cancelled once, gives its units
+/// back once, and has one `canceled` entry in its timeline; paid checkouts racing them
+/// end `placed` with their charge recorded.
+async fn racing_transitions_in_batches_apply_once(b: Backend) {
+    let app = Arc::new(TestApp::spawn(b).await);
+    let a = app.item(100, 100).await;
+    let c = app.item(100, 100).await;
+    let (_, token) = app.customer("ann").await;
+    let mut open = Vec::new();
+    for i in 0..30 {
+        let lines: Vec<(&str, i64)> = if i % 2 == 0 {
+            vec![(&a, 1), (&c, 2)]
+        } else {
+            vec![(&c, 1)]
+        };
+        let r = app.order(&token, &lines).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        open.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(app.stock(&a).await, 85);
+    assert_eq!(app.stock(&c).await, 55);
+    let mut tasks = Vec::new();
+    for id in &open {
+        for _ in 0..2 {
+            let (app, token, id) = (app.clone(), token.clone(), id.clone());
+            tasks.push(tokio::spawn(async move {
+                let r = app
+                    .post(&format!("/v1/orders/{id}/cancel"), &token, json!({}))
+                    .await;
+                (id, r)
+            }));
+        }
+    }
+    let paying: Vec<_> = (0..30)
+        .map(|_| {
+            let (app, token, a) = (app.clone(), token.clone(), a.clone());
+            tokio::spawn(async move {
+                app.post(
+                    "/v1/orders",
+                    &token,
+                    json!({"items": [{"item_id": a, "quantity": 1}], "payment_method": "pm_card_visa"}),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut cancelled = std::collections::HashMap::<String, usize>::new();
+    for t in tasks {
+        let (id, r) = t.await.unwrap();
+        if r.status == StatusCode::OK {
+            *cancelled.entry(id).or_default() += 1;
+        } else {
+            r.assert_problem(409, "invalid_transition");
+        }
+    }
+    assert_eq!(cancelled.len(), 30);
+    assert!(cancelled.values().all(|n| *n == 1), "{cancelled:?}");
+    for t in paying {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        assert_eq!(r.body["status"], "placed", "{}", r.text);
+        assert_eq!(r.body["payment_status"], "paid", "{}", r.text);
+        let id = r.body["id"].as_str().unwrap();
+        let pay = app.get(&format!("/v1/orders/{id}/payments"), &token).await;
+        assert_eq!(pay.body["data"][0]["status"], "succeeded", "{}", pay.text);
+    }
+    // Every unit of the cancelled orders came back, once; the paid ones hold theirs.
+    assert_eq!(app.stock(&a).await, 70);
+    assert_eq!(app.stock(&c).await, 100);
+    for id in &open {
+        let ev = app.get(&format!("/v1/orders/{id}/events"), &token).await;
+        let cancels = ev.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["data"]["status"] == "canceled")
+            .count();
+        assert_eq!(cancels, 1, "{}", ev.text);
+    }
+}
+both!(racing_transitions_in_batches_apply_once);

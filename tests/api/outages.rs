@@ -266,6 +266,167 @@ async fn a_node_killed_under_load_keeps_every_acknowledged_order(b: Backend) {
 }
 both!(a_node_killed_under_load_keeps_every_acknowledged_order);
 
+/// Every order for `item` the database holds and does not count as canceled, by id.
+async fn orders_holding(url: &str, admin: &str, item: &str) -> HashMap<String, i64> {
+    let mut held = HashMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = match &cursor {
+            Some(c) => format!("{url}/v1/orders?limit=200&cursor={c}"),
+            None => format!("{url}/v1/orders?limit=200"),
+        };
+        let v = get(&page, admin).await;
+        for o in v["data"].as_array().unwrap() {
+            if o["status"] == "canceled" {
+                continue;
+            }
+            for l in o["items"].as_array().unwrap() {
+                if l["item_id"] == item {
+                    held.insert(
+                        o["id"].as_str().unwrap().to_owned(),
+                        l["quantity"].as_i64().unwrap(),
+                    );
+                }
+            }
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    held
+}
+
+/// Sends `buyers` orders for one unit of `item` at once, each with its own idempotency
+/// key (`{prefix}-{i}`); returns (i, order id) of every 201, as they come, into `sold`.
+fn flash_buyers(
+    url: &str,
+    shop: &Shop,
+    item: &str,
+    prefix: &'static str,
+    buyers: usize,
+    sold: Arc<Mutex<Vec<(usize, String)>>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    (0..buyers)
+        .map(|i| {
+            let (http, sold, url) = (http.clone(), sold.clone(), url.to_owned());
+            let token = shop.customers[i % shop.customers.len()].clone();
+            let body = flash_body(item, i);
+            tokio::spawn(async move {
+                let sent = http
+                    .post(format!("{url}/v1/orders"))
+                    .bearer_auth(&token)
+                    .header("Idempotency-Key", format!("{prefix}-{i}"))
+                    .json(&body)
+                    .send()
+                    .await;
+                let Ok(r) = sent else { return };
+                if r.status() != StatusCode::CREATED {
+                    return;
+                }
+                if let Ok(v) = r.json::<Value>().await {
+                    sold.lock()
+                        .unwrap()
+                        .push((i, v["id"].as_str().unwrap().to_owned()));
+                }
+            })
+        })
+        .collect()
+}
+
+/// Buyer `i`'s order: one unit, every other one paid at once.
+fn flash_body(item: &str, i: usize) -> Value {
+    let mut body = json!({"items": [{"item_id": item, "quantity": 1}]});
+    if i.is_multiple_of(2) {
+        body["payment_method"] = json!("pm_card_visa");
+    }
+    body
+}
+
+/// A flash sale: 300 buyers, each with an idempotency key, for 50 units, on a node killed
+/// with SIGKILL right after its first answers (while batches are being committed). After
+/// the restart every 201 is there, each answered key replays the same order, and once
+/// the sale is finished with fresh keys exactly 50 units are sold: none twice, none lost.
+async fn a_flash_sale_killed_mid_batch_sells_each_unit_once(b: Backend) {
+    const UNITS: i64 = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _guard) = crate::helpers::fresh_database(b).await;
+    let server = Server::start(server_cmd(dir.path(), &db), "http").await;
+    let shop = open_shop(&server.url).await;
+    let r = call(
+        &format!("{}/v1/items", server.url),
+        Some(&shop.admin),
+        json!({"sku": "FLASH", "name": "Flash", "price": 100, "currency": "USD", "stock": UNITS}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let item = r.body["id"].as_str().unwrap().to_owned();
+
+    let sold = Arc::new(Mutex::new(Vec::new()));
+    let buyers = flash_buyers(&server.url, &shop, &item, "flash", 300, sold.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while sold.lock().unwrap().len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "nothing sold");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    server.crash();
+    for t in buyers {
+        t.await.unwrap();
+    }
+    let acknowledged = std::mem::take(&mut *sold.lock().unwrap());
+
+    let server = Server::start(server_cmd(dir.path(), &db), "http").await;
+    let url = server.url.clone();
+    let held = orders_holding(&url, &shop.admin, &item).await;
+    for (_, id) in &acknowledged {
+        assert!(held.contains_key(id), "acknowledged order {id} is gone");
+    }
+    let stock = get(&format!("{url}/v1/items/{item}"), &shop.admin).await["stock"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        stock + held.values().sum::<i64>(),
+        UNITS,
+        "{stock} left, held: {held:?}"
+    );
+
+    // An answered key answers the same order again, and places nothing more.
+    for (i, id) in &acknowledged {
+        let r = client()
+            .post(format!("{url}/v1/orders"))
+            .bearer_auth(&shop.customers[i % shop.customers.len()])
+            .header("Idempotency-Key", format!("flash-{i}"))
+            .json(&flash_body(&item, *i))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(r.headers()["idempotent-replayed"], "true");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["id"].as_str(), Some(id.as_str()));
+    }
+
+    // The rest of the sale, with fresh keys: exactly what was left is sold.
+    let more = Arc::new(Mutex::new(Vec::new()));
+    for t in flash_buyers(&url, &shop, &item, "again", 300, more.clone()) {
+        t.await.unwrap();
+    }
+    let held = orders_holding(&url, &shop.admin, &item).await;
+    assert_eq!(more.lock().unwrap().len() as i64, stock);
+    assert_eq!(held.values().sum::<i64>(), UNITS);
+    let stock = get(&format!("{url}/v1/items/{item}"), &shop.admin).await["stock"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(stock, 0);
+    server.terminate();
+    assert!(server.wait().0);
+}
+both!(a_flash_sale_killed_mid_batch_sells_each_unit_once);
+
 /// A PostgreSQL server of the test's own, which the test may stop and start.
 struct PrivatePg {
     dir: tempfile::TempDir,
