@@ -229,7 +229,7 @@ pub struct DbArgs {
     pub sqlite_synchronous: SqliteSync,
     /// PostgreSQL only: how many workers place concurrent orders together, one
     /// transaction per batch (group commit). `0`: every order commits on its own.
-    #[arg(long, env = "ORDO_PG_GROUP_COMMIT", default_value_t = 2)]
+    #[arg(long, env = "ORDO_PG_GROUP_COMMIT", default_value_t = 1)]
     pub pg_group_commit: usize,
 }
 

@@ -75,6 +75,36 @@ impl<J: Send + 'static, T: Send + 'static> GroupCommit<J, T> {
     }
 }
 
+/// Writes a batch with `together` when it holds several jobs. If that fails as a whole
+/// (one job's fault, such as an order for a customer who does not exist, or a lost race
+/// such as a deadlock: nothing of the batch stays), each job is written on its own with
+/// `alone` (given the job's index) and gets its own answer.
+pub(crate) async fn together_or_alone<T, Fut>(
+    what: &'static str,
+    len: usize,
+    together: impl Future<Output = Result<Vec<T>>>,
+    alone: impl Fn(usize) -> Fut,
+) -> Vec<Result<T>>
+where
+    Fut: Future<Output = Result<T>>,
+{
+    if len > 1 {
+        match together.await {
+            Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, writes = len, what, "group commit failed; writing one by one");
+                metrics::counter!("ordo_group_commit_fallbacks_total", "write" => what)
+                    .increment(1);
+            }
+        }
+    }
+    let mut outcomes = Vec::with_capacity(len);
+    for i in 0..len {
+        outcomes.push(alone(i).await);
+    }
+    outcomes
+}
+
 /// `sqlx::Error` is not `Clone`; a batch-wide failure is told to every order in it.
 pub(crate) fn clone_error(e: &sqlx::Error) -> sqlx::Error {
     sqlx::Error::Protocol(e.to_string())

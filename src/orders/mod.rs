@@ -9,3 +9,4 @@ pub(crate) mod place_sqlite;
 pub mod service;
 pub mod store;
 pub(crate) mod transition_pg;
+pub(crate) mod transition_sqlite;

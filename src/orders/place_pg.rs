@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::group_commit::GroupCommit;
+use super::group_commit::{GroupCommit, together_or_alone};
 use super::store::{NewOrder, PlaceOutcome, ReservedLine};
 use crate::storage::postgres::PgStore;
 use crate::storage::{Error, Result, Ts};
@@ -194,24 +194,10 @@ async fn diagnose(pool: &PgPool, o: &NewOrder) -> Result<PlaceOutcome> {
 /// Places a batch: together when there are several, falling back to one by one when
 /// the shared transaction fails.
 async fn place_batch(pool: &PgPool, batch: Vec<NewOrder>) -> Vec<Result<PlaceOutcome>> {
-    if batch.len() > 1 {
-        match place_together(pool, &batch).await {
-            Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
-            Err(e) => {
-                // One order's fault (an unknown customer) or a lost race (a deadlock with
-                // a cancellation) fails the whole transaction: nothing of it stays. Each
-                // order is then placed on its own and gets its own answer.
-                tracing::debug!(error = %e, orders = batch.len(), "group commit failed; placing one by one");
-                metrics::counter!("ordo_group_commit_fallbacks_total", "write" => "place")
-                    .increment(1);
-            }
-        }
-    }
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for o in &batch {
-        outcomes.push(place_one(pool, o).await);
-    }
-    outcomes
+    together_or_alone("place", batch.len(), place_together(pool, &batch), |i| {
+        place_one(pool, &batch[i])
+    })
+    .await
 }
 
 /// Locks every item of the batch (in id order, as `PLACE` does) and the carts being

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{EVENT_COLUMNS, ORDER_FIELDS,
     EventRow, Expiry, NewEvent, NewOrder, OrderCursor, OrderFilter, OrderLineRow, OrderRecord, OrderRow,
-    OrderStore, OrderUpdate, PlaceOutcome, TransitionOutcome,
+    OrderStore, OrderUpdate, PlaceOutcome, TransitionJob, TransitionOutcome,
 };
 use crate::payments::store::UPSERT_PAYMENT;
 use crate::storage::{Dialect, Error, Result, Ts};
@@ -73,6 +73,52 @@ where
         .await?)
 }
 
+/// The portable transition, inside the caller's transaction: the compare-and-set on the
+/// order's version, the stock given back (in item id order), the timeline rows and the
+/// payment step. A stale version writes nothing.
+pub(crate) async fn apply_transition(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    job: &TransitionJob,
+) -> Result<TransitionOutcome> {
+    let (u, at) = (&job.update, job.at);
+    let sql = format!(
+        "UPDATE orders SET status = $1, payment_status = $2, carrier = coalesce($3, carrier), \
+         tracking_number = coalesce($4, tracking_number), payment_reference = coalesce($5, payment_reference), \
+         version = version + 1, updated_at = $6 WHERE id = $7 AND version = $8 RETURNING {ORDER_FIELDS}"
+    );
+    let row = sqlx::query_as::<Db, OrderRow>(sqlx::AssertSqlSafe(sql))
+        .bind(&u.status)
+        .bind(&u.payment_status)
+        .bind(&u.carrier)
+        .bind(&u.tracking_number)
+        .bind(&u.payment_reference)
+        .bind(at)
+        .bind(job.id)
+        .bind(job.version)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(TransitionOutcome::Stale);
+    };
+    for (item_id, qty) in &job.release {
+        sqlx::query::<Db>("UPDATE items SET stock = stock + $1, updated_at = $2 WHERE id = $3")
+            .bind(i64::from(*qty))
+            .bind(at)
+            .bind(item_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for e in &job.events {
+        insert_event(&mut *conn, &row, e, at).await?;
+    }
+    if let Some(w) = &u.payment {
+        bind_write(sqlx::query::<Db>(UPSERT_PAYMENT), w, at)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(TransitionOutcome::Applied(row))
+}
+
 #[async_trait]
 impl OrderStore for Backend {
     async fn place_order(&self, o: &NewOrder) -> Result<PlaceOutcome> {
@@ -108,51 +154,11 @@ impl OrderStore for Backend {
         if let Some(done) = self.transition_fast(current, u, release_stock, events, at).await {
             return done;
         }
+        let job = TransitionJob::new(current, u, release_stock, events, at);
         let mut tx = self.writer().begin().await?;
-        let sql = format!(
-            "UPDATE orders SET status = $1, payment_status = $2, carrier = coalesce($3, carrier), \
-             tracking_number = coalesce($4, tracking_number), payment_reference = coalesce($5, payment_reference), \
-             version = version + 1, updated_at = $6 WHERE id = $7 AND version = $8 RETURNING {ORDER_FIELDS}"
-        );
-        let row = sqlx::query_as::<Db, OrderRow>(sqlx::AssertSqlSafe(sql))
-            .bind(&u.status)
-            .bind(&u.payment_status)
-            .bind(&u.carrier)
-            .bind(&u.tracking_number)
-            .bind(&u.payment_reference)
-            .bind(at)
-            .bind(current.order.id)
-            .bind(current.order.version)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(TransitionOutcome::Stale);
-        };
-        if release_stock {
-            let mut lines: Vec<&OrderLineRow> = current.lines.iter().collect();
-            lines.sort_by_key(|l| l.item_id);
-            for l in lines {
-                sqlx::query::<Db>(
-                    "UPDATE items SET stock = stock + $1, updated_at = $2 WHERE id = $3",
-                )
-                .bind(i64::from(l.quantity))
-                .bind(at)
-                .bind(l.item_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        for e in events {
-            insert_event(&mut *tx, &row, e, at).await?;
-        }
-        if let Some(w) = &u.payment {
-            bind_write(sqlx::query::<Db>(UPSERT_PAYMENT), w, at)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let outcome = apply_transition(&mut tx, &job).await?;
         tx.commit().await?;
-        Ok(TransitionOutcome::Applied(row))
+        Ok(outcome)
     }
 
     async fn append_event(&self, order: &OrderRow, e: &NewEvent) -> Result<EventRow> {

@@ -170,6 +170,48 @@ impl NewOrder {
     }
 }
 
+/// A transition as the group-commit workers take it: the order's id and the version it
+/// was read at, the update, the lines to give back to stock (in item id order) and the
+/// timeline rows.
+#[derive(Debug)]
+pub(crate) struct TransitionJob {
+    pub(crate) id: Uuid,
+    pub(crate) version: i64,
+    pub(crate) update: OrderUpdate,
+    pub(crate) release: Vec<(Uuid, i32)>,
+    pub(crate) events: Vec<NewEvent>,
+    pub(crate) at: Ts,
+}
+
+impl TransitionJob {
+    pub(crate) fn new(
+        current: &OrderRecord,
+        u: &OrderUpdate,
+        release_stock: bool,
+        events: &[NewEvent],
+        at: Ts,
+    ) -> Self {
+        let mut release: Vec<(Uuid, i32)> = if release_stock {
+            current
+                .lines
+                .iter()
+                .map(|l| (l.item_id, l.quantity))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        release.sort_by_key(|l| l.0);
+        TransitionJob {
+            id: current.order.id,
+            version: current.order.version,
+            update: u.clone(),
+            release,
+            events: events.to_vec(),
+            at,
+        }
+    }
+}
+
 #[derive(Debug)]
 #[expect(
     clippy::large_enum_variant,
@@ -281,16 +323,18 @@ pub(crate) mod sqlite {
     include!("queries.rs");
 
     impl Backend {
-        /// SQLite has no data-modifying CTEs: transitions use the portable transaction.
+        /// SQLite has no data-modifying CTEs: transitions use the portable transaction,
+        /// shared by concurrent transitions (`transition_sqlite`).
         async fn transition_fast(
             &self,
-            _: &OrderRecord,
-            _: &OrderUpdate,
-            _: bool,
-            _: &[NewEvent],
-            _: Ts,
+            current: &OrderRecord,
+            u: &OrderUpdate,
+            release_stock: bool,
+            events: &[NewEvent],
+            at: Ts,
         ) -> Option<Result<TransitionOutcome>> {
-            None
+            let job = TransitionJob::new(current, u, release_stock, events, at);
+            Some(self.transitioner().submit(job).await)
         }
     }
 }

@@ -6,8 +6,10 @@
 use sqlx::{FromRow, PgPool, Row};
 use uuid::Uuid;
 
-use super::group_commit::GroupCommit;
-use super::store::{NewEvent, OrderRecord, OrderRow, OrderUpdate, TransitionOutcome};
+use super::group_commit::{GroupCommit, together_or_alone};
+use super::store::{
+    NewEvent, OrderRecord, OrderRow, OrderUpdate, TransitionJob, TransitionOutcome,
+};
 use crate::storage::postgres::PgStore;
 use crate::storage::{Result, Ts};
 
@@ -49,47 +51,6 @@ fn transition_sql() -> String {
     )
 }
 
-/// A transition as the group-commit workers take it: the order's id and the version it
-/// was read at, the update, the lines to give back to stock (in item id order) and the
-/// timeline rows.
-pub(crate) struct TransitionJob {
-    id: Uuid,
-    version: i64,
-    update: OrderUpdate,
-    release: Vec<(Uuid, i32)>,
-    events: Vec<NewEvent>,
-    at: Ts,
-}
-
-impl TransitionJob {
-    fn new(
-        current: &OrderRecord,
-        u: &OrderUpdate,
-        release_stock: bool,
-        events: &[NewEvent],
-        at: Ts,
-    ) -> Self {
-        let mut release: Vec<(Uuid, i32)> = if release_stock {
-            current
-                .lines
-                .iter()
-                .map(|l| (l.item_id, l.quantity))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        release.sort_by_key(|l| l.0);
-        TransitionJob {
-            id: current.order.id,
-            version: current.order.version,
-            update: u.clone(),
-            release,
-            events: events.to_vec(),
-            at,
-        }
-    }
-}
-
 /// Group commit for transitions on PostgreSQL.
 pub(crate) type Transitioner = GroupCommit<TransitionJob, TransitionOutcome>;
 
@@ -123,21 +84,13 @@ async fn transition_batch(
     pool: &PgPool,
     batch: Vec<TransitionJob>,
 ) -> Vec<Result<TransitionOutcome>> {
-    if batch.len() > 1 {
-        match transition_together(pool, &batch).await {
-            Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
-            Err(e) => {
-                tracing::debug!(error = %e, transitions = batch.len(), "group commit failed; applying one by one");
-                metrics::counter!("ordo_group_commit_fallbacks_total", "write" => "transition")
-                    .increment(1);
-            }
-        }
-    }
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for job in &batch {
-        outcomes.push(transition_one(pool, job).await);
-    }
-    outcomes
+    together_or_alone(
+        "transition",
+        batch.len(),
+        transition_together(pool, &batch),
+        |i| transition_one(pool, &batch[i]),
+    )
+    .await
 }
 
 /// One transition, one statement (`TRANSITION_SQL`).

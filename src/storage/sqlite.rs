@@ -47,6 +47,8 @@ pub struct SqliteStore {
     serving: Arc<Mutex<Option<std::fs::File>>>,
     /// Orders waiting to be placed in the next group commit (started on first use).
     pub(crate) placer: Arc<OnceLock<crate::orders::place_sqlite::Placer>>,
+    /// Transitions waiting for theirs (started on first use).
+    transitioner: Arc<OnceLock<crate::orders::transition_sqlite::Transitioner>>,
 }
 
 /// The options every Ordo connection to an embedded database uses.
@@ -167,6 +169,7 @@ impl SqliteStore {
             path: database_path(url)?,
             serving: Arc::default(),
             placer: Arc::default(),
+            transitioner: Arc::default(),
         })
     }
 
@@ -183,6 +186,13 @@ impl SqliteStore {
 
     pub(crate) fn writer(&self) -> &SqlitePool {
         &self.write
+    }
+
+    /// The group-commit queue for transitions.
+    pub(crate) fn transitioner(&self) -> &crate::orders::transition_sqlite::Transitioner {
+        self.transitioner.get_or_init(|| {
+            crate::orders::transition_sqlite::spawn_transitioner(self.write.clone())
+        })
     }
 
     /// The database file (`None` in memory).
