@@ -30,22 +30,28 @@ impl RecommendationStore for Backend {
         let mut tx = self.writer().begin().await?;
         if !orders.is_empty() {
             let mut b = QueryBuilder::<Db>::new(
-                "INSERT INTO item_order_counts (item_id, orders) \
-                 SELECT item_id, count(DISTINCT order_id) FROM order_items WHERE order_id IN ",
+                "INSERT INTO item_order_counts (item_id, orders) SELECT a.item_id, count(DISTINCT a.order_id) FROM ",
             );
-            push_ids(&mut b, orders);
+            push_lines_of(&mut b, orders);
             b.push(
-                " GROUP BY item_id \
+                " GROUP BY a.item_id \
                  ON CONFLICT (item_id) DO UPDATE SET orders = item_order_counts.orders + excluded.orders",
             );
             b.build().execute(&mut *tx).await?;
             let mut b = QueryBuilder::<Db>::new(
                 "INSERT INTO item_pairs (item_id, other_id, orders) \
-                 SELECT a.item_id, b.item_id, count(DISTINCT a.order_id) FROM order_items a \
-                 JOIN order_items b ON b.order_id = a.order_id AND b.item_id <> a.item_id \
-                 WHERE a.order_id IN ",
+                 SELECT a.item_id, b.item_id, count(DISTINCT a.order_id) FROM ",
             );
-            push_ids(&mut b, orders);
+            push_lines_of(&mut b, orders);
+            b.push(match DIALECT {
+                Dialect::Postgres => {
+                    " CROSS JOIN LATERAL (SELECT item_id FROM order_items b \
+                     WHERE b.order_id = a.order_id AND b.item_id <> a.item_id OFFSET 0) b"
+                }
+                Dialect::Sqlite => {
+                    " JOIN order_items b ON b.order_id = a.order_id AND b.item_id <> a.item_id"
+                }
+            });
             b.push(
                 " GROUP BY a.item_id, b.item_id \
                  ON CONFLICT (item_id, other_id) DO UPDATE SET orders = item_pairs.orders + excluded.orders",

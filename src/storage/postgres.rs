@@ -34,8 +34,12 @@ impl PgStore {
         // `plan_cache_mode`, PostgreSQL may re-plan the order-placement statement on every
         // execution (its array parameters make the generic plan look dearer than it is);
         // generic plans measured 25% more orders per second.
-        let options =
-            PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_generic_plan")]);
+        //
+        // No JIT: every statement is short, and JIT only starts when the planner misjudges
+        // a statement as expensive (stale statistics after a burst of orders), where
+        // compiling costs more milliseconds than the query itself.
+        let options = PgConnectOptions::from_str(url)?
+            .options([("plan_cache_mode", "force_generic_plan"), ("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(2))
             // While the server is down (a restart, a fail-over) a request waits this long
