@@ -104,8 +104,3 @@ where
     }
     outcomes
 }
-
-/// `sqlx::Error` is not `Clone`; a batch-wide failure is told to every order in it.
-pub(crate) fn clone_error(e: &sqlx::Error) -> sqlx::Error {
-    sqlx::Error::Protocol(e.to_string())
-}

@@ -1,5 +1,6 @@
 //! Orders: atomic placement, the state machine, payment, fulfilment, timeline and search.
 
+mod allocate;
 pub mod domain;
 mod group_commit;
 pub mod http;

@@ -11,17 +11,17 @@
 //! added) leaves no row to move on, and the order's total goes negative as for a line
 //! that cannot be reserved. An order placed directly runs `PLACE` as it always did.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use sqlx::PgPool;
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use super::allocate::{Allocation, ItemRow};
 use super::group_commit::{GroupCommit, together_or_alone};
 use super::store::{NewOrder, PlaceOutcome, ReservedLine};
 use crate::storage::postgres::PgStore;
-use crate::storage::{Error, Result, Ts};
+use crate::storage::{Error, Result};
 
 const PLACE: &str = "
 WITH input AS (
@@ -188,7 +188,7 @@ async fn diagnose(pool: &PgPool, o: &NewOrder) -> Result<PlaceOutcome> {
                 .map(|f| (f.1, f.2.as_str()))
         })
         .collect();
-    explain_refusal(o, &by_line)
+    super::allocate::explain_refusal(o, &by_line)
 }
 
 /// Places a batch: together when there are several, falling back to one by one when
@@ -244,110 +244,33 @@ WITH stock AS (
 )
 DELETE FROM cart_items WHERE customer_id = ANY($29)";
 
-/// An item as the batch found it under its lock, and what the batch took of it.
-struct Stock {
-    left: i64,
-    taken: i64,
-    price: i64,
-    currency: String,
-    sku: String,
-    name: String,
-}
-
-/// The rows a batch writes, as the columns of `WRITE_BATCH`.
-#[derive(Default)]
-struct Writes {
-    order_id: Vec<Uuid>,
-    customer_id: Vec<Uuid>,
-    total: Vec<i64>,
-    currency: Vec<String>,
-    shipping: Vec<Option<Json<serde_json::Value>>>,
-    method: Vec<Option<String>>,
-    at: Vec<Ts>,
-    expires: Vec<Ts>,
-    actor: Vec<String>,
-    charge_id: Vec<Uuid>,
-    charge_order: Vec<Uuid>,
-    charge_key: Vec<String>,
-    charge_method: Vec<String>,
-    charge_amount: Vec<i64>,
-    charge_currency: Vec<String>,
-    charge_due: Vec<Ts>,
-    charge_at: Vec<Ts>,
-    line_order: Vec<Uuid>,
-    line_no: Vec<i32>,
-    line_item: Vec<Uuid>,
-    line_sku: Vec<String>,
-    line_name: Vec<String>,
-    line_qty: Vec<i32>,
-    line_price: Vec<i64>,
-    line_total: Vec<i64>,
-    carts: Vec<Uuid>,
-}
-
 /// One transaction for the whole batch: lock the items (and carts), decide every order in
 /// the order it came, as if they had been placed one after another, write the accepted
 /// ones in one statement, commit. A refused order reserves nothing and does not stop the
 /// others.
 async fn place_together(pool: &PgPool, batch: &[NewOrder]) -> Result<Vec<PlaceOutcome>> {
-    let mut ids: Vec<Uuid> = batch
-        .iter()
-        .flat_map(|o| o.lines.iter().map(|l| l.0))
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut checkouts: Vec<Uuid> = batch
-        .iter()
-        .filter(|o| o.cart_version.is_some())
-        .map(|o| o.customer_id)
-        .collect();
-    checkouts.sort_unstable();
-    checkouts.dedup();
-
+    let (ids, checkouts) = Allocation::keys(batch);
     let mut tx = pool.begin().await?;
-    let mut items: HashMap<Uuid, Stock> =
-        sqlx::query_as::<sqlx::Postgres, (Uuid, i64, i64, String, String, String)>(LOCK_ITEMS)
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .map(|(id, left, price, currency, sku, name)| {
-                let stock = Stock {
-                    left,
-                    taken: 0,
-                    price,
-                    currency,
-                    sku,
-                    name,
-                };
-                (id, stock)
-            })
-            .collect();
-    let mut carts: HashMap<Uuid, i64> = if checkouts.is_empty() {
-        HashMap::new()
+    let items = sqlx::query_as::<sqlx::Postgres, ItemRow>(LOCK_ITEMS)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+    let carts = if checkouts.is_empty() {
+        Vec::new()
     } else {
         sqlx::query_as::<sqlx::Postgres, (Uuid, i64)>(LOCK_CARTS)
             .bind(&checkouts)
             .fetch_all(&mut *tx)
             .await?
-            .into_iter()
-            .collect()
     };
-
-    let mut w = Writes::default();
-    let outcomes: Vec<PlaceOutcome> = batch
-        .iter()
-        .map(|o| decide(o, &mut items, &mut carts, &mut w))
-        .collect();
-    let (stock_ids, stock_taken): (Vec<Uuid>, Vec<i64>) = items
-        .iter()
-        .filter(|(_, s)| s.taken > 0)
-        .map(|(id, s)| (*id, s.taken))
-        .unzip();
-    let Some(now) = w.at.iter().copied().max() else {
+    let mut a = Allocation::new(items, carts);
+    let outcomes = a.decide(batch);
+    let Some(now) = a.now() else {
         // Every order was refused: nothing to write (dropping `tx` rolls it back).
         return Ok(outcomes);
     };
+    let (stock_ids, stock_taken) = a.taken();
+    let w = &a.w;
     sqlx::query(WRITE_BATCH)
         .bind(&stock_ids)
         .bind(&stock_taken)
@@ -382,113 +305,6 @@ async fn place_together(pool: &PgPool, batch: &[NewOrder]) -> Result<Vec<PlaceOu
         .await?;
     tx.commit().await?;
     Ok(outcomes)
-}
-
-/// Places `o` against what the batch has left of each item, or says why not (the same
-/// answers, in the same order of precedence, as an order placed on its own).
-fn decide(
-    o: &NewOrder,
-    items: &mut HashMap<Uuid, Stock>,
-    carts: &mut HashMap<Uuid, i64>,
-    w: &mut Writes,
-) -> PlaceOutcome {
-    if let Some(version) = o.cart_version
-        && carts.get(&o.customer_id) != Some(&version)
-    {
-        return PlaceOutcome::CartChanged;
-    }
-    let found: Vec<Option<(i64, &str)>> = o
-        .lines
-        .iter()
-        .map(|(id, _)| items.get(id).map(|s| (s.left, s.currency.as_str())))
-        .collect();
-    if let Some(refused) = refusal(o, &found) {
-        return refused;
-    }
-    let mut rows: Vec<ReservedLine> = Vec::with_capacity(o.lines.len());
-    for (i, (id, qty)) in o.lines.iter().enumerate() {
-        let Some(s) = items.get_mut(id) else {
-            // `refusal` found every item.
-            return PlaceOutcome::UnknownItem(i);
-        };
-        s.left -= i64::from(*qty);
-        s.taken += i64::from(*qty);
-        let line_total = s.price * i64::from(*qty);
-        rows.push((
-            i as i32 + 1,
-            *id,
-            s.sku.clone(),
-            s.name.clone(),
-            *qty,
-            s.price,
-            line_total,
-            s.currency.clone(),
-        ));
-    }
-    if let Some(version) = o.cart_version {
-        carts.insert(o.customer_id, version + 1);
-        w.carts.push(o.customer_id);
-    }
-    let placed = o.placed(rows);
-    let order = &placed.order;
-    w.order_id.push(o.id);
-    w.customer_id.push(o.customer_id);
-    w.total.push(order.total_amount);
-    w.currency.push(order.currency.clone());
-    w.shipping.push(order.shipping_address.clone());
-    w.method.push(o.payment_method.clone());
-    w.at.push(o.created_at);
-    w.expires.push(o.expires_at);
-    w.actor.push(o.actor.clone());
-    if let Some(method) = &o.payment_method {
-        w.charge_id.push(Uuid::now_v7());
-        w.charge_order.push(o.id);
-        w.charge_key.push(NewOrder::charge_key(o.id));
-        w.charge_method.push(method.clone());
-        w.charge_amount.push(order.total_amount);
-        w.charge_currency.push(order.currency.clone());
-        w.charge_due.push(o.charge_due_at);
-        w.charge_at.push(o.created_at);
-    }
-    for l in &placed.lines {
-        w.line_order.push(o.id);
-        w.line_no.push(l.line_no);
-        w.line_item.push(l.item_id);
-        w.line_sku.push(l.sku.clone());
-        w.line_name.push(l.name.clone());
-        w.line_qty.push(l.quantity);
-        w.line_price.push(l.unit_price);
-        w.line_total.push(l.line_total);
-    }
-    PlaceOutcome::Placed(placed)
-}
-
-/// Why an order was refused, given each line's item as it is now (`None`: no such item).
-/// Unknown items come first (422), then stock (409), then currencies (422). If every
-/// line looks fine now, stock moved back meanwhile: the caller tries again.
-pub(super) fn explain_refusal(o: &NewOrder, found: &[Option<(i64, &str)>]) -> Result<PlaceOutcome> {
-    refusal(o, found).ok_or(Error::Retry)
-}
-
-/// Why an order cannot be placed against `found` (each line's item: its stock and
-/// currency), or `None` if it can.
-fn refusal(o: &NewOrder, found: &[Option<(i64, &str)>]) -> Option<PlaceOutcome> {
-    if let Some(i) = found.iter().position(Option::is_none) {
-        return Some(PlaceOutcome::UnknownItem(i));
-    }
-    let items: Vec<(i64, &str)> = found.iter().flatten().copied().collect();
-    if let Some(i) = o
-        .lines
-        .iter()
-        .zip(&items)
-        .position(|((_, qty), (stock, _))| *stock < i64::from(*qty))
-    {
-        return Some(PlaceOutcome::InsufficientStock(i));
-    }
-    if items.iter().any(|(_, cur)| *cur != items[0].1) {
-        return Some(PlaceOutcome::MixedCurrencies);
-    }
-    None
 }
 
 #[cfg(test)]

@@ -1,169 +1,180 @@
-//! Order placement on SQLite: one command per order, many orders per commit.
+//! Order placement on SQLite: a batch of orders per command, one commit per batch.
 //!
 //! sqlx runs each SQLite connection on its own thread. Every statement is a hand-off
 //! between threads, and on a busy machine those hand-offs cost more than SQLite's own
-//! work. So the reservation, the order, its lines and its `created` event go in *one*
-//! multi-statement command, and concurrent orders share one transaction (group commit,
-//! each order in its own savepoint): about one hand-off per order instead of seven. As on PostgreSQL, a line that cannot be reserved trips the
-//! CHECK on `items.stock`, and missing items or mixed currencies trip the CHECK on
-//! `orders.total_amount`. The transaction is then rolled back and the cause looked up.
+//! work. So concurrent orders share one transaction (group commit, as on PostgreSQL): the
+//! writer reads the batch's items and carts in two statements, decides every order in
+//! Rust (`allocate`: each as if placed alone, in the order they came; a refused order
+//! takes nothing), and writes the placed ones with one multi-statement command whose rows
+//! travel as JSON arrays (`json_each`): the same five or six statements whatever the
+//! number of orders. SQLite has one writer, so nothing changes between the read and the
+//! write.
 
-use std::fmt::Write as _;
+use serde_json::{Value, json};
+use sqlx::SqlitePool;
+use uuid::Uuid;
 
-use super::group_commit::{GroupCommit, clone_error};
-use super::store::{NewOrder, PlaceOutcome, ReservedLine};
+use super::allocate::{Allocation, ItemRow};
+use super::group_commit::{GroupCommit, together_or_alone};
+use super::store::{NewOrder, PlaceOutcome};
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::{Error, Result};
-use sqlx::SqlitePool;
-use sqlx::types::Json;
 
-/// The statements for an order of `n` lines. Parameters: $1 time, $2 order id,
-/// $3 customer, $4 shipping address, $5 payment method, $6 expiry, $7 actor, then for
-/// line k (in item id order) $(8+3k) item id, $(9+3k) quantity, $(10+3k) line number,
-/// then the charge's id, idempotency key and due time, and with `cart` the version of the
-/// customer's cart that the lines were read at.
-///
-/// A checkout (`cart`) places the order only if the cart is still at that version (the
-/// CHECK on `orders.total_amount` refuses it otherwise), then moves the version on and
-/// empties the cart, in the order's savepoint. SQLite has one writer, so nothing can
-/// change the cart between the check and the delete.
-fn place_sql(n: usize, cart: bool) -> String {
-    let mut lines = String::new();
-    for k in 0..n {
-        let p = 8 + 3 * k;
-        if k > 0 {
-            lines.push_str(" UNION ALL ");
-        }
-        let _ = write!(
-            lines,
-            "SELECT ${p} AS item_id, ${} AS qty, ${} AS line_no",
-            p + 1,
-            p + 2
-        );
-    }
-    let c = 8 + 3 * n;
-    let cart_claim = if cart {
-        format!(
-            " AND EXISTS (SELECT 1 FROM carts WHERE customer_id = $3 AND version = ${})",
-            c + 3
-        )
-    } else {
-        String::new()
-    };
-    let cart_empty = if cart {
-        "UPDATE carts SET version = version + 1, updated_at = $1 WHERE customer_id = $3;\n\
-         DELETE FROM cart_items WHERE customer_id = $3;\n"
-    } else {
-        ""
-    };
-    let mut sql = String::new();
-    for k in 0..n {
-        let p = 8 + 3 * k;
-        let _ = writeln!(
-            sql,
-            "UPDATE items SET stock = stock - ${}, updated_at = $1 WHERE id = ${p};",
-            p + 1
-        );
-    }
-    let _ = write!(
-        sql,
-        "INSERT INTO orders (id, customer_id, status, payment_status, total_amount, currency, shipping_address, \
-         payment_method, version, created_at, updated_at, expires_at) \
-         SELECT $2, $3, 'created', 'pending', \
-                CASE WHEN count(*) = {n} AND count(DISTINCT i.currency) = 1{cart_claim} THEN sum(i.price * v.qty) ELSE -1 END, \
-                coalesce(min(i.currency), 'XXX'), $4, $5, 0, $1, $1, $6 \
-         FROM ({lines}) v JOIN items i ON i.id = v.item_id;\n\
-         INSERT INTO payment_transactions (id, order_id, kind, idempotency_key, method, amount, currency, status, \
-         attempts, next_attempt_at, created_at, updated_at) \
-         SELECT ${c}, id, 'charge', ${}, payment_method, total_amount, currency, 'pending', 1, ${}, $1, $1 \
-         FROM orders WHERE id = $2 AND payment_method IS NOT NULL;\n\
-         INSERT INTO order_items (order_id, line_no, item_id, sku, name, quantity, unit_price, line_total) \
-         SELECT $2, v.line_no, i.id, i.sku, i.name, v.qty, i.price, i.price * v.qty \
-         FROM ({lines}) v JOIN items i ON i.id = v.item_id;\n\
-         INSERT INTO order_events (order_id, customer_id, event, status, actor, at) \
-         VALUES ($2, $3, 'order_status_update', 'created', $7, $1);\n\
-         {cart_empty}\
-         SELECT v.line_no, i.id, i.sku, i.name, v.qty, i.price, i.price * v.qty, i.currency \
-         FROM ({lines}) v JOIN items i ON i.id = v.item_id ORDER BY v.line_no",
-        c + 1,
-        c + 2
-    );
-    sql
+/// The batch's items, by id (hex): the same statement text whatever the batch's size.
+const READ_ITEMS: &str = "SELECT id, stock, price, currency, sku, name FROM items \
+     WHERE id IN (SELECT unhex(value) FROM json_each($1))";
+const READ_CARTS: &str = "SELECT customer_id, version FROM carts \
+     WHERE customer_id IN (SELECT unhex(value) FROM json_each($1))";
+
+/// Every placed order of a batch. `$1` the time; `$2` [item, units taken]; `$3` orders
+/// [id, customer, total, currency, shipping address, payment method, created, expires];
+/// `$4` charges [id, order, key, method, amount, currency, due, created]; `$5` lines
+/// [order, line no, item, SKU, name, quantity, unit price, total]; `$6` `created` events
+/// [order, customer, actor, at]; `$7` the customers whose carts were checked out.
+const WRITE_BATCH: &str = "\
+UPDATE items SET stock = stock - s.qty, updated_at = $1
+FROM (SELECT unhex(value ->> 0) AS id, value ->> 1 AS qty FROM json_each($2)) AS s
+WHERE items.id = s.id;
+INSERT INTO orders (id, customer_id, status, payment_status, total_amount, currency, shipping_address,
+                    payment_method, version, created_at, updated_at, expires_at)
+SELECT unhex(value ->> 0), unhex(value ->> 1), 'created', 'pending', value ->> 2, value ->> 3,
+       CASE json_type(value, '$[4]') WHEN 'null' THEN NULL ELSE value -> 4 END,
+       value ->> 5, 0, value ->> 6, value ->> 6, value ->> 7
+FROM json_each($3) ORDER BY key;
+INSERT INTO payment_transactions (id, order_id, kind, idempotency_key, method, amount, currency, status,
+                                  attempts, next_attempt_at, created_at, updated_at)
+SELECT unhex(value ->> 0), unhex(value ->> 1), 'charge', value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+       'pending', 1, value ->> 6, value ->> 7, value ->> 7
+FROM json_each($4) ORDER BY key;
+INSERT INTO order_items (order_id, line_no, item_id, sku, name, quantity, unit_price, line_total)
+SELECT unhex(value ->> 0), value ->> 1, unhex(value ->> 2), value ->> 3, value ->> 4, value ->> 5,
+       value ->> 6, value ->> 7
+FROM json_each($5) ORDER BY key;
+INSERT INTO order_events (order_id, customer_id, event, status, actor, at)
+SELECT unhex(value ->> 0), unhex(value ->> 1), 'order_status_update', 'created', value ->> 2, value ->> 3
+FROM json_each($6) ORDER BY key;
+UPDATE carts SET version = version + 1, updated_at = $1
+WHERE customer_id IN (SELECT unhex(value) FROM json_each($7));
+DELETE FROM cart_items WHERE customer_id IN (SELECT unhex(value) FROM json_each($7))";
+
+pub(crate) type Placer = GroupCommit<NewOrder, PlaceOutcome>;
+
+fn hex(id: &Uuid) -> String {
+    id.simple().to_string()
 }
 
-pub(crate) type Placer = GroupCommit<NewOrder, Option<Vec<ReservedLine>>>;
+fn ids(ids: &[Uuid]) -> String {
+    Value::from(ids.iter().map(hex).collect::<Vec<_>>()).to_string()
+}
 
-/// Runs each order of the batch in its own savepoint inside one transaction and commits
-/// once. `None` for an order: refused, nothing reserved.
-async fn run_batch(
-    writer: &SqlitePool,
-    batch: &[NewOrder],
-) -> Vec<Result<Option<Vec<ReservedLine>>>> {
-    let mut tx = match writer.begin().await {
-        Ok(tx) => tx,
-        Err(e) => {
-            return batch
-                .iter()
-                .map(|_| Err(Error::Database(clone_error(&e))))
-                .collect();
-        }
+/// Places the batch together; if that fails as a whole (an order for a customer who does
+/// not exist), each order on its own.
+async fn place_batch(writer: &SqlitePool, batch: &[NewOrder]) -> Vec<Result<PlaceOutcome>> {
+    together_or_alone(
+        "place",
+        batch.len(),
+        place_together(writer, batch),
+        |i| async move {
+            let mut one = place_together(writer, std::slice::from_ref(&batch[i])).await?;
+            // A batch of one has one outcome.
+            one.pop().ok_or(Error::Retry)
+        },
+    )
+    .await
+}
+
+async fn place_together(writer: &SqlitePool, batch: &[NewOrder]) -> Result<Vec<PlaceOutcome>> {
+    let (item_ids, checkouts) = Allocation::keys(batch);
+    let mut tx = writer.begin().await?;
+    let items = sqlx::query_as::<sqlx::Sqlite, ItemRow>(READ_ITEMS)
+        .bind(ids(&item_ids))
+        .fetch_all(&mut *tx)
+        .await?;
+    let carts = if checkouts.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as::<sqlx::Sqlite, (Uuid, i64)>(READ_CARTS)
+            .bind(ids(&checkouts))
+            .fetch_all(&mut *tx)
+            .await?
     };
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for o in batch {
-        let mut sorted: Vec<(usize, &(uuid::Uuid, i32))> = o.lines.iter().enumerate().collect();
-        sorted.sort_by_key(|(_, (id, _))| *id);
-        let shipping = o.shipping_address.clone().map(Json);
-        let sql = format!(
-            "SAVEPOINT place;\n{};\nRELEASE place",
-            place_sql(o.lines.len(), o.cart_version.is_some())
-        );
-        let mut q = sqlx::query_as::<sqlx::Sqlite, ReservedLine>(sqlx::AssertSqlSafe(sql))
-            .bind(o.created_at)
-            .bind(o.id)
-            .bind(o.customer_id)
-            .bind(shipping)
-            .bind(o.payment_method.clone())
-            .bind(o.expires_at)
-            .bind(o.actor.clone());
-        for (i, (item_id, qty)) in &sorted {
-            q = q.bind(*item_id).bind(*qty).bind(*i as i32 + 1);
-        }
-        q = q
-            .bind(uuid::Uuid::now_v7())
-            .bind(NewOrder::charge_key(o.id))
-            .bind(o.charge_due_at);
-        if let Some(version) = o.cart_version {
-            q = q.bind(version);
-        }
-        let outcome = match q.fetch_all(&mut *tx).await.map_err(Error::from) {
-            Ok(rows) => Ok(Some(rows)),
-            Err(e) => {
-                // Undo this order only; the others in the batch stay.
-                if let Err(undo) = sqlx::query("ROLLBACK TO place; RELEASE place")
-                    .execute(&mut *tx)
-                    .await
-                {
-                    let undo = Error::from(undo);
-                    return batch
-                        .iter()
-                        .map(|_| Err(Error::Database(sqlx::Error::Protocol(undo.to_string()))))
-                        .collect();
-                }
-                match e {
-                    Error::Check => Ok(None),
-                    other => Err(other),
-                }
-            }
-        };
-        outcomes.push(outcome);
-    }
-    match tx.commit().await {
-        Ok(()) => outcomes,
-        Err(e) => batch
-            .iter()
-            .map(|_| Err(Error::Database(clone_error(&e))))
-            .collect(),
-    }
+    let mut a = Allocation::new(items, carts);
+    let outcomes = a.decide(batch);
+    let Some(now) = a.now() else {
+        // Every order was refused: nothing to write.
+        return Ok(outcomes);
+    };
+    let (stock_ids, stock_taken) = a.taken();
+    let w = &a.w;
+    let stock: Vec<Value> = stock_ids
+        .iter()
+        .zip(&stock_taken)
+        .map(|(id, qty)| json!([hex(id), qty]))
+        .collect();
+    let orders: Vec<Value> = (0..w.order_id.len())
+        .map(|i| {
+            json!([
+                hex(&w.order_id[i]),
+                hex(&w.customer_id[i]),
+                w.total[i],
+                w.currency[i],
+                w.shipping[i].as_ref().map(|j| &j.0),
+                w.method[i],
+                w.at[i].micros(),
+                w.expires[i].micros(),
+            ])
+        })
+        .collect();
+    let charges: Vec<Value> = (0..w.charge_id.len())
+        .map(|i| {
+            json!([
+                hex(&w.charge_id[i]),
+                hex(&w.charge_order[i]),
+                w.charge_key[i],
+                w.charge_method[i],
+                w.charge_amount[i],
+                w.charge_currency[i],
+                w.charge_due[i].micros(),
+                w.charge_at[i].micros(),
+            ])
+        })
+        .collect();
+    let lines: Vec<Value> = (0..w.line_order.len())
+        .map(|i| {
+            json!([
+                hex(&w.line_order[i]),
+                w.line_no[i],
+                hex(&w.line_item[i]),
+                w.line_sku[i],
+                w.line_name[i],
+                w.line_qty[i],
+                w.line_price[i],
+                w.line_total[i],
+            ])
+        })
+        .collect();
+    let events: Vec<Value> = (0..w.order_id.len())
+        .map(|i| {
+            json!([
+                hex(&w.order_id[i]),
+                hex(&w.customer_id[i]),
+                w.actor[i],
+                w.at[i].micros()
+            ])
+        })
+        .collect();
+    sqlx::query(WRITE_BATCH)
+        .bind(now)
+        .bind(Value::from(stock).to_string())
+        .bind(Value::from(orders).to_string())
+        .bind(Value::from(charges).to_string())
+        .bind(Value::from(lines).to_string())
+        .bind(Value::from(events).to_string())
+        .bind(ids(&w.carts))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 impl SqliteStore {
@@ -174,90 +185,16 @@ impl SqliteStore {
             let writer = self.writer().clone();
             GroupCommit::spawn("place", 1, move |batch| {
                 let writer = writer.clone();
-                async move { run_batch(&writer, &batch).await }
+                async move { place_batch(&writer, &batch).await }
             })
         });
-        let rows = placer.submit(o.clone()).await?;
-        self.outcome(o, rows).await
+        placer.submit(o.clone()).await
     }
 
     pub(crate) async fn place_orders_native(
         &self,
         batch: Vec<NewOrder>,
     ) -> Vec<Result<PlaceOutcome>> {
-        let rows = run_batch(self.writer(), &batch).await;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for (o, rows) in batch.iter().zip(rows) {
-            outcomes.push(match rows {
-                Ok(rows) => self.outcome(o, rows).await,
-                Err(e) => Err(e),
-            });
-        }
-        outcomes
-    }
-
-    /// The order placed from its reserved lines, or (`None`) why it was refused.
-    async fn outcome(&self, o: &NewOrder, rows: Option<Vec<ReservedLine>>) -> Result<PlaceOutcome> {
-        match rows {
-            Some(rows) => Ok(PlaceOutcome::Placed(o.placed(rows))),
-            None => self.diagnose(o).await,
-        }
-    }
-
-    /// Says why an order could not be placed (nothing was reserved).
-    async fn diagnose(&self, o: &NewOrder) -> Result<PlaceOutcome> {
-        if let Some(version) = o.cart_version {
-            let now = sqlx::query_scalar::<sqlx::Sqlite, i64>(
-                "SELECT version FROM carts WHERE customer_id = $1",
-            )
-            .bind(o.customer_id)
-            .fetch_optional(self.writer())
-            .await?;
-            if now != Some(version) {
-                return Ok(PlaceOutcome::CartChanged);
-            }
-        }
-        let mut found = Vec::with_capacity(o.lines.len());
-        for (id, _) in &o.lines {
-            let row = sqlx::query_as::<sqlx::Sqlite, (i64, String)>(
-                "SELECT stock, currency FROM items WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(self.writer())
-            .await?;
-            found.push(row);
-        }
-        let found: Vec<Option<(i64, &str)>> = found
-            .iter()
-            .map(|f| f.as_ref().map(|(stock, cur)| (*stock, cur.as_str())))
-            .collect();
-        super::place_pg::explain_refusal(o, &found)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parameters_are_numbered_per_line() {
-        let sql = place_sql(2, false);
-        assert!(sql.contains("WHERE id = $8;"));
-        assert!(sql.contains("WHERE id = $11;"));
-        assert!(sql.contains("SELECT $11 AS item_id, $12 AS qty, $13 AS line_no"));
-        assert!(sql.contains("count(*) = 2"));
-        assert!(sql.contains("SELECT $14, id, 'charge', $15,"));
-        assert!(!sql.contains("carts"));
-    }
-
-    #[test]
-    fn a_checkout_claims_its_cart_version() {
-        let sql = place_sql(1, true);
-        assert!(
-            sql.contains(
-                "AND EXISTS (SELECT 1 FROM carts WHERE customer_id = $3 AND version = $14)"
-            )
-        );
-        assert!(sql.contains("DELETE FROM cart_items WHERE customer_id = $3;"));
+        place_batch(self.writer(), &batch).await
     }
 }

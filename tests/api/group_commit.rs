@@ -63,12 +63,15 @@ async fn each_order_of_a_batch_gets_its_own_answer(b: Backend) {
         new_order(&app, ann, vec![(bulb, 1), (lamp, 3)]),
         new_order(&app, ann, vec![(bulb, 1), (ghost, 1)]),
         new_order(&app, ann, vec![(bulb, 1), (euro, 1)]),
-        new_order(&app, ann, vec![(lamp, 2)]),
+        NewOrder {
+            shipping_address: Some(json!("Pick up at the counter")),
+            ..new_order(&app, ann, vec![(lamp, 2)])
+        },
         // Nothing is left of the lamp now.
         new_order(&app, ann, vec![(lamp, 1)]),
-        // (SQLite says why an order was refused after the batch's COMMIT, so the euro
-        // item keeps a unit for the order before to be refused for its currency.)
-        new_order(&app, ann, vec![(euro, 8)]),
+        // Takes every euro unit: the order before was refused for its currency, which a
+        // later order in the batch does not change.
+        new_order(&app, ann, vec![(euro, 9)]),
     ];
     let ids: Vec<Uuid> = batch.iter().map(|o| o.id).collect();
     let outcomes = app.state.store.place_orders(batch).await;
@@ -95,12 +98,12 @@ async fn each_order_of_a_batch_gets_its_own_answer(b: Backend) {
         "{:?}",
         outcomes[5]
     );
-    assert_eq!(placed(&outcomes[6]), 7200);
+    assert_eq!(placed(&outcomes[6]), 8100);
 
     // Stock moved by the placed orders only.
     assert_eq!(app.stock(&lamp.to_string()).await, 0);
     assert_eq!(app.stock(&bulb.to_string()).await, 98);
-    assert_eq!(app.stock(&euro.to_string()).await, 1);
+    assert_eq!(app.stock(&euro.to_string()).await, 0);
 
     // The placed orders are stored whole, with their lines in the customer's order.
     let first = app.get(&format!("/v1/orders/{}", ids[0]), &ann_token).await;
@@ -110,6 +113,10 @@ async fn each_order_of_a_batch_gets_its_own_answer(b: Backend) {
     assert_eq!(first.body["items"][0]["item_id"], bulb.to_string());
     assert_eq!(first.body["items"][1]["item_id"], lamp.to_string());
     assert_eq!(first.body["items"][1]["line_total"], 750);
+    assert_eq!(
+        first.body["shipping_address"],
+        json!({"line1": "1 Main St", "city": "Springfield"})
+    );
     let history = app
         .get(&format!("/v1/orders/{}/events", ids[0]), &ann_token)
         .await;
@@ -119,6 +126,8 @@ async fn each_order_of_a_batch_gets_its_own_answer(b: Backend) {
         "{}",
         history.text
     );
+    let fifth = app.get(&format!("/v1/orders/{}", ids[4]), &ann_token).await;
+    assert_eq!(fifth.body["shipping_address"], "Pick up at the counter");
     // The refused ones left nothing behind.
     for refused in [ids[1], ids[2], ids[3], ids[5]] {
         let r = app.get(&format!("/v1/orders/{refused}"), &ann_token).await;
