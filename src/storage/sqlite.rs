@@ -146,6 +146,21 @@ impl Checkpoint {
     }
 }
 
+/// The compile-time options Ordo's SQLite is built with (`.cargo/config.toml`), as
+/// `PRAGMA compile_options` names them.
+const COMPILE_OPTIONS: [&str; 2] = ["ENABLE_QPSG", "DEFAULT_MEMSTATUS=0"];
+
+/// Which of [`COMPILE_OPTIONS`] the linked SQLite lacks.
+async fn missing_compile_options(pool: &SqlitePool) -> Result<Vec<&'static str>, sqlx::Error> {
+    let have: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+        .fetch_all(pool)
+        .await?;
+    Ok(COMPILE_OPTIONS
+        .into_iter()
+        .filter(|o| !have.iter().any(|h| h == o))
+        .collect())
+}
+
 impl SqliteStore {
     pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<Self> {
         Self::connect_with(url, pool_size, SqliteSync::default()).await
@@ -163,6 +178,14 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts.read_only(true))
             .await?;
+        let missing = missing_compile_options(&read).await?;
+        if !missing.is_empty() {
+            tracing::warn!(
+                ?missing,
+                "the bundled SQLite was built without these options (see .cargo/config.toml): \
+                 reads and writes re-plan their statements and run several times slower"
+            );
+        }
         Ok(Self {
             read,
             write,
@@ -360,5 +383,21 @@ impl Store for SqliteStore {
 
     fn sqlite(&self) -> Option<&SqliteStore> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without these every statement with a `LIMIT ?` is parsed and planned again on each
+    /// execution, and every allocation takes a global mutex (see `.cargo/config.toml`).
+    #[tokio::test]
+    async fn sqlite_is_built_with_our_compile_options() {
+        let store = SqliteStore::connect("sqlite::memory:", 2).await.unwrap();
+        assert_eq!(
+            missing_compile_options(store.reader()).await.unwrap(),
+            Vec::<&str>::new()
+        );
     }
 }
