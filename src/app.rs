@@ -170,7 +170,8 @@ impl AppState {
             gateway.clone(),
             config.reservation_ttl,
             config.payment_timeout,
-        );
+        )
+        .with_page_cache(config.order_page_cache_entries);
         let hub = Hub::new(config.realtime.queue);
         let bus: Arc<dyn EventBus> = match &config.nats_url {
             Some(url) => Arc::new(

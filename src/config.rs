@@ -198,6 +198,10 @@ pub struct ServeArgs {
     /// generation on every use, so never stale); 0: none.
     #[arg(long, env = "ORDO_SEARCH_CACHE_ENTRIES", default_value_t = 4096)]
     pub search_cache_entries: usize,
+    /// Pages of order lists each node keeps, rendered (checked against the orders' versions
+    /// on every use, so never stale); 0: none.
+    #[arg(long, env = "ORDO_ORDER_PAGE_CACHE_ENTRIES", default_value_t = 2048)]
+    pub order_page_cache_entries: usize,
     #[arg(long, env = "ORDO_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Seconds in-flight requests get to finish after SIGTERM / Ctrl-C.
@@ -347,6 +351,8 @@ pub struct Config {
     pub trust_proxy_headers: bool,
     /// Search answers each node keeps; 0: none.
     pub search_cache_entries: usize,
+    /// Rendered pages of order lists each node keeps; 0: none.
+    pub order_page_cache_entries: usize,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
 }
@@ -511,6 +517,7 @@ impl Config {
             rate_limit_per_min: a.rate_limit_per_min,
             trust_proxy_headers: a.trust_proxy_headers,
             search_cache_entries: a.search_cache_entries,
+            order_page_cache_entries: a.order_page_cache_entries,
             log_format: a.log_format,
             shutdown_grace: Duration::from_secs(a.shutdown_grace),
         })

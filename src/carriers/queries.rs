@@ -83,7 +83,8 @@ impl CarrierStore for Backend {
                 || order.estimated_delivery_source.as_deref() != Some("carrier"))
         {
             let sql = format!(
-                "UPDATE orders SET estimated_delivery = $2, estimated_delivery_source = 'carrier', updated_at = $3 \
+                "UPDATE orders SET estimated_delivery = $2, estimated_delivery_source = 'carrier', updated_at = $3, \
+                 version = version + 1 \
                  WHERE id = $1 RETURNING {ORDER_FIELDS}"
             );
             order = sqlx::query_as::<Db, OrderRow>(sqlx::AssertSqlSafe(sql))
@@ -129,7 +130,8 @@ impl CarrierStore for Backend {
 
     async fn set_predicted_delivery(&self, order_id: Uuid, date: &str) -> Result<Option<OrderRow>> {
         let sql = format!(
-            "UPDATE orders SET estimated_delivery = $2, estimated_delivery_source = 'predicted' \
+            "UPDATE orders SET estimated_delivery = $2, estimated_delivery_source = 'predicted', \
+             version = version + 1 \
              WHERE id = $1 AND (estimated_delivery_source IS NULL OR estimated_delivery_source = 'predicted') \
              RETURNING {ORDER_FIELDS}"
         );

@@ -1,7 +1,8 @@
 //! Order routes: place, read, search, pay, change status, track, cancel, timeline.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -12,6 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::domain::{CarrierStatus, Command, MAX_LINES, OrderStatus, Quantity};
+use super::pages::{Listed, etag_of};
 use super::payment::Payment;
 use super::service::{ChangeDetails, PlaceOrder, actor_of};
 use super::store::{EventRow, NewEvent, OrderCursor, OrderFilter, OrderRecord};
@@ -384,18 +386,29 @@ pub(crate) fn parse_shipping_address(
     }
 }
 
-/// One order (a customer: only its own).
-#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = OrderResponse), (status = 404, body = Problem)))]
+/// One order (a customer: only its own). Answers carry an `ETag`; `If-None-Match` with it
+/// gets `304 Not Modified` while the order is unchanged.
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path), ("If-None-Match" = Option<String>, Header, description = "an `ETag` of an earlier answer")),
+    responses((status = 200, body = OrderResponse), (status = 304, description = "unchanged since the `ETag` given"), (status = 404, body = Problem)))]
 async fn get_order(
     State(state): State<AppState>,
     caller: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<OrderResponse>> {
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     caller.require(Permission::ReadOrders)?;
-    Ok(Json(
-        state.orders.get(&caller, parse_id(&id)?).await?.into(),
-    ))
+    let id = parse_id(&id)?;
+    let if_none_match = if_none_match(&headers);
+    if let Some(h) = if_none_match
+        && let Some(etag) = state.orders.not_modified(&caller, id, h).await?
+    {
+        return Ok(not_modified(&etag));
+    }
+    let rec = state.orders.get(&caller, id).await?;
+    let etag = etag_of(&[(rec.order.id, rec.order.version)]);
+    let body = serde_json::to_vec(&OrderResponse::from(rec)).map_err(ApiError::internal)?;
+    Ok(with_etag(Bytes::from(body), &etag))
 }
 
 /// Search orders, newest first. A customer sees only its own, whatever it passes.
@@ -403,13 +416,15 @@ async fn get_order(
     params(("status" = Option<Vec<OrderStatus>>, Query, description = "repeatable"), ("customer_id" = Option<String>, Query, description = "a customer id (one that does not exist matches nothing)"),
            ("created_after" = Option<String>, Query, format = DateTime), ("created_before" = Option<String>, Query, format = DateTime),
            ("q" = Option<String>, Query, description = "an order id, or the start of the customer's e-mail"),
-           ("limit" = Option<u32>, Query, minimum = 1, maximum = 200), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = Page<OrderResponse>), (status = 422, body = Problem)))]
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 200), ("cursor" = Option<String>, Query),
+           ("If-None-Match" = Option<String>, Header, description = "an `ETag` of an earlier answer")),
+    responses((status = 200, body = Page<OrderResponse>), (status = 304, description = "unchanged since the `ETag` given"), (status = 422, body = Problem)))]
 async fn list_orders(
     State(state): State<AppState>,
     caller: Principal,
     q: QueryParams,
-) -> ApiResult<Json<Page<OrderResponse>>> {
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     caller.require(Permission::ReadOrders)?;
     let mut v = Validator::default();
     let mut filter = OrderFilter::default();
@@ -448,11 +463,66 @@ async fn list_orders(
         .one("cursor")
         .and_then(|c| v.check(decode_cursor::<OrderCursor>(c)));
     v.finish()?;
-    let (rows, next) = state.orders.list(&filter, cursor.as_ref(), limit).await?;
-    Ok(Json(Page {
-        data: rows.into_iter().map(Into::into).collect(),
-        next_cursor: next.map(|c| encode_cursor(&c)),
-    }))
+    let listed = state
+        .orders
+        .list_page(
+            filter,
+            cursor,
+            limit,
+            if_none_match(&headers),
+            |rows, next| {
+                let page = Page::<OrderResponse> {
+                    data: rows.into_iter().map(Into::into).collect(),
+                    next_cursor: next.map(|c| encode_cursor(&c)),
+                };
+                Ok(Bytes::from(
+                    serde_json::to_vec(&page).map_err(ApiError::internal)?,
+                ))
+            },
+        )
+        .await?;
+    Ok(match listed {
+        Listed::NotModified { etag } => not_modified(&etag),
+        Listed::Page(page) => with_etag(page.body.clone(), &page.etag),
+    })
+}
+
+fn if_none_match(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// A JSON body with its entity tag. Clients may keep it but ask again each time
+/// (`no-cache`); it is never for a shared cache (`private`).
+fn with_etag(body: Bytes, etag: &str) -> Response {
+    let mut res = body.into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    res
+}
+
+fn not_modified(etag: &str) -> Response {
+    let mut res = StatusCode::NOT_MODIFIED.into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    res
 }
 
 /// Pay a `created` order: 200 `placed`, 402 declined (the order is then canceled), 202 when

@@ -4,6 +4,7 @@ mod allocate;
 pub mod domain;
 mod group_commit;
 pub mod http;
+pub mod pages;
 pub mod payment;
 pub(crate) mod place_pg;
 pub(crate) mod place_sqlite;

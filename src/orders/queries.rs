@@ -180,53 +180,9 @@ impl OrderStore for Backend {
         after: Option<&OrderCursor>,
         limit: u32,
     ) -> Result<Vec<OrderRecord>> {
-        let mut q = QueryBuilder::<Db>::new(format!(
-            "SELECT {ORDER_COLUMNS}, {LINE_COLUMNS} FROM (SELECT * FROM orders o WHERE 1 = 1"
-        ));
-        if !f.statuses.is_empty() {
-            q.push(" AND o.status IN (");
-            let mut sep = q.separated(", ");
-            for s in &f.statuses {
-                sep.push_bind(s.clone());
-            }
-            q.push(")");
-        }
-        if let Some(c) = f.customer_id {
-            q.push(" AND o.customer_id = ").push_bind(c);
-        }
-        if let Some(t) = f.created_after {
-            q.push(" AND o.created_at > ").push_bind(t);
-        }
-        if let Some(t) = f.created_before {
-            q.push(" AND o.created_at < ").push_bind(t);
-        }
-        if let Some(id) = f.order_id {
-            q.push(" AND o.id = ").push_bind(id);
-        }
-        if let Some(p) = &f.email_prefix {
-            let mut pat: String = p
-                .chars()
-                .flat_map(|c| {
-                    let esc = matches!(c, '%' | '_' | '\\');
-                    esc.then_some('\\').into_iter().chain(std::iter::once(c))
-                })
-                .collect();
-            pat.push('%');
-            q.push(" AND o.customer_id IN (SELECT id FROM users WHERE email LIKE ")
-                .push_bind(pat)
-                .push(" ESCAPE '\\')");
-        }
-        if let Some(c) = after {
-            let t = Ts::from_micros(c.created_at_us).map_err(|e| Error::Corrupt(e.to_string()))?;
-            q.push(" AND (o.created_at < ").push_bind(t);
-            q.push(" OR (o.created_at = ")
-                .push_bind(t)
-                .push(" AND o.id < ")
-                .push_bind(c.id)
-                .push("))");
-        }
-        q.push(" ORDER BY o.created_at DESC, o.id DESC LIMIT ")
-            .push_bind(i64::from(limit));
+        let mut q =
+            QueryBuilder::<Db>::new(format!("SELECT {ORDER_COLUMNS}, {LINE_COLUMNS} FROM ("));
+        push_list(&mut q, "*", f, after, limit)?;
         // PostgreSQL's generic plan for a plain join may hash all of `order_items`; a LATERAL
         // subquery that cannot be flattened (OFFSET 0) pins it to one index lookup per order
         // on the page. SQLite always loops.
@@ -239,6 +195,26 @@ impl OrderStore for Backend {
         q.push(" ORDER BY o.created_at DESC, o.id DESC, l.line_no");
         let rows = q.build().fetch_all(self.reader()).await?;
         group(rows)
+    }
+
+    async fn list_versions(
+        &self,
+        f: &OrderFilter,
+        after: Option<&OrderCursor>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, i64)>> {
+        let mut q = QueryBuilder::<Db>::new("");
+        push_list(&mut q, "o.id, o.version", f, after, limit)?;
+        Ok(q.build_query_as().fetch_all(self.reader()).await?)
+    }
+
+    async fn order_version(&self, id: Uuid) -> Result<Option<(Uuid, i64)>> {
+        Ok(sqlx::query_as::<Db, (Uuid, i64)>(
+            "SELECT customer_id, version FROM orders WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.reader())
+        .await?)
     }
 
     async fn expire_orders(&self, now: Ts, limit: u32, expiry: &Expiry) -> Result<Vec<Uuid>> {
@@ -307,4 +283,61 @@ impl OrderStore for Backend {
         tx.commit().await?;
         Ok(ids)
     }
+}
+
+/// `SELECT columns FROM orders o WHERE (the filter) ORDER BY (newest first) LIMIT limit`: a
+/// page of a list, whole or as its ids and versions only.
+fn push_list(
+    q: &mut QueryBuilder<Db>,
+    columns: &str,
+    f: &OrderFilter,
+    after: Option<&OrderCursor>,
+    limit: u32,
+) -> Result<()> {
+    q.push(format_args!("SELECT {columns} FROM orders o WHERE 1 = 1"));
+    if !f.statuses.is_empty() {
+        q.push(" AND o.status IN (");
+        let mut sep = q.separated(", ");
+        for s in &f.statuses {
+            sep.push_bind(s.clone());
+        }
+        q.push(")");
+    }
+    if let Some(c) = f.customer_id {
+        q.push(" AND o.customer_id = ").push_bind(c);
+    }
+    if let Some(t) = f.created_after {
+        q.push(" AND o.created_at > ").push_bind(t);
+    }
+    if let Some(t) = f.created_before {
+        q.push(" AND o.created_at < ").push_bind(t);
+    }
+    if let Some(id) = f.order_id {
+        q.push(" AND o.id = ").push_bind(id);
+    }
+    if let Some(p) = &f.email_prefix {
+        let mut pat: String = p
+            .chars()
+            .flat_map(|c| {
+                let esc = matches!(c, '%' | '_' | '\\');
+                esc.then_some('\\').into_iter().chain(std::iter::once(c))
+            })
+            .collect();
+        pat.push('%');
+        q.push(" AND o.customer_id IN (SELECT id FROM users WHERE email LIKE ")
+            .push_bind(pat)
+            .push(" ESCAPE '\\')");
+    }
+    if let Some(c) = after {
+        let t = Ts::from_micros(c.created_at_us).map_err(|e| Error::Corrupt(e.to_string()))?;
+        q.push(" AND (o.created_at < ").push_bind(t);
+        q.push(" OR (o.created_at = ")
+            .push_bind(t)
+            .push(" AND o.id < ")
+            .push_bind(c.id)
+            .push("))");
+    }
+    q.push(" ORDER BY o.created_at DESC, o.id DESC LIMIT ")
+        .push_bind(i64::from(limit));
+    Ok(())
 }

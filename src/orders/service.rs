@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use uuid::Uuid;
 
 use super::domain::{
     Command, Event, OrderState, OrderStatus, PaymentStatus, TransitionError, decide, run,
 };
+use super::pages::{Listed, PageCache, PageKey, RenderedPage, etag_of, none_match};
 use super::store::{
     EventRow, Expiry, NewEvent, NewOrder, OrderCursor, OrderFilter, OrderRecord, OrderUpdate,
     PlaceOutcome, STATUS_EVENT, TRACKING_EVENT, TransitionOutcome,
@@ -84,6 +86,8 @@ pub struct OrderService {
     pub(super) payment_timeout: Duration,
     /// Predicted delivery dates and carriers' delivery times, kept up after each change.
     estimates: Estimates,
+    /// Rendered pages of order lists (see `pages`).
+    pages: Arc<PageCache>,
 }
 
 pub(super) fn state_of(rec: &OrderRecord) -> ApiResult<OrderState> {
@@ -124,7 +128,14 @@ impl OrderService {
             gateway,
             reservation_ttl,
             payment_timeout,
+            pages: Arc::new(PageCache::new(0)),
         }
+    }
+
+    /// Keeps up to `entries` rendered pages of order lists on this node (0: none).
+    pub fn with_page_cache(mut self, entries: usize) -> Self {
+        self.pages = Arc::new(PageCache::new(entries));
+        self
     }
 
     /// Reserves every line in one transaction; either all are reserved or nothing is.
@@ -388,6 +399,78 @@ impl OrderService {
                 id: last.order.id,
             });
         Ok((rows, next))
+    }
+
+    /// A page of a list, rendered by `render` into what is sent, or `NotModified` when
+    /// `if_none_match` names it. Checked against the orders' versions in the database on
+    /// every call, so a page kept from an earlier call is never stale (see `pages`).
+    pub async fn list_page(
+        &self,
+        filter: OrderFilter,
+        after: Option<OrderCursor>,
+        limit: u32,
+        if_none_match: Option<&str>,
+        render: impl FnOnce(Vec<OrderRecord>, Option<OrderCursor>) -> ApiResult<Bytes>,
+    ) -> ApiResult<Listed> {
+        let key = PageKey {
+            filter,
+            after,
+            limit,
+        };
+        let caching = self.pages.enabled();
+        if caching {
+            let versions = self
+                .store
+                .list_versions(&key.filter, key.after.as_ref(), limit)
+                .await?;
+            let etag = etag_of(&versions);
+            if if_none_match.is_some_and(|h| none_match(h, &etag)) {
+                metrics::counter!("ordo_order_pages_total", "outcome" => "not_modified")
+                    .increment(1);
+                return Ok(Listed::NotModified { etag });
+            }
+            if let Some(page) = self.pages.get(&key, &versions) {
+                metrics::counter!("ordo_order_pages_total", "outcome" => "hit").increment(1);
+                return Ok(Listed::Page(page));
+            }
+        }
+        let (rows, next) = self.list(&key.filter, key.after.as_ref(), limit).await?;
+        let versions: Vec<(Uuid, i64)> =
+            rows.iter().map(|r| (r.order.id, r.order.version)).collect();
+        let etag = etag_of(&versions);
+        if if_none_match.is_some_and(|h| none_match(h, &etag)) {
+            metrics::counter!("ordo_order_pages_total", "outcome" => "not_modified").increment(1);
+            return Ok(Listed::NotModified { etag });
+        }
+        metrics::counter!("ordo_order_pages_total", "outcome" => "rendered").increment(1);
+        let page = Arc::new(RenderedPage {
+            etag,
+            body: render(rows, next)?,
+        });
+        if caching {
+            self.pages.put(key, versions, page.clone());
+        }
+        Ok(Listed::Page(page))
+    }
+
+    /// List pages this node served from its cache.
+    pub fn page_hits(&self) -> u64 {
+        self.pages.hits()
+    }
+
+    /// The order's current tag when `if_none_match` names it and `caller` may see the
+    /// order: one small read instead of the order, its lines and a body.
+    pub async fn not_modified(
+        &self,
+        caller: &Principal,
+        id: Uuid,
+        if_none_match: &str,
+    ) -> ApiResult<Option<String>> {
+        let Some((customer, version)) = self.store.order_version(id).await? else {
+            return Ok(None);
+        };
+        let etag = etag_of(&[(id, version)]);
+        Ok((caller.sees_order(id, customer) && none_match(if_none_match, &etag)).then_some(etag))
     }
 
     /// Cancels `created` orders whose reservation ran out and returns their stock; a charge

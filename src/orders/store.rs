@@ -26,6 +26,9 @@ pub struct OrderRow {
     pub tracking_number: Option<String>,
     pub payment_method: Option<String>,
     pub payment_reference: Option<String>,
+    /// Moves with every change of the row (every `UPDATE orders` sets `version = version +
+    /// 1`), so `(id, version)` names one state of the order: the key of cached pages and of
+    /// `ETag`s. Lines never change after placement.
     pub version: i64,
     pub created_at: Ts,
     pub updated_at: Ts,
@@ -261,7 +264,7 @@ pub enum TransitionOutcome {
     Stale,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct OrderFilter {
     pub statuses: Vec<String>,
     pub customer_id: Option<Uuid>,
@@ -274,7 +277,7 @@ pub struct OrderFilter {
 }
 
 /// Where the previous page ended (lists are newest first).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderCursor {
     #[serde(rename = "t")]
@@ -311,6 +314,16 @@ pub trait OrderStore {
         after: Option<&OrderCursor>,
         limit: u32,
     ) -> Result<Vec<OrderRecord>>;
+    /// The ids and versions of the orders `list_orders` would return, in its order: what a
+    /// cached page is checked against.
+    async fn list_versions(
+        &self,
+        filter: &OrderFilter,
+        after: Option<&OrderCursor>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, i64)>>;
+    /// An order's customer and version, for a conditional read.
+    async fn order_version(&self, id: Uuid) -> Result<Option<(Uuid, i64)>>;
     /// Ends up to `limit` `created` orders whose reservation ran out, in one transaction:
     /// status, stock back, the timeline, and any pending charge made due (to be voided).
     /// On PostgreSQL, rows another node is expiring are skipped (`SKIP LOCKED`).

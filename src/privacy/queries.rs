@@ -185,7 +185,7 @@ impl PrivacyStore for Backend {
         // sent and every free text on their timelines (notes, scan locations, descriptions
         // — staff and carriers write names and streets there) go.
         sqlx::query::<Db>(
-            "UPDATE orders SET shipping_address = NULL WHERE customer_id = $1 AND shipping_address IS NOT NULL",
+            "UPDATE orders SET shipping_address = NULL, version = version + 1 WHERE customer_id = $1 AND shipping_address IS NOT NULL",
         )
         .bind(id)
         .execute(&mut *tx)

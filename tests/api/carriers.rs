@@ -582,8 +582,13 @@ async fn delivery_estimates(b: Backend) {
             "InTransit"
         )]),
     );
+    // The customer's list is read (and kept) before the estimate arrives.
+    let listed = app.get("/v1/orders", &token).await.body;
+    assert_eq!(listed["data"][0]["estimated_delivery"], Value::Null);
     body["msg"]["courier_estimated_delivery_date"] = json!({"estimated_delivery_date": "2026-12-09", "estimated_delivery_date_min": null, "estimated_delivery_date_max": null});
     assert_eq!(hook(&app, &body).await.body["outcome"], "applied");
+    let listed = app.get("/v1/orders", &token).await.body;
+    assert_eq!(listed["data"][0]["estimated_delivery"], "2026-12-09");
     let o = app.get(&format!("/v1/orders/{id}"), &token).await.body;
     assert_eq!(o["estimated_delivery"], "2026-12-09", "{o}");
     assert_eq!(o["estimated_delivery_source"], "carrier");

@@ -119,6 +119,7 @@ pub fn test_config(database_url: String) -> Config {
         rate_limit_per_min: None,
         trust_proxy_headers: false,
         search_cache_entries: 4096,
+        order_page_cache_entries: 2048,
         log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(5),
     }

@@ -14,6 +14,7 @@ mod carriers;
 mod cli;
 mod cluster;
 mod concurrency;
+mod conditional;
 mod embedded;
 mod errors;
 mod group_commit;

@@ -612,6 +612,10 @@ async fn erasure_leaves_no_trace_and_keeps_the_books(b: Backend) {
         );
     }
 
+    // Every answer read once before (pages are kept per node): the erasure shows through.
+    let shown = api_answers(&app, &p).await.to_lowercase();
+    assert!(needles.iter().any(|n| shown.contains(&n.to_lowercase())));
+
     let r = app
         .send(Method::DELETE, "/v1/customers/me", Some(&p.token), None)
         .await;
