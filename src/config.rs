@@ -202,6 +202,15 @@ pub struct ServeArgs {
     /// on every use, so never stale); 0: none.
     #[arg(long, env = "ORDO_ORDER_PAGE_CACHE_ENTRIES", default_value_t = 2048)]
     pub order_page_cache_entries: usize,
+    /// For measuring only: the readers of the event log (relay, notifier, recommendations
+    /// consumer) do not run, so nothing is pushed, notified or counted.
+    #[arg(
+        long,
+        env = "ORDO_BENCH_IDLE_EVENT_READERS",
+        default_value_t = false,
+        hide = true
+    )]
+    pub idle_event_readers: bool,
     #[arg(long, env = "ORDO_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Seconds in-flight requests get to finish after SIGTERM / Ctrl-C.
@@ -353,6 +362,8 @@ pub struct Config {
     pub search_cache_entries: usize,
     /// Rendered pages of order lists each node keeps; 0: none.
     pub order_page_cache_entries: usize,
+    /// For measuring only: the event log's readers do not run.
+    pub idle_event_readers: bool,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
 }
@@ -518,6 +529,7 @@ impl Config {
             trust_proxy_headers: a.trust_proxy_headers,
             search_cache_entries: a.search_cache_entries,
             order_page_cache_entries: a.order_page_cache_entries,
+            idle_event_readers: a.idle_event_readers,
             log_format: a.log_format,
             shutdown_grace: Duration::from_secs(a.shutdown_grace),
         })

@@ -91,8 +91,12 @@ pub fn start(state: &AppState, shutdown: &CancellationToken) -> Jobs {
         s.hub.clone(),
         s.clock.clone(),
     );
-    jobs.every(RELAY, Duration::from_millis(10), relay_runs, relay);
-    if s.bus.shared() {
+    // Measuring what the readers cost (ORDO_BENCH_IDLE_EVENT_READERS): none of them runs.
+    let readers = !s.config.idle_event_readers;
+    if readers {
+        jobs.every(RELAY, Duration::from_millis(10), relay_runs, relay);
+    }
+    if readers && s.bus.shared() {
         let feed = BusFeed::new(s.bus.clone(), s.hub.clone(), s.store.clone());
         jobs.every("bus_feed", RESTART, Runs::OnEveryNode, feed);
     }
@@ -108,13 +112,22 @@ pub fn start(state: &AppState, shutdown: &CancellationToken) -> Jobs {
         Runs::OnEveryNode,
         step(s, |s| async move { s.orders.run_due_payments(50).await }),
     );
-    let notifier = Notifier::new(s.notifications.clone());
-    jobs.every(
-        NOTIFIER,
-        Duration::from_millis(50),
-        Runs::OnOneNode,
-        notifier,
-    );
+    if readers {
+        let notifier = Notifier::new(s.notifications.clone());
+        jobs.every(
+            NOTIFIER,
+            Duration::from_millis(50),
+            Runs::OnOneNode,
+            notifier,
+        );
+        let consumer = Consumer::new(s.recommendations.clone());
+        jobs.every(
+            CONSUMER,
+            Duration::from_millis(50),
+            Runs::OnOneNode,
+            consumer,
+        );
+    }
     jobs.every(
         "delivery",
         Duration::from_millis(200),
@@ -130,13 +143,6 @@ pub fn start(state: &AppState, shutdown: &CancellationToken) -> Jobs {
     if let Some(receipts) = s.notifications.receipt_writer() {
         jobs.every("push_receipts", Duration::ZERO, Runs::OnEveryNode, receipts);
     }
-    let consumer = Consumer::new(s.recommendations.clone());
-    jobs.every(
-        CONSUMER,
-        Duration::from_millis(50),
-        Runs::OnOneNode,
-        consumer,
-    );
     if let Some(sqlite) = s.store.sqlite() {
         let checkpoints = crate::storage::sqlite::Checkpoints::new(sqlite.clone());
         let period = s.config.sqlite_checkpoint_interval;
