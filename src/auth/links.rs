@@ -1,7 +1,11 @@
 //! Tracking links: the read-only credential in the links of notification e-mails and SMS,
-//! like Shopify's order status page. It is stateless and signed: `trk_` then base64url of
-//! `version ‖ order id ‖ customer id ‖ expiry (unix seconds, big-endian) ‖ MAC`, where the
-//! MAC is HMAC-SHA256 (first 16 bytes) keyed with a key derived from the token secret.
+//! like Shopify's order status page. It is signed: `trk_` then base64url of `version ‖
+//! order id ‖ customer id ‖ expiry (unix seconds, i64 big-endian) ‖ issued (unix seconds,
+//! u32 big-endian) ‖ MAC`, where the MAC is HMAC-SHA256 (first 16 bytes) keyed with a key
+//! derived from the token secret. Version 1 links (before links could be revoked) have no
+//! issue time and read as issued at 0. An order's links issued up to a moment can be
+//! revoked (`DELETE /v1/orders/{id}/tracking-links`): that moment is stored per order and
+//! checked on every use.
 //!
 //! Its holder may read and follow that one order (`GET /v1/orders/{id}`, `…/events`, and
 //! the real-time streams narrowed to it) and nothing else: the authentication middleware
@@ -14,8 +18,11 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 pub const PREFIX: &str = "trk_";
-const VERSION: u8 = 1;
-const BODY: usize = 1 + 16 + 16 + 8;
+const VERSION: u8 = 2;
+/// Links issued before they could be revoked: no issue time.
+const VERSION_1: u8 = 1;
+const BODY_1: usize = 1 + 16 + 16 + 8;
+const BODY: usize = BODY_1 + 4;
 const MAC_LEN: usize = 16;
 /// Domain separation from the access-token key.
 const KEY_LABEL: &[u8] = b"ordo tracking link v1";
@@ -27,6 +34,8 @@ pub struct LinkClaims {
     pub customer_id: Uuid,
     /// Unix seconds.
     pub expires_at: i64,
+    /// Unix seconds (0 for a version 1 link).
+    pub issued_at: i64,
 }
 
 /// Why a link was refused.
@@ -78,6 +87,7 @@ impl LinkSigner {
             order_id,
             customer_id,
             expires_at: now.saturating_add(ttl),
+            issued_at: now,
         })
     }
 
@@ -87,6 +97,7 @@ impl LinkSigner {
         body.extend_from_slice(c.order_id.as_bytes());
         body.extend_from_slice(c.customer_id.as_bytes());
         body.extend_from_slice(&c.expires_at.to_be_bytes());
+        body.extend_from_slice(&u32::try_from(c.issued_at).unwrap_or(u32::MAX).to_be_bytes());
         let mut mac = self.mac();
         mac.update(&body);
         let tag = mac.finalize().into_bytes();
@@ -106,10 +117,15 @@ impl LinkSigner {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(raw)
             .map_err(|_| LinkError::Malformed)?;
-        if bytes.len() != BODY + MAC_LEN || bytes[0] != VERSION {
+        let body_len = match bytes.first() {
+            Some(&VERSION) => BODY,
+            Some(&VERSION_1) => BODY_1,
+            _ => return Err(LinkError::Malformed),
+        };
+        if bytes.len() != body_len + MAC_LEN {
             return Err(LinkError::Malformed);
         }
-        let (body, tag) = bytes.split_at(BODY);
+        let (body, tag) = bytes.split_at(body_len);
         let mut mac = self.mac();
         mac.update(body);
         mac.verify_truncated_left(tag)
@@ -120,10 +136,17 @@ impl LinkSigner {
                 .map_err(|_| LinkError::Malformed)
         };
         let exp = <[u8; 8]>::try_from(&body[33..41]).map_err(|_| LinkError::Malformed)?;
+        let issued_at = match body.get(41..45) {
+            Some(b) => <[u8; 4]>::try_from(b)
+                .map(|b| i64::from(u32::from_be_bytes(b)))
+                .map_err(|_| LinkError::Malformed)?,
+            None => 0,
+        };
         let claims = LinkClaims {
             order_id: id(1..17)?,
             customer_id: id(17..33)?,
             expires_at: i64::from_be_bytes(exp),
+            issued_at,
         };
         if claims.expires_at <= now {
             return Err(LinkError::Expired);
@@ -146,6 +169,7 @@ mod tests {
             order_id: Uuid::now_v7(),
             customer_id: Uuid::now_v7(),
             expires_at: 2_000,
+            issued_at: 1_000,
         }
     }
 
@@ -180,6 +204,19 @@ mod tests {
         let mut t2 = other.sign(&longer);
         t2.truncate(t2.len() - 2);
         assert_eq!(s.verify(&t2, 0), Err(LinkError::Malformed));
+        // A version 1 link (no issue time) is still read, as issued at 0.
+        let mut v1 = vec![VERSION_1];
+        v1.extend_from_slice(c.order_id.as_bytes());
+        v1.extend_from_slice(c.customer_id.as_bytes());
+        v1.extend_from_slice(&c.expires_at.to_be_bytes());
+        let mut mac = s.mac();
+        mac.update(&v1);
+        v1.extend_from_slice(&mac.finalize().into_bytes()[..MAC_LEN]);
+        let v1 = format!(
+            "{PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&v1)
+        );
+        assert_eq!(s.verify(&v1, 0), Ok(LinkClaims { issued_at: 0, ..c }));
         for junk in ["", "trk_", "trk_!!!!", "ordo_x", &"trk_A".repeat(100)] {
             assert_eq!(s.verify(junk, 0), Err(LinkError::Malformed), "{junk}");
         }

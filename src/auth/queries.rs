@@ -129,6 +129,32 @@ impl AuthStore for Backend {
         Ok(true)
     }
 
+    async fn links_revoked_at(&self, order_id: Uuid) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar::<Db, i64>(
+            "SELECT revoked_at FROM tracking_link_revocations WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .fetch_optional(self.reader())
+        .await?)
+    }
+
+    async fn revoke_links(&self, order_id: Uuid, revoked_at: i64, audit: &NewAudit) -> Result<()> {
+        let mut tx = self.writer().begin().await?;
+        // Never moves back (two revocations racing keep the later).
+        let sql = "INSERT INTO tracking_link_revocations (order_id, revoked_at) VALUES ($1, $2) \
+                   ON CONFLICT (order_id) DO UPDATE SET revoked_at = CASE \
+                   WHEN excluded.revoked_at > tracking_link_revocations.revoked_at \
+                   THEN excluded.revoked_at ELSE tracking_link_revocations.revoked_at END";
+        sqlx::query::<Db>(sql)
+            .bind(order_id)
+            .bind(revoked_at)
+            .execute(&mut *tx)
+            .await?;
+        append_audit(&mut *tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn login_failures(&self, email: &str, ip: &str, since: Ts) -> Result<FailureCounts> {
         let (by_email, oldest_by_email): (i64, Option<Ts>) =
             sqlx::query_as::<Db, (i64, Option<Ts>)>(

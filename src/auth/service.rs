@@ -12,13 +12,13 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::domain::{Email, NewPassword, Principal, Role, Scope};
-use super::links::{LinkError, LinkSigner};
+use super::links::{LinkClaims, LinkError, LinkSigner};
 use super::store::{ApiKeyRow, UserRow};
 use crate::books::domain::{self as books, NewAudit};
 use crate::clock::Clock;
 use crate::config::Secret;
 use crate::error::{ApiError, ApiResult};
-use crate::storage::{DynStore, Error as StoreError};
+use crate::storage::{DynStore, Error as StoreError, Ts};
 
 const JWT_SETTING: &str = "jwt_secret";
 const ISSUER: &str = "ordo";
@@ -177,6 +177,50 @@ impl AuthService {
         })
     }
 
+    /// Was this link revoked (`revoke_links`)? One indexed read, on every use of a link.
+    async fn link_revoked(&self, c: &LinkClaims) -> ApiResult<bool> {
+        let revoked = self.store.links_revoked_at(c.order_id).await?;
+        Ok(revoked.is_some_and(|at| c.issued_at <= at))
+    }
+
+    /// A new tracking link for the order, valid for `ttl`; issued after any revocation of
+    /// the order's links, so a link made right after revoking the others works.
+    pub async fn issue_link(
+        &self,
+        order_id: Uuid,
+        customer_id: Uuid,
+        ttl: std::time::Duration,
+    ) -> ApiResult<(String, LinkClaims)> {
+        let now = self.clock.now().unix_timestamp();
+        let revoked = self.store.links_revoked_at(order_id).await?;
+        let issued_at = revoked.map_or(now, |at| now.max(at + 1));
+        let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let claims = LinkClaims {
+            order_id,
+            customer_id,
+            expires_at: issued_at.saturating_add(ttl),
+            issued_at,
+        };
+        Ok((self.links.sign(&claims), claims))
+    }
+
+    /// Every tracking link of the order issued until now stops working, on every node at
+    /// once (streams that hold one end at their next check); audited.
+    pub async fn revoke_links(&self, order_id: Uuid, actor: &str) -> ApiResult<()> {
+        let now = self.clock.now();
+        let audit = NewAudit::new(
+            Ts::truncated(now),
+            actor,
+            books::ORDER_TRACKING_LINKS_REVOKED,
+            "order",
+            order_id,
+        );
+        self.store
+            .revoke_links(order_id, now.unix_timestamp(), &audit)
+            .await?;
+        Ok(())
+    }
+
     /// The signer of tracking links (every node derives the same key).
     pub fn links(&self) -> &LinkSigner {
         &self.links
@@ -192,6 +236,9 @@ impl AuthService {
                 Ok(c) if !self.account_is_active(c.customer_id).await? => {
                     Err(ApiError::Unauthorized("invalid tracking link"))
                 }
+                Ok(c) if self.link_revoked(&c).await? => Err(ApiError::Unauthorized(
+                    "the tracking link was revoked; sign in to see the order",
+                )),
                 Ok(c) => Ok(Principal::TrackingLink {
                     order_id: c.order_id,
                     customer_id: c.customer_id,

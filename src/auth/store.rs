@@ -60,6 +60,11 @@ pub trait AuthStore {
     /// Returns false when there was no such active key.
     async fn revoke_api_key(&self, id: Uuid, audit: &NewAudit) -> Result<bool>;
     /// Failed (or still running) login attempts after `since`.
+    /// Until when (unix seconds, inclusive) the order's tracking links are revoked.
+    async fn links_revoked_at(&self, order_id: Uuid) -> Result<Option<i64>>;
+    /// Revokes the order's tracking links issued up to `revoked_at` (unix seconds; never
+    /// moves back), with its audit entry, in one transaction.
+    async fn revoke_links(&self, order_id: Uuid, revoked_at: i64, audit: &NewAudit) -> Result<()>;
     async fn login_failures(&self, email: &str, ip: &str, since: Ts) -> Result<FailureCounts>;
     /// Records an attempt as failed until `forget_login_attempt` says otherwise.
     async fn record_login_attempt(&self, email: &str, ip: &str, at: Ts) -> Result<i64>;

@@ -17,6 +17,7 @@ pub const ACTIONS: &[&str] = &[
     WEBHOOK_ENDPOINT_DELETED,
     CUSTOMER_EXPORTED,
     CUSTOMER_ERASED,
+    ORDER_TRACKING_LINKS_REVOKED,
 ];
 
 /// Read from the order timeline (a status event whose status changed).
@@ -32,6 +33,7 @@ pub const WEBHOOK_ENDPOINT_CREATED: &str = "webhook_endpoint.created";
 pub const WEBHOOK_ENDPOINT_DELETED: &str = "webhook_endpoint.deleted";
 pub const CUSTOMER_EXPORTED: &str = "customer.exported";
 pub const CUSTOMER_ERASED: &str = "customer.erased";
+pub const ORDER_TRACKING_LINKS_REVOKED: &str = "order.tracking_links_revoked";
 
 /// An audit row to append, in the transaction of the change it records. It never holds
 /// personal data (names, e-mails, phones, addresses): ids, roles, prices, stock, scopes.

@@ -36,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(add_tracking))
         .routes(routes!(cancel_order))
         .routes(routes!(order_events))
+        .routes(routes!(create_tracking_link, revoke_tracking_links))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -798,4 +799,76 @@ async fn order_payments(
     Ok(Json(PaymentList {
         data: steps.into_iter().map(Into::into).collect(),
     }))
+}
+
+/// A tracking link: read and follow this one order without a password, until it expires or
+/// the order's links are revoked.
+#[derive(Serialize, ToSchema)]
+pub struct TrackingLinkResponse {
+    /// The credential (`trk_…`): a bearer token for `GET /v1/orders/{id}`, its events and
+    /// the streams narrowed to the order.
+    pub token: String,
+    /// The tracking page with the link in its fragment (never sent to a server).
+    pub url: String,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
+/// A new tracking link for the order, to share (the customer, or staff; a link cannot make
+/// links). It works even right after the order's links were revoked.
+#[utoipa::path(post, path = "/v1/orders/{id}/tracking-links", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 201, body = TrackingLinkResponse), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn create_tracking_link(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<TrackingLinkResponse>)> {
+    caller.require(Permission::WriteOrders)?;
+    let rec = state.orders.get(&caller, parse_id(&id)?).await?;
+    let (token, claims) = state
+        .auth
+        .issue_link(
+            rec.order.id,
+            rec.order.customer_id,
+            state.config.notifications.tracking_link_ttl,
+        )
+        .await?;
+    let expires_at = OffsetDateTime::from_unix_timestamp(claims.expires_at)
+        .map_err(ApiError::internal)?
+        .format(&Rfc3339)
+        .map_err(ApiError::internal)?;
+    let url = format!(
+        "{}/orders/{}#link={token}",
+        state.config.notifications.public_url.trim_end_matches('/'),
+        rec.order.id
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(TrackingLinkResponse {
+            token,
+            url,
+            expires_at,
+        }),
+    ))
+}
+
+/// Revokes every tracking link of the order made so far (the ones in its e-mails and SMS,
+/// and any made through the API), on every node at once; streams following the order
+/// through one end at their next check. Audited. Idempotent.
+#[utoipa::path(delete, path = "/v1/orders/{id}/tracking-links", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 204, description = "revoked"), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn revoke_tracking_links(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Permission::WriteOrders)?;
+    let rec = state.orders.get(&caller, parse_id(&id)?).await?;
+    state
+        .auth
+        .revoke_links(rec.order.id, &actor_of(&caller))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -478,6 +478,148 @@ async fn tracking_links_read_one_order_only(backend: Backend) {
 }
 both!(tracking_links_read_one_order_only);
 
+/// A shared link can be taken back: every link of the order made so far stops at once
+/// (an open stream ends at its next check), a new one can be made right away, and only the
+/// customer or staff can do either; the revocation is audited.
+async fn tracking_links_can_be_revoked(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.realtime.ping_interval = Duration::from_millis(200);
+    })
+    .await;
+    let (ann, token) = app.customer("ann").await;
+    let (_, bob_token) = app.customer("bob").await;
+    let item = app.item(1500, 50).await;
+    let order = app.paid_order(&token, &item, 1).await;
+    let other = app.paid_order(&token, &item, 1).await;
+    let emailed = app
+        .state
+        .notifications
+        .tracking_link(order.parse().unwrap(), ann.parse().unwrap());
+    let other_link = app
+        .state
+        .notifications
+        .tracking_link(other.parse().unwrap(), ann.parse().unwrap());
+    let path = format!("/v1/orders/{order}/tracking-links");
+
+    // The customer makes a link to share: it reads the order, and is on the page's URL.
+    let made = app.post(&path, &token, json!({})).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let shared = made.body["token"].as_str().unwrap().to_owned();
+    assert!(shared.starts_with("trk_") && shared.len() < 90, "{shared}");
+    assert_eq!(
+        made.body["url"],
+        format!("http://127.0.0.1:8080/orders/{order}#link={shared}")
+    );
+    assert!(made.body["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        app.get(&format!("/v1/orders/{order}"), &shared)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let mut sse = app
+        .client
+        .get(format!("{}/v1/events", app.url))
+        .bearer_auth(&shared)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), StatusCode::OK);
+
+    // Nobody else revokes or makes links: another customer (404), a link itself (401).
+    app.send(reqwest::Method::DELETE, &path, Some(&bob_token), None)
+        .await
+        .assert_problem(404, "not_found");
+    app.post(&path, &bob_token, json!({}))
+        .await
+        .assert_problem(404, "not_found");
+    app.send(reqwest::Method::DELETE, &path, Some(&shared), None)
+        .await
+        .assert_problem(401, "unauthorized");
+    app.post(&path, &shared, json!({}))
+        .await
+        .assert_problem(401, "unauthorized");
+    let unknown = format!("/v1/orders/{}/tracking-links", uuid::Uuid::now_v7());
+    app.send(reqwest::Method::DELETE, &unknown, Some(&token), None)
+        .await
+        .assert_problem(404, "not_found");
+
+    // The customer revokes: the shared link and the e-mailed one stop, the stream ends;
+    // the other order's link is untouched.
+    let r = app
+        .send(reqwest::Method::DELETE, &path, Some(&token), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    for link in [&shared, &emailed] {
+        let r = app.get(&format!("/v1/orders/{order}"), link).await;
+        r.assert_problem(401, "unauthorized");
+        assert!(
+            r.body["detail"].as_str().unwrap().contains("revoked"),
+            "{}",
+            r.text
+        );
+        app.get(&format!("/v1/orders/{order}/events"), link)
+            .await
+            .assert_problem(401, "unauthorized");
+    }
+    let mut buf = String::new();
+    let mut ended = false;
+    while let Some((_, event, data)) = next_sse(&mut sse, &mut buf, Duration::from_secs(5)).await {
+        if event == "error" {
+            assert_eq!(data["code"], "unauthorized", "{data}");
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "the stream of a revoked link ends");
+    assert_eq!(
+        app.get(&format!("/v1/orders/{other}"), &other_link)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // A new link works at once, in the same second; revoking again (staff) is idempotent
+    // and takes it back too.
+    let fresh = app.post(&path, &token, json!({})).await;
+    assert_eq!(fresh.status, StatusCode::CREATED, "{}", fresh.text);
+    let fresh = fresh.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.get(&format!("/v1/orders/{order}"), &fresh).await.status,
+        StatusCode::OK
+    );
+    app.advance(Duration::from_secs(2));
+    let staff = app.staff().await;
+    for _ in 0..2 {
+        let r = app
+            .send(reqwest::Method::DELETE, &path, Some(&staff), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    }
+    app.get(&format!("/v1/orders/{order}"), &fresh)
+        .await
+        .assert_problem(401, "unauthorized");
+    // The customer still reads its order with its own token.
+    assert_eq!(
+        app.get(&format!("/v1/orders/{order}"), &token).await.status,
+        StatusCode::OK
+    );
+
+    // Audited: who, on which order; three revocations.
+    let log = app
+        .get(
+            "/v1/audit-log?action=order.tracking_links_revoked&limit=50",
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.text);
+    let entries = log.body["data"].as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{}", log.text);
+    assert!(entries.iter().all(|e| e["target_id"] == order.as_str()));
+    assert!(entries.iter().any(|e| e["actor"] == format!("user:{ann}")));
+}
+both!(tracking_links_can_be_revoked);
+
 /// Registers a customer with a known e-mail; returns (id, e-mail, token).
 async fn account(app: &TestApp, name: &str) -> (String, String, String) {
     let email = format!("{name}-{}@example.com", uuid::Uuid::new_v4().simple());
