@@ -34,6 +34,9 @@ pub enum Workload {
     /// GET /v1/users/me/recommendations and /v1/items/{id}/bought-together, after
     /// `--orders` paid orders of two to four items have been placed (and counted).
     Recommendations,
+    /// The pages a browser asks for, in turn: the shop front (plain, searched, one
+    /// category), cart, sign-in, my orders, a tracking page and the console.
+    Pages,
     /// WebSocket connections held open, then status changes pushed to them (see the
     /// `--connections`, `--sources`, `--rate` options).
     Ws,
@@ -259,6 +262,23 @@ fn item_body(run: &str, i: usize, some_sold_out: bool) -> Value {
 }
 
 /// The `n`-th search: a word, a prefix, a typo, two words, with filters and sorts.
+/// The `n`th page of the `pages` workload.
+fn page_path(n: u64, s: &Setup) -> String {
+    let n = n as usize;
+    let noun = NOUNS[(n / 8) % NOUNS.len()];
+    match n % 8 {
+        0 => "/".to_owned(),
+        1 => format!("/?q={noun}"),
+        2 => format!("/?category={}", CATEGORIES[(n / 8) % CATEGORIES.len()]),
+        3 => "/cart".to_owned(),
+        4 => "/login".to_owned(),
+        5 => "/orders".to_owned(),
+        // The tracking page's shell: the order itself is read by its script.
+        6 => format!("/orders/{}", s.items[(n / 8) % s.items.len()]),
+        _ => "/admin/orders?status=placed".to_owned(),
+    }
+}
+
 fn search_path(n: u64) -> String {
     let n = n as usize;
     let noun = NOUNS[n % NOUNS.len()];
@@ -401,6 +421,13 @@ async fn one_request(s: &Setup, a: &BenchArgs, w: usize, n: u64) -> Result<(), S
                 .post(format!("{}/v1/users/me/cart/checkout", s.url))
                 .bearer_auth(&s.customers[w % s.customers.len()])
                 .json(&json!({"payment_method": a.payment_method}))
+                .send()
+                .await
+        }
+        Workload::Pages => {
+            s.client
+                .get(format!("{}{}", s.url, page_path(n, s)))
+                .header(reqwest::header::ACCEPT, "text/html")
                 .send()
                 .await
         }
