@@ -494,27 +494,23 @@ fn if_none_match(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// A JSON body with its entity tag. Clients may keep it but ask again each time
-/// (`no-cache`); it is never for a shared cache (`private`).
+/// A JSON body with its entity tag.
 fn with_etag(body: Bytes, etag: &str) -> Response {
     let mut res = body.into_response();
-    let h = res.headers_mut();
-    h.insert(
+    res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache"),
-    );
-    if let Ok(v) = HeaderValue::from_str(etag) {
-        h.insert(header::ETAG, v);
-    }
-    res
+    tagged(res, etag)
 }
 
 fn not_modified(etag: &str) -> Response {
-    let mut res = StatusCode::NOT_MODIFIED.into_response();
+    tagged(StatusCode::NOT_MODIFIED.into_response(), etag)
+}
+
+/// The entity tag; clients may keep the answer but ask again each time (`no-cache`), and
+/// it is never for a shared cache (`private`).
+fn tagged(mut res: Response, etag: &str) -> Response {
     let h = res.headers_mut();
     h.insert(
         header::CACHE_CONTROL,
