@@ -202,6 +202,13 @@ pub struct ServeArgs {
     /// on every use, so never stale); 0: none.
     #[arg(long, env = "ORDO_ORDER_PAGE_CACHE_ENTRIES", default_value_t = 2048)]
     pub order_page_cache_entries: usize,
+    /// Seconds after an order ended (delivered, or canceled and settled) before it moves to
+    /// the order history (API.md "History").
+    #[arg(long, env = "ORDO_ARCHIVE_AFTER", default_value_t = 2_592_000)]
+    pub archive_after: u64,
+    /// Seconds between two runs of the archive job (one node at a time).
+    #[arg(long, env = "ORDO_ARCHIVE_INTERVAL", default_value_t = 60)]
+    pub archive_interval: u64,
     /// For measuring only: the readers of the event log (relay, notifier, recommendations
     /// consumer) do not run, so nothing is pushed, notified or counted.
     #[arg(
@@ -362,6 +369,10 @@ pub struct Config {
     pub search_cache_entries: usize,
     /// Rendered pages of order lists each node keeps; 0: none.
     pub order_page_cache_entries: usize,
+    /// How long after it ended an order moves to the history.
+    pub archive_after: Duration,
+    /// How often the archive job looks for orders to move.
+    pub archive_interval: Duration,
     /// For measuring only: the event log's readers do not run.
     pub idle_event_readers: bool,
     pub log_format: LogFormat,
@@ -529,6 +540,8 @@ impl Config {
             trust_proxy_headers: a.trust_proxy_headers,
             search_cache_entries: a.search_cache_entries,
             order_page_cache_entries: a.order_page_cache_entries,
+            archive_after: Duration::from_secs(a.archive_after),
+            archive_interval: Duration::from_secs(a.archive_interval.max(1)),
             idle_event_readers: a.idle_event_readers,
             log_format: a.log_format,
             shutdown_grace: Duration::from_secs(a.shutdown_grace),

@@ -149,6 +149,12 @@ pub fn start(state: &AppState, shutdown: &CancellationToken) -> Jobs {
         jobs.every("sqlite_checkpoint", period, Runs::OnEveryNode, checkpoints);
     }
     jobs.every(
+        "archive",
+        s.config.archive_interval,
+        Runs::OnOneNode,
+        crate::history::Archiver::new(s.clone()),
+    );
+    jobs.every(
         "housekeeping",
         Duration::from_secs(600),
         Runs::OnEveryNode,

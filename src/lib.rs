@@ -42,6 +42,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod failpoint;
+pub mod history;
 pub mod http;
 pub mod idempotency;
 pub mod inventory;

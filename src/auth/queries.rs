@@ -131,7 +131,7 @@ impl AuthStore for Backend {
 
     async fn links_revoked_at(&self, order_id: Uuid) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar::<Db, i64>(
-            "SELECT revoked_at FROM tracking_link_revocations WHERE order_id = $1",
+            "SELECT revoked_at FROM tracking_link_revocations_all WHERE order_id = $1",
         )
         .bind(order_id)
         .fetch_optional(self.reader())

@@ -215,6 +215,10 @@ impl AuthService {
             "order",
             order_id,
         );
+        // The revocation is kept beside the order: an archived one comes back first.
+        self.store
+            .restore_order(order_id, Ts::truncated(now))
+            .await?;
         self.store
             .revoke_links(order_id, now.unix_timestamp(), &audit)
             .await?;

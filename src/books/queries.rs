@@ -127,7 +127,7 @@ impl AuditStore for Backend {
         // in the export with the orders.
         if timeline_action && f.target.is_none() {
             let mut q = QueryBuilder::<Db>::new(
-                "SELECT id, at, actor, order_id, status, previous_status, note FROM order_events \
+                "SELECT id, at, actor, order_id, status, previous_status, note FROM order_events_all \
                  WHERE previous_status IS NOT NULL AND event = 'order_status_update'",
             );
             match f.action {
@@ -200,7 +200,7 @@ impl AnalyticsStore for Backend {
     ) -> Result<SummaryRows> {
         // Every statement reads orders through their creation time (index `orders_created`),
         // so a call costs what the range holds, not the whole history.
-        let mut q = QueryBuilder::<Db>::new("SELECT status, count(*) FROM orders WHERE 1 = 1");
+        let mut q = QueryBuilder::<Db>::new("SELECT status, count(*) FROM orders_all WHERE 1 = 1");
         push_created(&mut q, "created_at", from, to);
         q.push(" GROUP BY status");
         let by_status = q
@@ -209,7 +209,7 @@ impl AnalyticsStore for Backend {
             .await?;
 
         let mut q = QueryBuilder::<Db>::new(
-            "SELECT currency, CAST(sum(total_amount) AS BIGINT) FROM orders WHERE payment_status = 'paid'",
+            "SELECT currency, CAST(sum(total_amount) AS BIGINT) FROM orders_all WHERE payment_status = 'paid'",
         );
         push_created(&mut q, "created_at", from, to);
         q.push(" GROUP BY currency ORDER BY currency");
@@ -222,7 +222,7 @@ impl AnalyticsStore for Backend {
             Dialect::Sqlite => "strftime('%Y-%m-%d', created_at / 1000000, 'unixepoch')",
             Dialect::Postgres => "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
         };
-        let mut q = QueryBuilder::<Db>::new(format!("SELECT {day} AS day, count(*) FROM orders WHERE 1 = 1"));
+        let mut q = QueryBuilder::<Db>::new(format!("SELECT {day} AS day, count(*) FROM orders_all WHERE 1 = 1"));
         push_created(&mut q, "created_at", from, to);
         q.push(" GROUP BY day ORDER BY day");
         let per_day = q
@@ -235,7 +235,7 @@ impl AnalyticsStore for Backend {
             "SELECT min(CASE WHEN e.status = 'placed' THEN e.at END), \
              min(CASE WHEN e.status = 'shipped' THEN e.at END), \
              min(CASE WHEN e.status = 'delivered' THEN e.at END) \
-             FROM orders o JOIN order_events e ON e.order_id = o.id \
+             FROM orders_all o JOIN order_events_all e ON e.order_id = o.id \
              WHERE e.event = 'order_status_update' AND e.previous_status IS NOT NULL \
              AND e.status <> e.previous_status AND e.status IN ('placed', 'shipped', 'delivered')",
         );
@@ -248,7 +248,7 @@ impl AnalyticsStore for Backend {
 
         let mut q = QueryBuilder::<Db>::new(
             "SELECT l.item_id, max(l.sku), max(l.name), CAST(sum(l.quantity) AS BIGINT) AS units \
-             FROM orders o JOIN order_items l ON l.order_id = o.id WHERE o.payment_status = 'paid'",
+             FROM orders_all o JOIN order_items_all l ON l.order_id = o.id WHERE o.payment_status = 'paid'",
         );
         push_created(&mut q, "o.created_at", from, to);
         q.push(" GROUP BY l.item_id ORDER BY units DESC, l.item_id LIMIT ")

@@ -120,7 +120,8 @@ impl CarrierStore for Backend {
 
     async fn orders_by_tracking_number(&self, tracking_number: &str) -> Result<Vec<OrderRow>> {
         let sql = format!(
-            "SELECT {ORDER_FIELDS} FROM orders WHERE tracking_number = $1 ORDER BY created_at DESC, id DESC LIMIT 20"
+            "SELECT {ORDER_FIELDS}, archived FROM orders_all WHERE tracking_number = $1 \
+             ORDER BY created_at DESC, id DESC LIMIT 20"
         );
         Ok(sqlx::query_as::<Db, OrderRow>(sqlx::AssertSqlSafe(sql))
             .bind(tracking_number)

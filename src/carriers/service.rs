@@ -116,10 +116,17 @@ impl CarrierService {
         let live = found
             .iter()
             .position(|o| !matches!(o.status.as_str(), "created" | "canceled"));
-        Ok(match live {
+        let order = match live {
             Some(i) => Some(found.swap_remove(i)),
             None => found.into_iter().next(),
-        })
+        };
+        // A late update for an archived order: back to the live tables, where it changes.
+        if let Some(o) = &order
+            && o.archived
+        {
+            self.store.restore_order(o.id, self.clock.ts()).await?;
+        }
+        Ok(order)
     }
 
     /// Applies one tracking update. Safe to run twice (the event id, the order's status

@@ -133,8 +133,8 @@ impl OrderStore for Backend {
 
     async fn order(&self, id: Uuid) -> Result<Option<OrderRecord>> {
         let sql = format!(
-            "SELECT {ORDER_COLUMNS}, {LINE_COLUMNS} FROM orders o JOIN order_items l ON l.order_id = o.id \
-             WHERE o.id = $1 ORDER BY l.line_no"
+            "SELECT {ORDER_COLUMNS}, o.archived, {LINE_COLUMNS} FROM orders_all o \
+             JOIN order_items_all l ON l.order_id = o.id WHERE o.id = $1 AND l.order_id = $1 ORDER BY l.line_no"
         );
         let rows = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
             .bind(id)
@@ -167,7 +167,7 @@ impl OrderStore for Backend {
 
     async fn events(&self, order_id: Uuid) -> Result<Vec<EventRow>> {
         let sql =
-            format!("SELECT {EVENT_COLUMNS} FROM order_events WHERE order_id = $1 ORDER BY id");
+            format!("SELECT {EVENT_COLUMNS} FROM order_events_all WHERE order_id = $1 ORDER BY id");
         Ok(sqlx::query_as::<Db, EventRow>(sqlx::AssertSqlSafe(sql))
             .bind(order_id)
             .fetch_all(self.reader())
@@ -180,17 +180,19 @@ impl OrderStore for Backend {
         after: Option<&OrderCursor>,
         limit: u32,
     ) -> Result<Vec<OrderRecord>> {
-        let mut q =
-            QueryBuilder::<Db>::new(format!("SELECT {ORDER_COLUMNS}, {LINE_COLUMNS} FROM ("));
+        // The page is made once (MATERIALIZED: SQLite would otherwise make it again for
+        // each half of the lines' view).
+        let mut q = QueryBuilder::<Db>::new("WITH o AS MATERIALIZED (");
         push_list(&mut q, "*", f, after, limit)?;
+        q.push(format_args!(") SELECT {ORDER_COLUMNS}, o.archived, {LINE_COLUMNS} FROM o"));
         // PostgreSQL's generic plan for a plain join may hash all of `order_items`; a LATERAL
         // subquery that cannot be flattened (OFFSET 0) pins it to one index lookup per order
         // on the page. SQLite always loops.
         q.push(match DIALECT {
             Dialect::Postgres => {
-                ") o CROSS JOIN LATERAL (SELECT * FROM order_items l WHERE l.order_id = o.id OFFSET 0) l"
+                " CROSS JOIN LATERAL (SELECT * FROM order_items_all l WHERE l.order_id = o.id OFFSET 0) l"
             }
-            Dialect::Sqlite => ") o JOIN order_items l ON l.order_id = o.id",
+            Dialect::Sqlite => " JOIN order_items_all l ON l.order_id = o.id",
         });
         q.push(" ORDER BY o.created_at DESC, o.id DESC, l.line_no");
         let rows = q.build().fetch_all(self.reader()).await?;
@@ -204,13 +206,13 @@ impl OrderStore for Backend {
         limit: u32,
     ) -> Result<Vec<(Uuid, i64)>> {
         let mut q = QueryBuilder::<Db>::new("");
-        push_list(&mut q, "o.id, o.version", f, after, limit)?;
+        push_list(&mut q, "id, version", f, after, limit)?;
         Ok(q.build_query_as().fetch_all(self.reader()).await?)
     }
 
     async fn order_version(&self, id: Uuid) -> Result<Option<(Uuid, i64)>> {
         Ok(sqlx::query_as::<Db, (Uuid, i64)>(
-            "SELECT customer_id, version FROM orders WHERE id = $1",
+            "SELECT customer_id, version FROM orders_all WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.reader())
@@ -285,8 +287,10 @@ impl OrderStore for Backend {
     }
 }
 
-/// `SELECT columns FROM orders o WHERE (the filter) ORDER BY (newest first) LIMIT limit`: a
-/// page of a list, whole or as its ids and versions only.
+/// `SELECT columns FROM (live ∪ archived orders) WHERE (the filter) ORDER BY (newest first)
+/// LIMIT limit`: a page of a list, whole or as its ids and versions only. Each half reads
+/// its own table through its own index, newest first, at most `limit` rows; the page is
+/// the newest `limit` of both.
 fn push_list(
     q: &mut QueryBuilder<Db>,
     columns: &str,
@@ -294,7 +298,37 @@ fn push_list(
     after: Option<&OrderCursor>,
     limit: u32,
 ) -> Result<()> {
-    q.push(format_args!("SELECT {columns} FROM orders o WHERE 1 = 1"));
+    let (live, history, hidden) = match DIALECT {
+        Dialect::Postgres => ("orders", "orders_history", ""),
+        // A history row whose order is live too is a move cut short (see `history`).
+        Dialect::Sqlite => (
+            "main.orders",
+            "history.orders",
+            " AND NOT EXISTS (SELECT 1 FROM main.orders m WHERE m.id = o.id)",
+        ),
+    };
+    q.push(format_args!("SELECT {columns} FROM (SELECT * FROM ("));
+    push_half(q, live, "false", "", f, after, limit)?;
+    q.push(") a UNION ALL SELECT * FROM (");
+    push_half(q, history, "true", hidden, f, after, limit)?;
+    q.push(") b) o ORDER BY o.created_at DESC, o.id DESC LIMIT ")
+        .push_bind(i64::from(limit));
+    Ok(())
+}
+
+/// One half of [`push_list`]: the page of one table.
+fn push_half(
+    q: &mut QueryBuilder<Db>,
+    table: &str,
+    archived: &str,
+    hidden: &str,
+    f: &OrderFilter,
+    after: Option<&OrderCursor>,
+    limit: u32,
+) -> Result<()> {
+    q.push(format_args!(
+        "SELECT {ORDER_COLUMNS}, {archived} AS archived FROM {table} o WHERE 1 = 1{hidden}"
+    ));
     if !f.statuses.is_empty() {
         q.push(" AND o.status IN (");
         let mut sep = q.separated(", ");

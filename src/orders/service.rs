@@ -246,6 +246,11 @@ impl OrderService {
                     false,
                 ),
             };
+            // An archived order changes in the live tables: moved back, then read again.
+            if current.order.archived {
+                self.store.restore_order(id, self.clock.ts()).await?;
+                continue;
+            }
             let state = state_of(&current)?;
             if let Some(exp) = expected
                 && exp != state.status
@@ -368,16 +373,24 @@ impl OrderService {
             status: state.status.as_str().to_owned(),
             ..event
         };
-        Ok(self
-            .store
-            .append_event(
-                &rec.order,
-                &NewEvent {
-                    at: Some(event.at.unwrap_or_else(|| self.clock.ts())),
-                    ..event
-                },
-            )
-            .await?)
+        let event = NewEvent {
+            at: Some(event.at.unwrap_or_else(|| self.clock.ts())),
+            ..event
+        };
+        // A late scan of an archived order is written beside the order, live again; so is
+        // one whose order was archived after the caller read it.
+        for again in [false, true] {
+            if rec.order.archived || again {
+                self.store
+                    .restore_order(rec.order.id, self.clock.ts())
+                    .await?;
+            }
+            match self.store.append_event(&rec.order, &event).await {
+                Err(e) if !again && e.order_gone() => continue,
+                done => return Ok(done?),
+            }
+        }
+        unreachable!("the second attempt returns")
     }
 
     pub async fn events(&self, order_id: Uuid) -> ApiResult<Vec<EventRow>> {

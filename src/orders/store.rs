@@ -37,6 +37,10 @@ pub struct OrderRow {
     pub estimated_delivery: Option<String>,
     /// `carrier` or `predicted`.
     pub estimated_delivery_source: Option<String>,
+    /// Read from the order history (`history`): a change moves it back first. Not part of
+    /// the order as callers see it.
+    #[sqlx(default)]
+    pub archived: bool,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -168,6 +172,7 @@ impl NewOrder {
             expires_at: Some(self.expires_at),
             estimated_delivery: None,
             estimated_delivery_source: None,
+            archived: false,
         };
         OrderRecord { order, lines }
     }

@@ -111,7 +111,7 @@ impl PaymentStore for Backend {
 
     async fn payments_of(&self, order_id: Uuid) -> Result<Vec<PaymentRow>> {
         let sql = format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payment_transactions WHERE order_id = $1 ORDER BY created_at, id"
+            "SELECT {PAYMENT_COLUMNS} FROM payment_transactions_all WHERE order_id = $1 ORDER BY created_at, id"
         );
         Ok(sqlx::query_as::<Db, PaymentRow>(sqlx::AssertSqlSafe(sql))
             .bind(order_id)

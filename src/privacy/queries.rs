@@ -44,7 +44,7 @@ impl PrivacyStore for Backend {
         .map(|(email, sms, push)| Preferences { email, sms, push });
 
         let sql = format!(
-            "SELECT {ORDER_FIELDS} FROM orders WHERE customer_id = $1 ORDER BY created_at, id"
+            "SELECT {ORDER_FIELDS} FROM orders_all WHERE customer_id = $1 ORDER BY created_at, id"
         );
         let orders = sqlx::query_as::<Db, OrderRow>(sqlx::AssertSqlSafe(sql))
             .bind(id)
@@ -52,20 +52,20 @@ impl PrivacyStore for Backend {
             .await?;
         let lines = sqlx::query_as::<Db, OwnedLineRow>(
             "SELECT l.order_id, l.line_no, l.item_id, l.sku, l.name, l.quantity, l.unit_price, l.line_total \
-             FROM orders o JOIN order_items l ON l.order_id = o.id \
+             FROM orders_all o JOIN order_items_all l ON l.order_id = o.id \
              WHERE o.customer_id = $1 ORDER BY o.created_at, o.id, l.line_no",
         )
         .bind(id)
         .fetch_all(&mut *tx)
         .await?;
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM order_events WHERE customer_id = $1 ORDER BY id");
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM order_events_all WHERE customer_id = $1 ORDER BY id");
         let events = sqlx::query_as::<Db, EventRow>(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_all(&mut *tx)
             .await?;
         let sql = format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payment_transactions \
-             WHERE order_id IN (SELECT id FROM orders WHERE customer_id = $1) ORDER BY created_at, id"
+            "SELECT {PAYMENT_COLUMNS} FROM payment_transactions_all \
+             WHERE order_id IN (SELECT id FROM orders_all WHERE customer_id = $1) ORDER BY created_at, id"
         );
         let payments = sqlx::query_as::<Db, PaymentRow>(sqlx::AssertSqlSafe(sql))
             .bind(id)
@@ -184,19 +184,29 @@ impl PrivacyStore for Backend {
         // Orders stay, with their lines, amounts and statuses (the books); where they were
         // sent and every free text on their timelines (notes, scan locations, descriptions
         // — staff and carriers write names and streets there) go.
-        sqlx::query::<Db>(
-            "UPDATE orders SET shipping_address = NULL, version = version + 1 WHERE customer_id = $1 AND shipping_address IS NOT NULL",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query::<Db>(
-            "UPDATE order_events SET note = NULL, location = NULL, description = NULL \
-             WHERE customer_id = $1 AND (note IS NOT NULL OR location IS NOT NULL OR description IS NOT NULL)",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        // Live and archived alike (the order history, see `history`).
+        let (orders, events) = match DIALECT {
+            Dialect::Postgres => (["orders", "orders_history"], ["order_events", "order_events_history"]),
+            Dialect::Sqlite => (["main.orders", "history.orders"], ["main.order_events", "history.order_events"]),
+        };
+        for t in orders {
+            sqlx::query::<Db>(sqlx::AssertSqlSafe(format!(
+                "UPDATE {t} SET shipping_address = NULL, version = version + 1 \
+                 WHERE customer_id = $1 AND shipping_address IS NOT NULL"
+            )))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for t in events {
+            sqlx::query::<Db>(sqlx::AssertSqlSafe(format!(
+                "UPDATE {t} SET note = NULL, location = NULL, description = NULL \
+                 WHERE customer_id = $1 AND (note IS NOT NULL OR location IS NOT NULL OR description IS NOT NULL)"
+            )))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
 
         // Notifications: the addresses and what providers answered go; what was still to
         // be sent is dropped.

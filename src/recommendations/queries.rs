@@ -101,10 +101,10 @@ impl RecommendationStore for Backend {
         // in the text, not a parameter: PostgreSQL's generic plan cannot see a parameter's
         // LIMIT and joins every order line instead.
         let sql = format!(
-            "SELECT l.item_id FROM (SELECT id, created_at FROM orders \
+            "SELECT l.item_id FROM (SELECT id, created_at FROM orders_all \
              WHERE customer_id = $1 AND status <> 'canceled' \
              ORDER BY created_at DESC, id DESC LIMIT {RECENT_ORDERS}) o \
-             JOIN order_items l ON l.order_id = o.id \
+             JOIN order_items_all l ON l.order_id = o.id \
              GROUP BY l.item_id ORDER BY max(o.created_at) DESC, l.item_id LIMIT $2"
         );
         Ok(sqlx::query_scalar::<Db, Uuid>(sqlx::AssertSqlSafe(sql))

@@ -20,6 +20,7 @@ use crate::auth::store::AuthStore;
 use crate::books::store::{AnalyticsStore, AuditStore};
 use crate::carriers::store::CarrierStore;
 use crate::events::store::EventStore;
+use crate::history::store::HistoryStore;
 use crate::idempotency::store::IdempotencyStore;
 use crate::inventory::store::ItemStore;
 use crate::notifications::store::NotificationStore;
@@ -53,6 +54,7 @@ pub trait Store:
     + AuditStore
     + AnalyticsStore
     + PrivacyStore
+    + HistoryStore
     + Send
     + Sync
 {
@@ -118,6 +120,17 @@ impl Error {
             Error::Database(sqlx::Error::PoolTimedOut) | Error::Retry => true,
             _ => false,
         }
+    }
+}
+
+impl Error {
+    /// A row written beside an order found no order: it moved to the history meanwhile
+    /// (SQLite: the foreign key; PostgreSQL: the statement that locks the order found none).
+    pub fn order_gone(&self) -> bool {
+        matches!(
+            self,
+            Error::ForeignKey | Error::Database(sqlx::Error::RowNotFound)
+        )
     }
 }
 

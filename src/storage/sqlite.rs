@@ -49,6 +49,129 @@ pub struct SqliteStore {
     pub(crate) placer: Arc<OnceLock<crate::orders::place_sqlite::Placer>>,
     /// Transitions waiting for theirs (started on first use).
     transitioner: Arc<OnceLock<crate::orders::transition_sqlite::Transitioner>>,
+    /// The attached history database every connection opens.
+    history: Arc<HistorySetup>,
+}
+
+/// What every connection does when it opens: attach the order history (`history` module)
+/// and, once the migrations ran, make the `*_all` views over live and archived rows
+/// (temporary views: a view in the main database cannot name an attached one).
+struct HistorySetup {
+    file: String,
+    synchronous: &'static str,
+    views: OnceLock<String>,
+}
+
+type ConnectHook = Box<
+    dyn Fn(
+            &mut sqlx::SqliteConnection,
+            sqlx::pool::PoolConnectionMetadata,
+        ) -> BoxFuture<'_, Result<(), sqlx::Error>>
+        + Send
+        + Sync,
+>;
+
+impl HistorySetup {
+    fn hook(self: Arc<Self>) -> ConnectHook {
+        Box::new(move |c, _| {
+            let me = self.clone();
+            Box::pin(async move {
+                sqlx::query("ATTACH DATABASE ?1 AS history")
+                    .bind(&me.file)
+                    .execute(&mut *c)
+                    .await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "PRAGMA history.synchronous = {}",
+                    me.synchronous
+                )))
+                .execute(&mut *c)
+                .await?;
+                if let Some(views) = me.views.get() {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(views.clone()))
+                        .execute(&mut *c)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+    }
+}
+
+/// The order history's database file beside the database at `db`.
+pub fn history_path(db: &Path) -> PathBuf {
+    with_suffix(db, ".history")
+}
+
+/// The indexes of the history tables (the live tables' that reads use).
+const HISTORY_INDEXES: &str = "
+CREATE UNIQUE INDEX IF NOT EXISTS history.orders_id ON orders (id);
+CREATE INDEX IF NOT EXISTS history.orders_customer ON orders (customer_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS history.orders_status ON orders (status, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS history.orders_created ON orders (created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS history.orders_tracking ON orders (tracking_number, carrier) WHERE tracking_number IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS history.order_items_key ON order_items (order_id, line_no);
+CREATE INDEX IF NOT EXISTS history.order_items_item ON order_items (item_id);
+CREATE UNIQUE INDEX IF NOT EXISTS history.order_events_id ON order_events (id);
+CREATE INDEX IF NOT EXISTS history.order_events_order ON order_events (order_id, id);
+CREATE INDEX IF NOT EXISTS history.order_events_customer ON order_events (customer_id, id);
+CREATE UNIQUE INDEX IF NOT EXISTS history.payment_transactions_id ON payment_transactions (id);
+CREATE INDEX IF NOT EXISTS history.payment_transactions_order ON payment_transactions (order_id, created_at);
+CREATE UNIQUE INDEX IF NOT EXISTS history.tracking_link_revocations_order ON tracking_link_revocations (order_id);
+";
+
+/// Makes the history's tables like the live ones (a table is created from the live one's
+/// columns; a column added to a live table is added to its twin), and returns the SQL of
+/// the `*_all` views. A history row whose order is live too (a move cut short by a crash)
+/// is not shown: the live copy is the order.
+async fn sync_history(c: &mut sqlx::SqliteConnection) -> Result<String, Error> {
+    sqlx::query("PRAGMA history.journal_mode = WAL")
+        .fetch_optional(&mut *c)
+        .await?;
+    let mut views = String::new();
+    for (t, key) in crate::history::store::TABLES {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE IF NOT EXISTS history.{t} AS SELECT * FROM main.{t} WHERE 0"
+        )))
+        .execute(&mut *c)
+        .await?;
+        let live: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, type FROM pragma_table_info(?1, 'main') ORDER BY cid")
+                .bind(t)
+                .fetch_all(&mut *c)
+                .await?;
+        let have: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info(?1, 'history')")
+                .bind(t)
+                .fetch_all(&mut *c)
+                .await?;
+        for (name, ty) in live.iter().filter(|(n, _)| !have.contains(n)) {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "ALTER TABLE history.{t} ADD COLUMN \"{name}\" {ty}"
+            )))
+            .execute(&mut *c)
+            .await?;
+        }
+        let cols = live
+            .iter()
+            .map(|(n, _)| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (live_flag, history_flag) = if t == "orders" {
+            (", false AS archived", ", true AS archived")
+        } else {
+            ("", "")
+        };
+        views.push_str(&format!(
+            "CREATE TEMP VIEW IF NOT EXISTS {t}_all AS \
+             SELECT {cols}{live_flag} FROM main.{t} \
+             UNION ALL SELECT {cols}{history_flag} FROM history.{t} h \
+             WHERE NOT EXISTS (SELECT 1 FROM main.orders m WHERE m.id = h.{key});\n"
+        ));
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(HISTORY_INDEXES))
+        .execute(&mut *c)
+        .await?;
+    Ok(views)
 }
 
 /// The options every Ordo connection to an embedded database uses.
@@ -168,17 +291,32 @@ impl SqliteStore {
 
     pub async fn connect_with(url: &str, pool_size: u32, sync: SqliteSync) -> anyhow::Result<Self> {
         let opts = connect_options(url, sync)?;
+        let path = database_path(url)?;
+        let history = Arc::new(HistorySetup {
+            file: path.as_deref().map_or_else(
+                || ":memory:".to_owned(),
+                |p| history_path(p).to_string_lossy().into_owned(),
+            ),
+            synchronous: match sync {
+                SqliteSync::Full => "FULL",
+                SqliteSync::Extra => "EXTRA",
+                SqliteSync::Normal => "NORMAL",
+            },
+            views: OnceLock::new(),
+        });
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            .after_connect(history.clone().hook())
             .connect_with(opts.clone())
             .await?;
+        // Readers open when first used, after `migrate` has made the history's views.
         let read = SqlitePoolOptions::new()
             .max_connections(pool_size.max(2))
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts.read_only(true))
-            .await?;
-        let missing = missing_compile_options(&read).await?;
+            .after_connect(history.clone().hook())
+            .connect_lazy_with(opts.read_only(true));
+        let missing = missing_compile_options(&write).await?;
         if !missing.is_empty() {
             tracing::warn!(
                 ?missing,
@@ -189,17 +327,26 @@ impl SqliteStore {
         Ok(Self {
             read,
             write,
-            path: database_path(url)?,
+            path,
+            history,
             serving: Arc::default(),
             placer: Arc::default(),
             transitioner: Arc::default(),
         })
     }
 
+    /// Applies the migrations, then brings the history database's tables in line with the
+    /// live ones (new tables and columns) and makes the `*_all` views.
     pub async fn migrate(&self) -> Result<(), Error> {
         sqlx::migrate!("./migrations/sqlite")
             .run(&self.write)
             .await?;
+        let mut c = self.write.acquire().await?;
+        let views = sync_history(&mut c).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(views.clone()))
+            .execute(&mut *c)
+            .await?;
+        let _ = self.history.views.set(views);
         Ok(())
     }
 

@@ -120,6 +120,8 @@ pub fn test_config(database_url: String) -> Config {
         trust_proxy_headers: false,
         search_cache_entries: 4096,
         order_page_cache_entries: 2048,
+        archive_after: Duration::from_secs(2_592_000),
+        archive_interval: Duration::from_secs(3600),
         idle_event_readers: false,
         log_format: LogFormat::Text,
         shutdown_grace: Duration::from_secs(5),

@@ -18,6 +18,7 @@ mod conditional;
 mod embedded;
 mod errors;
 mod group_commit;
+mod history;
 mod idempotency;
 mod items;
 mod notifications;

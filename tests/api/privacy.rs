@@ -440,29 +440,47 @@ async fn traces(app: &TestApp, needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     if app.db_url.starts_with("sqlite:") {
         let mut c = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        // The order history's file too.
+        let history = format!("{}.history", app.db_url.trim_start_matches("sqlite://"));
+        sqlx::query("ATTACH DATABASE ?1 AS history")
+            .bind(history)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let mut tables: Vec<String> = sqlx::query_scalar(
+            "SELECT 'main.' || name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
         )
         .fetch_all(&mut c)
         .await
         .unwrap();
         assert!(tables.len() > 20, "{tables:?}");
+        let old: Vec<String> = sqlx::query_scalar(
+            "SELECT 'history.' || name FROM history.sqlite_master WHERE type = 'table'",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        assert_eq!(old.len(), 5, "{old:?}");
+        tables.extend(old);
         for t in tables {
+            let (schema, name) = t.split_once('.').unwrap();
             let cols: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT name FROM pragma_table_info('{t}')"
+                "SELECT name FROM pragma_table_info('{name}', '{schema}')"
             )))
             .fetch_all(&mut c)
             .await
             .unwrap();
             for col in cols {
                 let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT count(*) FROM \"{t}\" WHERE instr(lower(CAST(\"{col}\" AS TEXT)), lower(?1)) > 0"
+                    "SELECT count(*) FROM {schema}.\"{name}\" WHERE instr(lower(CAST(\"{col}\" AS TEXT)), lower(?1)) > 0"
                 )))
                 .bind(needle)
                 .fetch_one(&mut c)
                 .await
                 .unwrap();
                 if n > 0 {
+                    // Live tables by their names, the history's as `history.<table>`.
+                    let t = t.strip_prefix("main.").unwrap_or(&t);
                     found.push(format!("{t}.{col}"));
                 }
             }
