@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::domain::{AuditCursor, AuditFilter, actors_of, median, minutes_between, parse_action};
+use super::domain::{AuditCursor, AuditFilter, actors_of, parse_action};
 use super::store::AuditRow;
 use crate::app::AppState;
 use crate::auth::domain::{Permission, Principal};
@@ -220,34 +220,24 @@ async fn analytics_summary(
         v.push("to", "must not be before from");
     }
     v.finish()?;
-    let rows = state.store.summary_rows(from, to, TOP_ITEMS).await?;
+    let s = state.store.summary(from, to, TOP_ITEMS).await?;
     let mut orders_by_status: std::collections::BTreeMap<String, i64> =
         crate::orders::domain::OrderStatus::ALL
             .iter()
             .map(|s| (s.as_str().to_owned(), 0))
             .collect();
-    orders_by_status.extend(rows.by_status);
-    let ship = rows
-        .milestones
-        .iter()
-        .filter_map(|(placed, shipped, _)| minutes_between(*placed, *shipped))
-        .collect();
-    let deliver = rows
-        .milestones
-        .iter()
-        .filter_map(|(_, shipped, delivered)| minutes_between(*shipped, *delivered))
-        .collect();
+    orders_by_status.extend(s.by_status);
     Ok(Json(AnalyticsSummaryResponse {
         orders_by_status,
-        revenue: rows.revenue.into_iter().collect(),
-        orders_per_day: rows
+        revenue: s.revenue,
+        orders_per_day: s
             .per_day
             .into_iter()
             .map(|(date, orders)| OrdersOnDay { date, orders })
             .collect(),
-        median_minutes_to_ship: median(ship),
-        median_minutes_to_deliver: median(deliver),
-        top_items: rows
+        median_minutes_to_ship: s.median_minutes_to_ship,
+        median_minutes_to_deliver: s.median_minutes_to_deliver,
+        top_items: s
             .top_items
             .into_iter()
             .map(|(id, sku, name, quantity)| TopItem {

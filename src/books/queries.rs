@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
-use super::{AnalyticsStore, AuditRow, AuditStore, AuditTuple, SummaryRows, json_text};
+use super::{AnalyticsStore, AuditRow, AuditStore, AuditTuple, Summary, SummaryParts, json_text};
+use crate::history::rollup::{self, Durations, KIND_DELIVER, KIND_SHIP, duration_us};
 use crate::books::domain::{
     AuditCursor, AuditFilter, NewAudit, ORDER_REFUNDED, ORDER_STATUS_CHANGED, SOURCE_AUDIT,
     SOURCE_TIMELINE,
@@ -190,80 +191,194 @@ fn push_created(q: &mut QueryBuilder<Db>, col: &str, from: Option<Ts>, to: Optio
     }
 }
 
+type Conn = <Db as sqlx::Database>::Connection;
+
+/// Adds the orders created in `[from, to)` exactly, from every order (`all`) or from the
+/// live ones only. Every statement reads orders through their creation time (indexes
+/// `orders_created`, `orders_history_created`), so it costs what the range holds.
+async fn add_exact(
+    c: &mut Conn,
+    all: bool,
+    from: Option<Ts>,
+    to: Option<Ts>,
+    s: &mut SummaryParts,
+) -> Result<()> {
+    let sfx = if all { "_all" } else { "" };
+    let mut q = QueryBuilder::<Db>::new(format!("SELECT status, count(*) FROM orders{sfx} WHERE 1 = 1"));
+    push_created(&mut q, "created_at", from, to);
+    q.push(" GROUP BY status");
+    for (status, n) in q.build_query_as::<(String, i64)>().fetch_all(&mut *c).await? {
+        *s.by_status.entry(status).or_default() += n;
+    }
+
+    let mut q = QueryBuilder::<Db>::new(format!(
+        "SELECT currency, CAST(sum(total_amount) AS BIGINT) FROM orders{sfx} WHERE payment_status = 'paid'"
+    ));
+    push_created(&mut q, "created_at", from, to);
+    q.push(" GROUP BY currency");
+    for (currency, n) in q.build_query_as::<(String, i64)>().fetch_all(&mut *c).await? {
+        *s.revenue.entry(currency).or_default() += n;
+    }
+
+    let day = match DIALECT {
+        Dialect::Sqlite => "strftime('%Y-%m-%d', created_at / 1000000, 'unixepoch')",
+        Dialect::Postgres => "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    };
+    let mut q = QueryBuilder::<Db>::new(format!("SELECT {day} AS day, count(*) FROM orders{sfx} WHERE 1 = 1"));
+    push_created(&mut q, "created_at", from, to);
+    q.push(" GROUP BY day");
+    for (day, n) in q.build_query_as::<(String, i64)>().fetch_all(&mut *c).await? {
+        *s.per_day.entry(day).or_default() += n;
+    }
+
+    // The first time each milestone was reached, per order (index `order_events_order`).
+    let mut q = QueryBuilder::<Db>::new(format!(
+        "SELECT min(CASE WHEN e.status = 'placed' THEN e.at END), \
+         min(CASE WHEN e.status = 'shipped' THEN e.at END), \
+         min(CASE WHEN e.status = 'delivered' THEN e.at END) \
+         FROM orders{sfx} o JOIN order_events{sfx} e ON e.order_id = o.id \
+         WHERE e.event = 'order_status_update' AND e.previous_status IS NOT NULL \
+         AND e.status <> e.previous_status AND e.status IN ('placed', 'shipped', 'delivered')"
+    ));
+    push_created(&mut q, "o.created_at", from, to);
+    q.push(" GROUP BY o.id");
+    for (placed, shipped, delivered) in q
+        .build_query_as::<(Option<Ts>, Option<Ts>, Option<Ts>)>()
+        .fetch_all(&mut *c)
+        .await?
+    {
+        s.ship.exact.extend(duration_us(placed, shipped));
+        s.deliver.exact.extend(duration_us(shipped, delivered));
+    }
+
+    let mut q = QueryBuilder::<Db>::new(format!(
+        "SELECT l.item_id, max(l.sku), max(l.name), CAST(sum(l.quantity) AS BIGINT) \
+         FROM orders{sfx} o JOIN order_items{sfx} l ON l.order_id = o.id WHERE o.payment_status = 'paid'"
+    ));
+    push_created(&mut q, "o.created_at", from, to);
+    q.push(" GROUP BY l.item_id");
+    for row in q
+        .build_query_as::<(Uuid, String, String, i64)>()
+        .fetch_all(&mut *c)
+        .await?
+    {
+        s.add_item(row);
+    }
+    Ok(())
+}
+
+/// Adds the archived orders created on the days `[from, to)` from the rollups.
+async fn add_rolled_up(
+    c: &mut Conn,
+    from: Option<Ts>,
+    to: Option<Ts>,
+    s: &mut SummaryParts,
+) -> Result<()> {
+    let mut q = QueryBuilder::<Db>::new(
+        "SELECT status, currency, CAST(sum(orders) AS BIGINT), CAST(sum(paid) AS BIGINT), \
+         CAST(sum(revenue) AS BIGINT) FROM history_rollup_orders WHERE 1 = 1",
+    );
+    push_created(&mut q, "day", from, to);
+    q.push(" GROUP BY status, currency");
+    for (status, currency, orders, paid, revenue) in q
+        .build_query_as::<(String, String, i64, i64, i64)>()
+        .fetch_all(&mut *c)
+        .await?
+    {
+        *s.by_status.entry(status).or_default() += orders;
+        if paid > 0 {
+            *s.revenue.entry(currency).or_default() += revenue;
+        }
+    }
+
+    let mut q = QueryBuilder::<Db>::new(
+        "SELECT day, CAST(sum(orders) AS BIGINT) FROM history_rollup_orders WHERE 1 = 1",
+    );
+    push_created(&mut q, "day", from, to);
+    q.push(" GROUP BY day");
+    for (day, n) in q.build_query_as::<(Ts, i64)>().fetch_all(&mut *c).await? {
+        if n != 0 {
+            let d = day.0.date();
+            let key = format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day());
+            *s.per_day.entry(key).or_default() += n;
+        }
+    }
+
+    let mut q = QueryBuilder::<Db>::new(
+        "SELECT kind, bucket, CAST(sum(orders) AS BIGINT) AS n FROM history_rollup_durations WHERE 1 = 1",
+    );
+    push_created(&mut q, "day", from, to);
+    q.push(" GROUP BY kind, bucket");
+    for (kind, bucket, n) in q.build_query_as::<(i16, i32, i64)>().fetch_all(&mut *c).await? {
+        let d = if kind == KIND_SHIP { &mut s.ship } else { &mut s.deliver };
+        if n != 0 {
+            d.archived.insert(bucket, n);
+        }
+    }
+
+    let mut q = QueryBuilder::<Db>::new(
+        "SELECT item_id, max(sku), max(name), CAST(sum(units) AS BIGINT) FROM history_rollup_items WHERE 1 = 1",
+    );
+    push_created(&mut q, "day", from, to);
+    q.push(" GROUP BY item_id");
+    for row in q
+        .build_query_as::<(Uuid, String, String, i64)>()
+        .fetch_all(&mut *c)
+        .await?
+    {
+        if row.3 != 0 {
+            s.add_item(row);
+        }
+    }
+    Ok(())
+}
+
+/// The median of `d` in minutes, reading the exact archived durations it needs (one or
+/// two buckets of the days `[from, to)`).
+async fn median(
+    c: &mut Conn,
+    d: &Durations,
+    kind: i16,
+    from: Option<Ts>,
+    to: Option<Ts>,
+) -> Result<Option<f64>> {
+    let mut read = std::collections::BTreeMap::new();
+    for bucket in d.buckets_needed() {
+        let mut q = QueryBuilder::<Db>::new("SELECT us FROM history_durations WHERE kind = ");
+        q.push_bind(kind).push(" AND bucket = ").push_bind(bucket);
+        push_created(&mut q, "day", from, to);
+        read.insert(bucket, q.build_query_scalar::<i64>().fetch_all(&mut *c).await?);
+    }
+    d.median_minutes(&read).map_err(Error::Corrupt)
+}
+
 #[async_trait]
 impl AnalyticsStore for Backend {
-    async fn summary_rows(
-        &self,
-        from: Option<Ts>,
-        to: Option<Ts>,
-        top: u32,
-    ) -> Result<SummaryRows> {
-        // Every statement reads orders through their creation time (index `orders_created`),
-        // so a call costs what the range holds, not the whole history.
-        let mut q = QueryBuilder::<Db>::new("SELECT status, count(*) FROM orders_all WHERE 1 = 1");
-        push_created(&mut q, "created_at", from, to);
-        q.push(" GROUP BY status");
-        let by_status = q
-            .build_query_as::<(String, i64)>()
-            .fetch_all(self.reader())
-            .await?;
-
-        let mut q = QueryBuilder::<Db>::new(
-            "SELECT currency, CAST(sum(total_amount) AS BIGINT) FROM orders_all WHERE payment_status = 'paid'",
-        );
-        push_created(&mut q, "created_at", from, to);
-        q.push(" GROUP BY currency ORDER BY currency");
-        let revenue = q
-            .build_query_as::<(String, i64)>()
-            .fetch_all(self.reader())
-            .await?;
-
-        let day = match DIALECT {
-            Dialect::Sqlite => "strftime('%Y-%m-%d', created_at / 1000000, 'unixepoch')",
-            Dialect::Postgres => "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    async fn summary(&self, from: Option<Ts>, to: Option<Ts>, top: u32) -> Result<Summary> {
+        // One snapshot: the rollups and the live and archived orders agree.
+        let mut tx = self.reader().begin().await?;
+        if DIALECT == Dialect::Postgres {
+            sqlx::query::<Db>("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut s = SummaryParts::default();
+        let split = if history_sql::built(&mut tx).await? {
+            rollup::split(from, to)
+        } else {
+            rollup::Split { exact: vec![(from, to)], days: None }
         };
-        let mut q = QueryBuilder::<Db>::new(format!("SELECT {day} AS day, count(*) FROM orders_all WHERE 1 = 1"));
-        push_created(&mut q, "created_at", from, to);
-        q.push(" GROUP BY day ORDER BY day");
-        let per_day = q
-            .build_query_as::<(String, i64)>()
-            .fetch_all(self.reader())
-            .await?;
-
-        // The first time each milestone was reached, per order (index `order_events_order`).
-        let mut q = QueryBuilder::<Db>::new(
-            "SELECT min(CASE WHEN e.status = 'placed' THEN e.at END), \
-             min(CASE WHEN e.status = 'shipped' THEN e.at END), \
-             min(CASE WHEN e.status = 'delivered' THEN e.at END) \
-             FROM orders_all o JOIN order_events_all e ON e.order_id = o.id \
-             WHERE e.event = 'order_status_update' AND e.previous_status IS NOT NULL \
-             AND e.status <> e.previous_status AND e.status IN ('placed', 'shipped', 'delivered')",
-        );
-        push_created(&mut q, "o.created_at", from, to);
-        q.push(" GROUP BY o.id");
-        let milestones = q
-            .build_query_as::<(Option<Ts>, Option<Ts>, Option<Ts>)>()
-            .fetch_all(self.reader())
-            .await?;
-
-        let mut q = QueryBuilder::<Db>::new(
-            "SELECT l.item_id, max(l.sku), max(l.name), CAST(sum(l.quantity) AS BIGINT) AS units \
-             FROM orders_all o JOIN order_items_all l ON l.order_id = o.id WHERE o.payment_status = 'paid'",
-        );
-        push_created(&mut q, "o.created_at", from, to);
-        q.push(" GROUP BY l.item_id ORDER BY units DESC, l.item_id LIMIT ")
-            .push_bind(i64::from(top));
-        let top_items = q
-            .build_query_as::<(Uuid, String, String, i64)>()
-            .fetch_all(self.reader())
-            .await?;
-
-        Ok(SummaryRows {
-            by_status,
-            revenue,
-            per_day,
-            milestones,
-            top_items,
-        })
+        for (f, t) in &split.exact {
+            add_exact(&mut tx, true, *f, *t, &mut s).await?;
+        }
+        let days = split.days.unwrap_or((None, None));
+        if split.days.is_some() {
+            add_exact(&mut tx, false, days.0, days.1, &mut s).await?;
+            add_rolled_up(&mut tx, days.0, days.1, &mut s).await?;
+        }
+        let ship = median(&mut tx, &s.ship, KIND_SHIP, days.0, days.1).await?;
+        let deliver = median(&mut tx, &s.deliver, KIND_DELIVER, days.0, days.1).await?;
+        tx.commit().await?;
+        Ok(s.finish(ship, deliver, top))
     }
 }

@@ -1,9 +1,12 @@
 //! Storage of the audit log: its own rows, and the order timeline's status changes read
 //! as audit entries.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 
 use super::domain::{AuditCursor, AuditFilter, NewAudit};
+use crate::history::rollup::Durations;
 use crate::storage::{Result, Ts};
 
 /// One entry of the audit log, from either source.
@@ -77,25 +80,73 @@ pub trait AuditStore {
     ) -> Result<Vec<AuditRow>>;
 }
 
-/// What the analytics summary is made of, for orders created in a range.
-#[derive(Clone, Debug, Default)]
-pub struct SummaryRows {
-    pub by_status: Vec<(String, i64)>,
+/// The analytics summary of the orders created in a range.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    pub by_status: BTreeMap<String, i64>,
     /// Paid orders' totals per currency (refunded orders are `refunded`, not `paid`).
-    pub revenue: Vec<(String, i64)>,
+    pub revenue: BTreeMap<String, i64>,
     /// `YYYY-MM-DD` (UTC) and the orders created that day, oldest first.
-    pub per_day: Vec<(String, i64)>,
-    /// Per order: when it was placed, shipped and delivered (from the timeline).
-    pub milestones: Vec<(Option<Ts>, Option<Ts>, Option<Ts>)>,
+    pub per_day: BTreeMap<String, i64>,
+    /// Median minutes placed → shipped and shipped → delivered.
+    pub median_minutes_to_ship: Option<f64>,
+    pub median_minutes_to_deliver: Option<f64>,
     /// Item id, SKU, name and units sold in paid orders, most first.
     pub top_items: Vec<(uuid::Uuid, String, String, i64)>,
 }
 
+/// A summary being added up from its parts: exact reads of orders and history rollups.
+#[derive(Debug, Default)]
+pub(crate) struct SummaryParts {
+    pub by_status: BTreeMap<String, i64>,
+    pub revenue: BTreeMap<String, i64>,
+    pub per_day: BTreeMap<String, i64>,
+    pub ship: Durations,
+    pub deliver: Durations,
+    pub items: BTreeMap<uuid::Uuid, (String, String, i64)>,
+}
+
+impl SummaryParts {
+    /// Adds units of an item; it is named by its greatest SKU and name, as `max()` does.
+    pub fn add_item(&mut self, (id, sku, name, units): (uuid::Uuid, String, String, i64)) {
+        let e = self
+            .items
+            .entry(id)
+            .or_insert_with(|| (sku.clone(), name.clone(), 0));
+        if sku > e.0 {
+            e.0 = sku;
+        }
+        if name > e.1 {
+            e.1 = name;
+        }
+        e.2 += units;
+    }
+
+    pub fn finish(self, ship: Option<f64>, deliver: Option<f64>, top: u32) -> Summary {
+        let mut top_items: Vec<_> = self
+            .items
+            .into_iter()
+            .filter(|(_, (_, _, units))| *units != 0)
+            .map(|(id, (sku, name, units))| (id, sku, name, units))
+            .collect();
+        top_items.sort_by(|a, b| b.3.cmp(&a.3).then(a.0.cmp(&b.0)));
+        top_items.truncate(top as usize);
+        Summary {
+            by_status: self.by_status,
+            revenue: self.revenue,
+            per_day: self.per_day.into_iter().filter(|(_, n)| *n != 0).collect(),
+            median_minutes_to_ship: ship,
+            median_minutes_to_deliver: deliver,
+            top_items,
+        }
+    }
+}
+
 #[async_trait]
 pub trait AnalyticsStore {
-    /// Orders created in `[from, to)`; either end may be open.
-    async fn summary_rows(&self, from: Option<Ts>, to: Option<Ts>, top: u32)
-    -> Result<SummaryRows>;
+    /// Orders created in `[from, to)`; either end may be open. Whole days of the history
+    /// come from its rollups, the rest from the orders themselves.
+    async fn summary(&self, from: Option<Ts>, to: Option<Ts>, top: u32) -> Result<Summary>;
 }
 
 fn json_text(v: &Option<serde_json::Value>) -> Option<String> {
@@ -103,11 +154,13 @@ fn json_text(v: &Option<serde_json::Value>) -> Option<String> {
 }
 
 pub mod sqlite {
+    use crate::history::store::sqlite::rollup_sql as history_sql;
     use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
     include!("queries.rs");
 }
 
 pub mod postgres {
+    use crate::history::store::postgres::rollup_sql as history_sql;
     use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
     include!("queries.rs");
 }

@@ -18,6 +18,7 @@
 //!   them an order is in both places; the views show the live copy only, and the next move
 //!   replaces the stale copy. Nothing is lost or shown twice.
 
+pub mod rollup;
 pub mod store;
 
 use crate::app::AppState;
@@ -42,7 +43,11 @@ impl Archiver {
 impl Job for Archiver {
     type Run = ();
 
+    /// Rolls up a history the rollups do not cover yet (once, after an upgrade).
     async fn begin(&mut self) -> anyhow::Result<()> {
+        if let Some(read) = self.state.store.rebuild_rollups().await? {
+            tracing::info!(read, "history rolled up for the analytics");
+        }
         Ok(())
     }
 

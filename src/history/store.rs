@@ -33,6 +33,10 @@ pub trait HistoryStore {
     /// where it stays for another archive period from `now`; `false` when it was not
     /// archived.
     async fn restore_order(&self, id: Uuid, now: Ts) -> Result<bool>;
+    /// Rolls up the whole history afresh when its rollups do not cover it (a history
+    /// archived before they existed, or a new history file); returns the orders read, or
+    /// `None` when the rollups were whole already.
+    async fn rebuild_rollups(&self) -> Result<Option<u64>>;
 }
 
 /// `INSERT INTO to (cols) SELECT cols FROM from WHERE key IN ids`, for the columns of the
@@ -46,6 +50,11 @@ fn copy_sql(from: &str, to: &str, key: &str, cols: &[String], ids: &str) -> Stri
 }
 
 pub(crate) mod sqlite {
+    pub(crate) mod rollup_sql {
+        use crate::storage::sqlite::{DIALECT, Db};
+        include!("rollup_queries.rs");
+    }
+
     use async_trait::async_trait;
     use sqlx::SqliteConnection;
     use uuid::Uuid;
@@ -85,12 +94,15 @@ pub(crate) mod sqlite {
     /// Copies the orders' rows from `from` to `to` (replacing any older copy there) in one
     /// transaction, then deletes them from `from` in another: on SQLite two attached WAL
     /// databases cannot commit together. Both run on the one writer connection, so no other
-    /// write comes between them.
+    /// write comes between them. The rollups (in the main file) change with the live side:
+    /// with the delete when archiving, with the copy when moving back, so an order left in
+    /// both files by a crash counts as live only.
     async fn shift(
         c: &mut SqliteConnection,
         ids: &[Uuid],
         from: fn(&str) -> String,
         to: fn(&str) -> String,
+        archiving: bool,
     ) -> Result<()> {
         let set = format!("IN ({})", vec!["?"; ids.len()].join(", "));
         let mut cols = Vec::with_capacity(TABLES.len());
@@ -109,8 +121,14 @@ pub(crate) mod sqlite {
         for ((t, key), cols) in TABLES.iter().zip(&cols) {
             exec(&mut tx, copy_sql(&from(t), &to(t), key, cols, &set), ids).await?;
         }
+        if !archiving {
+            rollup_sql::roll(&mut tx, from, ids, -1).await?;
+        }
         tx.commit().await?;
         let mut tx = sqlx::Connection::begin(&mut *c).await?;
+        if archiving {
+            rollup_sql::roll(&mut tx, from, ids, 1).await?;
+        }
         for (t, key) in TABLES.iter().rev() {
             exec(
                 &mut tx,
@@ -152,7 +170,7 @@ pub(crate) mod sqlite {
             if ids.is_empty() {
                 return Ok(0);
             }
-            shift(&mut c, &ids, live, history).await?;
+            shift(&mut c, &ids, live, history, true).await?;
             Ok(ids.len() as u64)
         }
 
@@ -186,13 +204,30 @@ pub(crate) mod sqlite {
                 tx.commit().await?;
                 return Ok(true);
             }
-            shift(&mut c, &[id], history, live).await?;
+            shift(&mut c, &[id], history, live, false).await?;
             Ok(true)
+        }
+
+        async fn rebuild_rollups(&self) -> Result<Option<u64>> {
+            // The one writer connection: no move comes between.
+            let mut c = self.writer().acquire().await?;
+            if rollup_sql::built(&mut c).await? {
+                return Ok(None);
+            }
+            let mut tx = sqlx::Connection::begin(&mut *c).await?;
+            let read = rollup_sql::rebuild(&mut tx, live, history).await?;
+            tx.commit().await?;
+            Ok(Some(read))
         }
     }
 }
 
 pub(crate) mod postgres {
+    pub(crate) mod rollup_sql {
+        use crate::storage::postgres::{DIALECT, Db};
+        include!("rollup_queries.rs");
+    }
+
     use async_trait::async_trait;
     use uuid::Uuid;
 
@@ -211,13 +246,16 @@ pub(crate) mod postgres {
     }
 
     /// Copies the orders' rows from `from` to `to` and deletes them from `from`, inside the
-    /// caller's transaction (children deleted before their order).
+    /// caller's transaction (children deleted before their order), adding them to the
+    /// history rollups (`sign` 1) or taking them away (-1) first.
     async fn shift(
         tx: &mut sqlx::PgConnection,
         ids: &[Uuid],
         from: fn(&str) -> String,
         to: fn(&str) -> String,
+        sign: i64,
     ) -> Result<()> {
+        rollup_sql::roll(tx, from, ids, sign).await?;
         for (t, key) in TABLES {
             let cols = columns(tx, t).await?;
             let sql = copy_sql(&from(t), &to(t), key, &cols, "= ANY($1)");
@@ -263,7 +301,7 @@ pub(crate) mod postgres {
             if ids.is_empty() {
                 return Ok(0);
             }
-            shift(&mut tx, &ids, live, history).await?;
+            shift(&mut tx, &ids, live, history, 1).await?;
             tx.commit().await?;
             Ok(ids.len() as u64)
         }
@@ -278,7 +316,7 @@ pub(crate) mod postgres {
             if archived.is_none() {
                 return Ok(false);
             }
-            shift(&mut tx, &[id], history, live).await?;
+            shift(&mut tx, &[id], history, live, -1).await?;
             sqlx::query::<Db>(
                 "INSERT INTO history_restored (order_id, at) VALUES ($1, $2) \
                  ON CONFLICT (order_id) DO UPDATE SET at = excluded.at",
@@ -289,6 +327,30 @@ pub(crate) mod postgres {
             .await?;
             tx.commit().await?;
             Ok(true)
+        }
+
+        async fn rebuild_rollups(&self) -> Result<Option<u64>> {
+            if rollup_sql::built(&mut *self.reader().acquire().await?).await? {
+                return Ok(None);
+            }
+            let mut tx = self.writer().begin().await?;
+            sqlx::query::<Db>("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await?;
+            // Every move writes the rollups: these locks hold moves back (and wait for the
+            // ones under way) until the rebuild commits. Reads go on.
+            sqlx::query::<Db>(
+                "LOCK TABLE history_rollup_state, history_rollup_orders, history_rollup_items, \
+                 history_rollup_durations, history_durations IN EXCLUSIVE MODE",
+            )
+            .execute(&mut *tx)
+            .await?;
+            if rollup_sql::built(&mut tx).await? {
+                return Ok(None);
+            }
+            let read = rollup_sql::rebuild(&mut tx, live, history).await?;
+            tx.commit().await?;
+            Ok(Some(read))
         }
     }
 }

@@ -127,6 +127,16 @@ async fn sync_history(c: &mut sqlx::SqliteConnection) -> Result<String, Error> {
     sqlx::query("PRAGMA history.journal_mode = WAL")
         .fetch_optional(&mut *c)
         .await?;
+    let new_file: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM history.sqlite_master WHERE name = 'orders'")
+            .fetch_optional(&mut *c)
+            .await?;
+    if new_file.is_none() {
+        // A history file made afresh (or lost): what the rollups hold is not in it.
+        sqlx::query("UPDATE main.history_rollup_state SET built = 0")
+            .execute(&mut *c)
+            .await?;
+    }
     let mut views = String::new();
     for (t, key) in crate::history::store::TABLES {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(

@@ -371,3 +371,209 @@ async fn archived_orders_still_change(b: Backend) {
     );
 }
 both!(archived_orders_still_change);
+
+/// Rows of a table in the main database.
+async fn count(app: &TestApp, table: &str) -> i64 {
+    use sqlx::Connection;
+    let sql = format!("SELECT count(*) FROM {table}");
+    if app.db_url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    } else {
+        let mut c = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    }
+}
+
+/// Runs `sql` on the test's database (both backends understand it).
+async fn execute(app: &TestApp, sql: &str) {
+    use sqlx::Connection;
+    if app.db_url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    } else {
+        let mut c = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+}
+
+/// The analytics summary for ranges with and without whole days, partial first and last
+/// days, open ends and a range inside one day.
+async fn summaries(app: &TestApp, base: time::OffsetDateTime) -> Vec<(String, Value)> {
+    use time::format_description::well_known::Rfc3339;
+    let midnight = |t: time::OffsetDateTime| t.replace_time(time::Time::MIDNIGHT);
+    let at = |t: time::OffsetDateTime| t.format(&Rfc3339).unwrap().replace('+', "%2B");
+    let day = time::Duration::DAY;
+    let h = time::Duration::HOUR;
+    let ranges = [
+        String::new(),
+        format!("?from={}", at(midnight(base) + day)),
+        format!("?to={}", at(midnight(base) + 2 * day)),
+        format!(
+            "?from={}&to={}",
+            at(base + 6 * h),
+            at(base + 2 * day + 3 * h)
+        ),
+        format!(
+            "?from={}&to={}",
+            at(midnight(base)),
+            at(midnight(base) + 3 * day)
+        ),
+        format!("?from={}&to={}", at(base - h), at(base + h)),
+        format!("?from={}", at(base + 30 * day)),
+    ];
+    let mut out = Vec::new();
+    for q in ranges {
+        let r = app
+            .get(&format!("/v1/analytics/summary{q}"), &app.admin_token)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.text);
+        out.push((q, r.body));
+    }
+    out
+}
+
+/// The same summaries read from every order, not the rollups.
+async fn exact_summaries(app: &TestApp, base: time::OffsetDateTime) -> Vec<(String, Value)> {
+    execute(app, "UPDATE history_rollup_state SET built = false").await;
+    let exact = summaries(app, base).await;
+    execute(app, "UPDATE history_rollup_state SET built = true").await;
+    exact
+}
+
+/// Moves the clock by `minutes`.
+fn wait(app: &TestApp, minutes: u64) {
+    app.advance(Duration::from_secs(minutes * 60));
+}
+
+/// The analytics summary reads archived orders' whole days from rollups kept by the
+/// moves: every field, for every kind of range, equals what the orders themselves say
+/// (with live and archived orders, after a move back, and after a rebuild).
+async fn analytics_over_the_history_match_the_orders(b: Backend) {
+    let app = app(b).await;
+    let item = app.item(1_000, 100).await;
+    let (_, token) = app.customer("jolene").await;
+    let base = app.clock_now();
+    let ship = |id: String, tracking: &'static str| {
+        let app = &app;
+        async move {
+            status(app, &id, json!({"status": "processing"})).await;
+            status(
+                app,
+                &id,
+                json!({"status": "shipped", "carrier": "UPS", "tracking_number": tracking}),
+            )
+            .await;
+        }
+    };
+    let delivered = |id: String| {
+        let app = &app;
+        async move { status(app, &id, json!({"status": "delivered"})).await }
+    };
+
+    // Day 0: shipped after 90 minutes, delivered 600 later; one canceled and refunded.
+    let a = app.paid_order(&token, &item, 1).await;
+    wait(&app, 90);
+    ship(a.clone(), "1ZROLLA").await;
+    wait(&app, 600);
+    delivered(a.clone()).await;
+    let c = app.paid_order(&token, &item, 2).await;
+    let r = app
+        .post(&format!("/v1/orders/{c}/cancel"), &token, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    app.order_becomes(
+        &token,
+        &c,
+        "payment_status",
+        "refunded",
+        Duration::from_millis(10),
+    )
+    .await;
+    // Day 1: 45 minutes, then 3,000; one paid and going.
+    app.advance(DAY);
+    let d = app.paid_order(&token, &item, 3).await;
+    wait(&app, 45);
+    ship(d.clone(), "1ZROLLD").await;
+    wait(&app, 3_000);
+    delivered(d.clone()).await;
+    let going = app.paid_order(&token, &item, 1).await;
+    // Day 3: 10 minutes, then 100; and one shipped after 20 that stays out.
+    let e = app.paid_order(&token, &item, 1).await;
+    wait(&app, 10);
+    ship(e.clone(), "1ZROLLE").await;
+    wait(&app, 100);
+    delivered(e.clone()).await;
+    let f = app.paid_order(&token, &item, 2).await;
+    wait(&app, 20);
+    ship(f.clone(), "1ZROLLF").await;
+
+    app.advance(2 * DAY);
+    archived(&app, 2, 4).await;
+    assert_eq!(
+        count(&app, "history_rollup_state WHERE built").await,
+        1,
+        "the rollups are read"
+    );
+    let rolled = summaries(&app, base).await;
+    let exact = exact_summaries(&app, base).await;
+    assert_eq!(rolled, exact);
+    let all = &rolled[0].1;
+    assert_eq!(all["orders_by_status"]["delivered"], 3, "{all}");
+    assert_eq!(all["orders_by_status"]["canceled"], 1, "{all}");
+    assert_eq!(all["orders_by_status"]["placed"], 1, "{all}");
+    assert_eq!(all["orders_by_status"]["shipped"], 1, "{all}");
+    let revenue: i64 = all["revenue"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert_eq!(revenue, 8 * 1_000, "all but the refunded order: {all}");
+    assert_eq!(all["median_minutes_to_ship"], json!(32.5), "{all}");
+    assert_eq!(all["median_minutes_to_deliver"], json!(600.0), "{all}");
+    assert_eq!(all["top_items"][0]["quantity"], 8, "{all}");
+    let days: i64 = all["orders_per_day"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["orders"].as_i64().unwrap())
+        .sum();
+    assert_eq!(days, 6, "{all}");
+    let durations = count(&app, "history_durations").await;
+    assert_eq!(durations, 6, "three archived orders shipped and delivered");
+
+    // A late scan moves an order back: the rollups give it up, nothing reads differently.
+    let r = app
+        .post(
+            &format!("/v1/orders/{a}/tracking"),
+            &app.admin_token,
+            json!({"description": "Signed for", "carrier_status": "exception"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(rows(&app, "orders").await, (3, 3));
+    assert_eq!(summaries(&app, base).await, exact);
+    assert_eq!(exact_summaries(&app, base).await, exact);
+    assert_eq!(count(&app, "history_durations").await, 4);
+
+    // Rolled up afresh (as after an upgrade): the same again.
+    execute(&app, "UPDATE history_rollup_state SET built = false").await;
+    assert_eq!(app.state.store.rebuild_rollups().await.unwrap(), Some(3));
+    assert_eq!(app.state.store.rebuild_rollups().await.unwrap(), None);
+    assert_eq!(summaries(&app, base).await, exact);
+    let _ = (going, f);
+}
+both!(analytics_over_the_history_match_the_orders);
