@@ -40,6 +40,9 @@ pub enum Workload {
     /// WebSocket connections held open, then status changes pushed to them (see the
     /// `--connections`, `--sources`, `--rate` options).
     Ws,
+    /// GET /v1/analytics/summary as admin, over all time, the last 30 days, a 90-day
+    /// window that starts and ends mid-day, and the last year, in turn.
+    Analytics,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -66,6 +69,10 @@ pub struct BenchArgs {
     /// Customers placing the orders.
     #[arg(long, default_value_t = 50)]
     pub customers: usize,
+    /// Customers `<prefix>-<n>@example.com`, signed in when they exist (so that a later
+    /// run reads the orders of an earlier one); fresh ones per run without it.
+    #[arg(long)]
+    pub customer_prefix: Option<String>,
     #[arg(long, default_value = "pm_card_visa")]
     pub payment_method: String,
     /// recommendations: paid orders to place before measuring.
@@ -95,6 +102,7 @@ struct Setup {
     url: String,
     items: Vec<String>,
     customers: Vec<String>,
+    admin: String,
 }
 
 pub(crate) async fn post(
@@ -164,13 +172,29 @@ async fn setup(a: &BenchArgs) -> anyhow::Result<Setup> {
         a.customers.max(1)
     };
     for i in 0..n_customers {
-        let reg = post(
-            &client,
-            &format!("{url}/v1/auth/register"),
-            None,
-            json!({"email": format!("bench-{run}-{i}@example.com"), "password": "bench-password", "name": "Bench"}),
-        )
-        .await?;
+        let email = match &a.customer_prefix {
+            Some(p) => format!("{p}-{i}@example.com"),
+            None => format!("bench-{run}-{i}@example.com"),
+        };
+        let login = json!({"email": email, "password": "bench-password"});
+        let known = match a.customer_prefix {
+            Some(_) => post(&client, &format!("{url}/v1/auth/login"), None, login)
+                .await
+                .ok(),
+            None => None,
+        };
+        let reg = match known {
+            Some(r) => r,
+            None => {
+                post(
+                    &client,
+                    &format!("{url}/v1/auth/register"),
+                    None,
+                    json!({"email": email, "password": "bench-password", "name": "Bench"}),
+                )
+                .await?
+            }
+        };
         customers.push(reg["access_token"].as_str().context("token")?.to_owned());
     }
     Ok(Setup {
@@ -178,6 +202,7 @@ async fn setup(a: &BenchArgs) -> anyhow::Result<Setup> {
         url,
         items,
         customers,
+        admin,
     })
 }
 
@@ -393,6 +418,25 @@ struct Tally {
     first_error: Option<String>,
 }
 
+/// The `n`-th analytics summary asked for: all time, the last 30 days, a 90-day window
+/// starting and ending mid-day, the last year.
+fn analytics_path(n: u64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let now = time::OffsetDateTime::now_utc();
+    let at = |t: time::OffsetDateTime| t.format(&Rfc3339).unwrap_or_default().replace('+', "%2B");
+    let day = time::Duration::DAY;
+    match n % 4 {
+        0 => "/v1/analytics/summary".to_owned(),
+        1 => format!("/v1/analytics/summary?from={}", at(now - 30 * day)),
+        2 => format!(
+            "/v1/analytics/summary?from={}&to={}",
+            at(now - 120 * day + time::Duration::hours(7)),
+            at(now - 30 * day + time::Duration::hours(5))
+        ),
+        _ => format!("/v1/analytics/summary?from={}", at(now - 365 * day)),
+    }
+}
+
 async fn one_request(s: &Setup, a: &BenchArgs, w: usize, n: u64) -> Result<(), String> {
     let token = &s.customers[(n as usize) % s.customers.len()];
     let res = match a.workload {
@@ -435,6 +479,13 @@ async fn one_request(s: &Setup, a: &BenchArgs, w: usize, n: u64) -> Result<(), S
             s.client
                 .get(format!("{}/v1/orders?limit=20", s.url))
                 .bearer_auth(token)
+                .send()
+                .await
+        }
+        Workload::Analytics => {
+            s.client
+                .get(format!("{}{}", s.url, analytics_path(n)))
+                .bearer_auth(&s.admin)
                 .send()
                 .await
         }
