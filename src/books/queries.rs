@@ -5,7 +5,7 @@ use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use super::{AnalyticsStore, AuditRow, AuditStore, AuditTuple, Summary, SummaryParts, json_text};
-use crate::history::rollup::{self, Durations, KIND_DELIVER, KIND_SHIP, duration_us};
+use crate::history::rollup::{self, Durations, GRAIN_DAY, KIND_DELIVER, KIND_SHIP, duration_us};
 use crate::books::domain::{
     AuditCursor, AuditFilter, NewAudit, ORDER_REFUNDED, ORDER_STATUS_CHANGED, SOURCE_AUDIT,
     SOURCE_TIMELINE,
@@ -299,7 +299,22 @@ async fn add_half(
     Ok(())
 }
 
-/// Adds the archived orders created on the days `[from, to)` from the rollups.
+/// `AND (<rows of the segments>)`: the rollup rows that cover the whole days `[from, to)`.
+fn push_segments(q: &mut QueryBuilder<Db>, from: Option<Ts>, to: Option<Ts>) {
+    q.push(" AND (");
+    for (i, (grain, f, t)) in rollup::segments(from, to).into_iter().enumerate() {
+        if i > 0 {
+            q.push(" OR ");
+        }
+        q.push("(grain = ").push_bind(grain);
+        push_created(q, "day", f, t);
+        q.push(")");
+    }
+    q.push(")");
+}
+
+/// Adds the archived orders created on the days `[from, to)` from the rollups: whole
+/// months from month rows, the other days from day rows.
 async fn add_rolled_up(
     c: &mut Conn,
     from: Option<Ts>,
@@ -310,7 +325,7 @@ async fn add_rolled_up(
         "SELECT status, currency, CAST(sum(orders) AS BIGINT), CAST(sum(paid) AS BIGINT), \
          CAST(sum(revenue) AS BIGINT) FROM history_rollup_orders WHERE 1 = 1",
     );
-    push_created(&mut q, "day", from, to);
+    push_segments(&mut q, from, to);
     q.push(" GROUP BY status, currency");
     for (status, currency, orders, paid, revenue) in q
         .build_query_as::<(String, String, i64, i64, i64)>()
@@ -323,9 +338,11 @@ async fn add_rolled_up(
         }
     }
 
+    // Orders per day: the day rows, whatever the range.
     let mut q = QueryBuilder::<Db>::new(
-        "SELECT day, CAST(sum(orders) AS BIGINT) FROM history_rollup_orders WHERE 1 = 1",
+        "SELECT day, CAST(sum(orders) AS BIGINT) FROM history_rollup_orders WHERE grain = ",
     );
+    q.push_bind(GRAIN_DAY);
     push_created(&mut q, "day", from, to);
     q.push(" GROUP BY day");
     for (day, n) in q.build_query_as::<(Ts, i64)>().fetch_all(&mut *c).await? {
@@ -339,7 +356,7 @@ async fn add_rolled_up(
     let mut q = QueryBuilder::<Db>::new(
         "SELECT kind, bucket, CAST(sum(orders) AS BIGINT) AS n FROM history_rollup_durations WHERE 1 = 1",
     );
-    push_created(&mut q, "day", from, to);
+    push_segments(&mut q, from, to);
     q.push(" GROUP BY kind, bucket");
     for (kind, bucket, n) in q.build_query_as::<(i16, i32, i64)>().fetch_all(&mut *c).await? {
         let d = if kind == KIND_SHIP { &mut s.ship } else { &mut s.deliver };
@@ -351,7 +368,7 @@ async fn add_rolled_up(
     let mut q = QueryBuilder::<Db>::new(
         "SELECT item_id, max(sku), max(name), CAST(sum(units) AS BIGINT) FROM history_rollup_items WHERE 1 = 1",
     );
-    push_created(&mut q, "day", from, to);
+    push_segments(&mut q, from, to);
     q.push(" GROUP BY item_id");
     for row in q
         .build_query_as::<(Uuid, String, String, i64)>()

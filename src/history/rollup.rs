@@ -26,6 +26,11 @@ pub const KIND_DELIVER: i16 = 2;
 /// Microseconds in a day.
 pub const DAY_US: i64 = 86_400_000_000;
 
+/// Rollup rows per UTC day, and per UTC month (their `day` is the period's first midnight).
+pub const GRAIN_DAY: i16 = 1;
+pub const GRAIN_MONTH: i16 = 2;
+pub const GRAINS: [i16; 2] = [GRAIN_DAY, GRAIN_MONTH];
+
 /// Each bucket's upper bound is this times its lower one.
 const GROWTH: f64 = 1.02;
 
@@ -43,6 +48,72 @@ pub fn bucket(us: i64) -> i32 {
 /// Midnight (UTC) of the day `t` falls on, in microseconds.
 pub fn day_of(t: Ts) -> i64 {
     t.micros().div_euclid(DAY_US) * DAY_US
+}
+
+/// The first midnight of the month `t` falls in.
+pub fn month_of(t: Ts) -> i64 {
+    let day = Ts::from_micros(day_of(t)).map_or(t.0, |d| d.0);
+    let first = day.replace_day(1).unwrap_or(day);
+    Ts(first).micros()
+}
+
+/// The first midnight of the month after the one `t` falls in.
+fn next_month(t: Ts) -> i64 {
+    let first = Ts::from_micros(month_of(t)).map_or(t.0, |d| d.0);
+    let (y, m) = (first.year(), first.month());
+    let (y, m) = if m == time::Month::December {
+        (y + 1, time::Month::January)
+    } else {
+        (y, m.next())
+    };
+    Ts(first
+        .replace_day(1)
+        .and_then(|d| d.replace_month(m))
+        .and_then(|d| d.replace_year(y))
+        .unwrap_or(first))
+    .micros()
+}
+
+/// The start of the period of `grain` that `t` falls in.
+pub fn period_of(grain: i16, t: Ts) -> i64 {
+    if grain == GRAIN_MONTH {
+        month_of(t)
+    } else {
+        day_of(t)
+    }
+}
+
+/// The rollup rows that make up the whole days `[from, to)` (either end open): whole
+/// months from month rows, the days around them from day rows. Each is (grain, first
+/// period start, end), `None` meaning open.
+pub fn segments(from: Option<Ts>, to: Option<Ts>) -> Vec<(i16, Option<Ts>, Option<Ts>)> {
+    let ts = |us: i64| Ts::from_micros(us).ok();
+    // The first whole month: the one `from` starts, or the next.
+    let first = from.map(|f| {
+        if month_of(f) == f.micros() {
+            f.micros()
+        } else {
+            next_month(f)
+        }
+    });
+    let last = to.map(month_of);
+    if let (Some(f), Some(l)) = (first, last)
+        && f >= l
+    {
+        return vec![(GRAIN_DAY, from, to)];
+    }
+    let mut out = vec![(GRAIN_MONTH, first.and_then(ts), last.and_then(ts))];
+    if let (Some(from), Some(f)) = (from, first)
+        && from.micros() < f
+    {
+        out.push((GRAIN_DAY, Some(from), ts(f)));
+    }
+    if let (Some(to), Some(l)) = (to, last)
+        && l < to.micros()
+    {
+        out.push((GRAIN_DAY, ts(l), Some(to)));
+    }
+    out
 }
 
 /// The first midnight at or after `t`.
@@ -108,63 +179,76 @@ pub struct OrderCounts {
 /// What a batch of orders adds to the rollups (or, moved back, takes from them).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Delta {
-    /// (day, status, currency)
-    pub orders: BTreeMap<(i64, String, String), OrderCounts>,
-    /// (day, item) → (sku, name, units)
-    pub items: BTreeMap<(i64, Uuid), (String, String, i64)>,
-    /// (kind, day, bucket) → orders
-    pub durations: BTreeMap<(i16, i64, i32), i64>,
+    /// (grain, period, status, currency)
+    pub orders: BTreeMap<(i16, i64, String, String), OrderCounts>,
+    /// (grain, period, item) → (sku, name, units)
+    pub items: BTreeMap<(i16, i64, Uuid), (String, String, i64)>,
+    /// (kind, grain, period, bucket) → orders
+    pub durations: BTreeMap<(i16, i16, i64, i32), i64>,
     pub rows: Vec<DurationRow>,
 }
 
 impl Delta {
     pub fn of(orders: &[OrderFacts], lines: &[LineFacts]) -> Delta {
         let mut d = Delta::default();
-        let mut paid_day = BTreeMap::new();
+        let mut paid = BTreeMap::new();
         for o in orders {
             let day = day_of(o.created_at);
-            let c = d
-                .orders
-                .entry((day, o.status.clone(), o.currency.clone()))
-                .or_default();
-            c.orders += 1;
-            if o.paid {
-                c.paid += 1;
-                c.revenue += o.total;
-                paid_day.insert(o.id, day);
-            }
-            for (kind, us) in [
+            let durations = [
                 (KIND_SHIP, duration_us(o.placed, o.shipped)),
                 (KIND_DELIVER, duration_us(o.shipped, o.delivered)),
-            ] {
+            ];
+            for grain in GRAINS {
+                let period = period_of(grain, o.created_at);
+                let c = d
+                    .orders
+                    .entry((grain, period, o.status.clone(), o.currency.clone()))
+                    .or_default();
+                c.orders += 1;
+                if o.paid {
+                    c.paid += 1;
+                    c.revenue += o.total;
+                }
+                for (kind, us) in durations {
+                    if let Some(us) = us {
+                        *d.durations
+                            .entry((kind, grain, period, bucket(us)))
+                            .or_default() += 1;
+                    }
+                }
+            }
+            if o.paid {
+                paid.insert(o.id, o.created_at);
+            }
+            for (kind, us) in durations {
                 let Some(us) = us else { continue };
-                let bucket = bucket(us);
-                *d.durations.entry((kind, day, bucket)).or_default() += 1;
                 d.rows.push(DurationRow {
                     order_id: o.id,
                     kind,
                     day,
-                    bucket,
+                    bucket: bucket(us),
                     us,
                 });
             }
         }
         for l in lines {
-            let Some(day) = paid_day.get(&l.order_id) else {
+            let Some(created) = paid.get(&l.order_id) else {
                 continue;
             };
-            let e = d
-                .items
-                .entry((*day, l.item_id))
-                .or_insert_with(|| (l.sku.clone(), l.name.clone(), 0));
-            // The summary names an item by its greatest SKU and name, as `max()` does.
-            if l.sku > e.0 {
-                e.0.clone_from(&l.sku);
+            for grain in GRAINS {
+                let e = d
+                    .items
+                    .entry((grain, period_of(grain, *created), l.item_id))
+                    .or_insert_with(|| (l.sku.clone(), l.name.clone(), 0));
+                // The summary names an item by its greatest SKU and name, as `max()` does.
+                if l.sku > e.0 {
+                    e.0.clone_from(&l.sku);
+                }
+                if l.name > e.1 {
+                    e.1.clone_from(&l.name);
+                }
+                e.2 += l.quantity;
             }
-            if l.name > e.1 {
-                e.1.clone_from(&l.name);
-            }
-            e.2 += l.quantity;
         }
         d
     }
@@ -368,6 +452,56 @@ mod tests {
         assert_eq!(split(None, None).days, Some((None, None)));
     }
 
+    #[test]
+    fn whole_months_come_from_month_rows() {
+        use time::macros::datetime;
+        let t = |d: time::OffsetDateTime| Ts(d);
+        assert_eq!(
+            month_of(t(datetime!(2026-03-17 10:00 UTC))),
+            t(datetime!(2026-03-01 0:00 UTC)).micros()
+        );
+        assert_eq!(
+            next_month(t(datetime!(2026-12-31 23:00 UTC))),
+            t(datetime!(2027-01-01 0:00 UTC)).micros()
+        );
+        let s = segments(
+            Some(t(datetime!(2026-01-20 0:00 UTC))),
+            Some(t(datetime!(2026-04-03 0:00 UTC))),
+        );
+        assert_eq!(
+            s,
+            vec![
+                (
+                    GRAIN_MONTH,
+                    Some(t(datetime!(2026-02-01 0:00 UTC))),
+                    Some(t(datetime!(2026-04-01 0:00 UTC)))
+                ),
+                (
+                    GRAIN_DAY,
+                    Some(t(datetime!(2026-01-20 0:00 UTC))),
+                    Some(t(datetime!(2026-02-01 0:00 UTC)))
+                ),
+                (
+                    GRAIN_DAY,
+                    Some(t(datetime!(2026-04-01 0:00 UTC))),
+                    Some(t(datetime!(2026-04-03 0:00 UTC)))
+                ),
+            ]
+        );
+        // No whole month: days only; open ends: months only.
+        let (a, b) = (
+            t(datetime!(2026-01-20 0:00 UTC)),
+            t(datetime!(2026-02-10 0:00 UTC)),
+        );
+        assert_eq!(
+            segments(Some(a), Some(b)),
+            vec![(GRAIN_DAY, Some(a), Some(b))]
+        );
+        assert_eq!(segments(None, None), vec![(GRAIN_MONTH, None, None)]);
+        let m = t(datetime!(2026-02-01 0:00 UTC));
+        assert_eq!(segments(Some(m), None), vec![(GRAIN_MONTH, Some(m), None)]);
+    }
+
     fn facts(day: i64, status: &str, paid: bool, ship_us: Option<i64>) -> OrderFacts {
         let placed = at(day * DAY_US + 60_000_000);
         OrderFacts {
@@ -405,23 +539,32 @@ mod tests {
         ];
         let d = Delta::of(&[a.clone(), b], &lines);
         let day = DAY_US;
+        let month = 0;
         assert_eq!(
-            d.orders[&(day, "delivered".into(), "USD".into())],
+            d.orders[&(GRAIN_MONTH, month, "delivered".into(), "USD".into())],
+            d.orders[&(GRAIN_DAY, day, "delivered".into(), "USD".into())],
+            "a month row for each day row"
+        );
+        assert_eq!(
+            d.orders[&(GRAIN_DAY, day, "delivered".into(), "USD".into())],
             OrderCounts {
                 orders: 1,
                 paid: 1,
                 revenue: 500
             }
         );
-        assert_eq!(d.orders[&(day, "canceled".into(), "USD".into())].revenue, 0);
         assert_eq!(
-            d.items[&(day, Uuid::nil())].2,
-            3,
-            "unpaid lines do not count"
+            d.orders[&(GRAIN_DAY, day, "canceled".into(), "USD".into())].revenue,
+            0
         );
+        let item = |grain, period| d.items[&(grain, period, Uuid::nil())].2;
+        assert_eq!(item(GRAIN_DAY, day), 3, "unpaid lines do not count");
+        assert_eq!(item(GRAIN_MONTH, month), 3);
         assert_eq!(d.rows.len(), 1);
         assert_eq!(d.rows[0].us, 7_200_000_000);
-        assert_eq!(d.durations[&(KIND_SHIP, day, bucket(7_200_000_000))], 1);
+        let b = bucket(7_200_000_000);
+        assert_eq!(d.durations[&(KIND_SHIP, GRAIN_DAY, day, b)], 1);
+        assert_eq!(d.durations[&(KIND_SHIP, GRAIN_MONTH, month, b)], 1);
     }
 
     /// The median from counts and one bucket's values equals the median of all values.

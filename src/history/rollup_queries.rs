@@ -117,14 +117,15 @@ pub(crate) async fn apply(c: &mut Conn, d: &Delta, ids: &[Uuid], sign: i64) -> R
     let orders = d
         .orders
         .iter()
-        .map(|((day, status, currency), n)| Ok((ts(*day)?, status, currency, n)))
+        .map(|((grain, day, status, currency), n)| Ok((*grain, ts(*day)?, status, currency, n)))
         .collect::<Result<Vec<_>>>()?;
     for chunk in orders.chunks(CHUNK) {
         let mut q = QueryBuilder::<Db>::new(
-            "INSERT INTO history_rollup_orders (day, status, currency, orders, paid, revenue) ",
+            "INSERT INTO history_rollup_orders (grain, day, status, currency, orders, paid, revenue) ",
         );
-        q.push_values(chunk, |mut b, (day, status, currency, n)| {
-            b.push_bind(*day)
+        q.push_values(chunk, |mut b, (grain, day, status, currency, n)| {
+            b.push_bind(*grain)
+                .push_bind(*day)
                 .push_bind((*status).clone())
                 .push_bind((*currency).clone())
                 .push_bind(sign * n.orders)
@@ -132,7 +133,7 @@ pub(crate) async fn apply(c: &mut Conn, d: &Delta, ids: &[Uuid], sign: i64) -> R
                 .push_bind(sign * n.revenue);
         });
         q.push(
-            " ON CONFLICT (day, status, currency) DO UPDATE SET \
+            " ON CONFLICT (grain, day, status, currency) DO UPDATE SET \
              orders = history_rollup_orders.orders + excluded.orders, \
              paid = history_rollup_orders.paid + excluded.paid, \
              revenue = history_rollup_orders.revenue + excluded.revenue",
@@ -143,21 +144,22 @@ pub(crate) async fn apply(c: &mut Conn, d: &Delta, ids: &[Uuid], sign: i64) -> R
     let items = d
         .items
         .iter()
-        .map(|((day, item), line)| Ok((ts(*day)?, *item, line)))
+        .map(|((grain, day, item), line)| Ok((*grain, ts(*day)?, *item, line)))
         .collect::<Result<Vec<_>>>()?;
     for chunk in items.chunks(CHUNK) {
         let mut q = QueryBuilder::<Db>::new(
-            "INSERT INTO history_rollup_items (day, item_id, sku, name, units) ",
+            "INSERT INTO history_rollup_items (grain, day, item_id, sku, name, units) ",
         );
-        q.push_values(chunk, |mut b, (day, item, (sku, name, units))| {
-            b.push_bind(*day)
+        q.push_values(chunk, |mut b, (grain, day, item, (sku, name, units))| {
+            b.push_bind(*grain)
+                .push_bind(*day)
                 .push_bind(*item)
                 .push_bind(sku.clone())
                 .push_bind(name.clone())
                 .push_bind(sign * units);
         });
         q.push(format!(
-            " ON CONFLICT (day, item_id) DO UPDATE SET \
+            " ON CONFLICT (grain, day, item_id) DO UPDATE SET \
              units = history_rollup_items.units + excluded.units, \
              sku = {greatest}(history_rollup_items.sku, excluded.sku), \
              name = {greatest}(history_rollup_items.name, excluded.name)"
@@ -168,20 +170,21 @@ pub(crate) async fn apply(c: &mut Conn, d: &Delta, ids: &[Uuid], sign: i64) -> R
     let durations = d
         .durations
         .iter()
-        .map(|((kind, day, bucket), n)| Ok((*kind, ts(*day)?, *bucket, *n)))
+        .map(|((kind, grain, day, bucket), n)| Ok((*kind, *grain, ts(*day)?, *bucket, *n)))
         .collect::<Result<Vec<_>>>()?;
     for chunk in durations.chunks(CHUNK) {
         let mut q = QueryBuilder::<Db>::new(
-            "INSERT INTO history_rollup_durations (kind, day, bucket, orders) ",
+            "INSERT INTO history_rollup_durations (kind, grain, day, bucket, orders) ",
         );
-        q.push_values(chunk, |mut b, (kind, day, bucket, n)| {
+        q.push_values(chunk, |mut b, (kind, grain, day, bucket, n)| {
             b.push_bind(*kind)
+                .push_bind(*grain)
                 .push_bind(*day)
                 .push_bind(*bucket)
                 .push_bind(sign * n);
         });
         q.push(
-            " ON CONFLICT (kind, day, bucket) DO UPDATE SET \
+            " ON CONFLICT (kind, grain, day, bucket) DO UPDATE SET \
              orders = history_rollup_durations.orders + excluded.orders",
         );
         q.build().execute(&mut *c).await?;

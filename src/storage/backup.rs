@@ -76,8 +76,9 @@ async fn open(path: &Path, read_only: bool) -> anyhow::Result<SqliteConnection> 
     Ok(conn)
 }
 
-/// Checks a database file and counts what it holds.
-async fn inspect(path: &Path) -> anyhow::Result<Summary> {
+/// Checks a database file and counts what it holds; `ordo` asks for an Ordo database (the
+/// order history's file has no migrations of its own).
+async fn inspect(path: &Path, ordo: bool) -> anyhow::Result<Summary> {
     let mut conn = open(path, true).await?;
     let check: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
         .fetch_all(&mut conn)
@@ -94,7 +95,7 @@ async fn inspect(path: &Path) -> anyhow::Result<Summary> {
             .fetch_all(&mut conn)
             .await?;
     let has = |t: &str| tables.iter().any(|n| n == t);
-    if !has("_sqlx_migrations") {
+    if ordo && !has("_sqlx_migrations") {
         anyhow::bail!("{} is not an Ordo database", path.display());
     }
     let orders = if has("orders") {
@@ -135,40 +136,137 @@ fn sync_dir_of(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ordo backup --to FILE`: a consistent copy of the live database at `url`.
+/// `VACUUM <schema> INTO path` on `conn`; a failed copy is removed.
+async fn vacuum_into(conn: &mut SqliteConnection, schema: &str, path: &Path) -> anyhow::Result<()> {
+    let target = path
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("the backup path must be UTF-8"))?
+        .to_owned();
+    let _ = std::fs::remove_file(path);
+    let copied = sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM {schema} INTO $1")))
+        .bind(target)
+        .execute(&mut *conn)
+        .await;
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(path);
+        anyhow::bail!("copying the {schema} database failed: {e}");
+    }
+    // VACUUM INTO does not flush what it wrote.
+    sync_file(path)
+}
+
+/// Orders of `early` (a copy of the main file taken before the history's) that neither the
+/// later copy of the main file nor the history's holds: moved into the history between the
+/// two copies of the history and the main file. They go into the backup's history, with all
+/// their rows; the later main copy's rollups count them already.
+async fn recover_moved(main: &Path, history: &Path, early: &Path) -> anyhow::Result<u64> {
+    let mut conn = open(main, false).await?;
+    for (file, name) in [(history, "history"), (early, "early")] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("ATTACH DATABASE $1 AS {name}")))
+            .bind(file.to_string_lossy().into_owned())
+            .execute(&mut conn)
+            .await?;
+    }
+    sqlx::query("BEGIN").execute(&mut conn).await?;
+    sqlx::query(
+        "CREATE TEMP TABLE moved AS SELECT e.id FROM early.orders e \
+         WHERE NOT EXISTS (SELECT 1 FROM main.orders m WHERE m.id = e.id) \
+         AND NOT EXISTS (SELECT 1 FROM history.orders h WHERE h.id = e.id)",
+    )
+    .execute(&mut conn)
+    .await?;
+    let moved: i64 = sqlx::query_scalar("SELECT count(*) FROM temp.moved")
+        .fetch_one(&mut conn)
+        .await?;
+    for (table, key) in crate::history::store::TABLES {
+        let cols: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info($1, 'early') ORDER BY cid")
+                .bind(table)
+                .fetch_all(&mut conn)
+                .await?;
+        let cols = cols
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO history.{table} ({cols}) SELECT {cols} FROM early.{table} \
+             WHERE {key} IN (SELECT id FROM temp.moved)"
+        )))
+        .execute(&mut conn)
+        .await?;
+    }
+    sqlx::query("COMMIT").execute(&mut conn).await?;
+    conn.close().await?;
+    Ok(moved as u64)
+}
+
+/// `ordo backup --to FILE`: a consistent copy of the live database at `url`, and of its
+/// order history (`FILE.history`) when it has one.
+///
+/// Two files cannot be copied in one snapshot, and orders move between them while the
+/// server runs (copied into one file, then deleted from the other). So the main file is
+/// copied before and after the history: an order moved back to the live tables meanwhile is
+/// in the history's copy or the later main copy; an order moved into the history meanwhile
+/// is in the history's copy, the later main copy, or else the earlier main copy, from which
+/// it is put into the backup's history ([`recover_moved`]). No order is missing; one in both
+/// files reads as the live one, as after a crash.
 pub async fn backup(url: &str, to: &Path) -> anyhow::Result<Summary> {
     let db = embedded_path(url, "backup")?;
     if !db.is_file() {
         anyhow::bail!("there is no database at {}", db.display());
     }
-    if to.exists() {
-        anyhow::bail!("{} exists already; choose a new file", to.display());
+    let history_to = super::sqlite::history_path(to);
+    for t in [to, history_to.as_path()] {
+        if t.exists() {
+            anyhow::bail!("{} exists already; choose a new file", t.display());
+        }
     }
+    let history_db = super::sqlite::history_path(&db);
+    let has_history = history_db.is_file();
     let partial = with_suffix(to, ".partial");
-    let _ = std::fs::remove_file(&partial);
+    let history_partial = with_suffix(&history_to, ".partial");
+    let early = with_suffix(to, ".partial-early");
     let mut conn = open(&db, true).await?;
-    let target = partial
-        .to_str()
-        .ok_or_else(|| anyhow::anyhow!("the backup path must be UTF-8"))?
-        .to_owned();
-    let copied = sqlx::query("VACUUM INTO $1")
-        .bind(target)
-        .execute(&mut conn)
-        .await;
-    conn.close().await?;
-    if let Err(e) = copied {
-        let _ = std::fs::remove_file(&partial);
-        anyhow::bail!("copying the database failed: {e}");
+    let copied = async {
+        if has_history {
+            sqlx::query("ATTACH DATABASE $1 AS history")
+                .bind(history_db.to_string_lossy().into_owned())
+                .execute(&mut conn)
+                .await?;
+            vacuum_into(&mut conn, "main", &early).await?;
+            vacuum_into(&mut conn, "history", &history_partial).await?;
+        }
+        vacuum_into(&mut conn, "main", &partial).await?;
+        if has_history {
+            let moved = recover_moved(&partial, &history_partial, &early).await?;
+            if moved > 0 {
+                tracing::info!(
+                    moved,
+                    "orders moved into the history during the backup are in its copy"
+                );
+            }
+            sync_file(&history_partial)?;
+            sync_file(&partial)?;
+            inspect(&history_partial, false).await?;
+        }
+        inspect(&partial, true).await
     }
-    // VACUUM INTO does not flush what it wrote.
-    sync_file(&partial)?;
-    let summary = match inspect(&partial).await {
+    .await;
+    let _ = conn.close().await;
+    let _ = std::fs::remove_file(&early);
+    let summary = match copied {
         Ok(s) => s,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
+            let _ = std::fs::remove_file(&history_partial);
             return Err(e);
         }
     };
+    // The history first: a backup file at `to` always has its history beside it.
+    if has_history {
+        std::fs::rename(&history_partial, &history_to)?;
+    }
     std::fs::rename(&partial, to)?;
     sync_dir_of(to)?;
     Ok(Summary {
@@ -205,7 +303,7 @@ pub async fn restore(url: &str, from: &Path) -> anyhow::Result<Summary> {
     if db.exists() && std::fs::canonicalize(&db)? == std::fs::canonicalize(from)? {
         anyhow::bail!("the backup is the database itself");
     }
-    let source = inspect(from).await?;
+    let source = inspect(from, true).await?;
     let newest_known = sqlx::migrate!("./migrations/sqlite")
         .iter()
         .map(|m| m.version)
@@ -257,13 +355,32 @@ pub async fn restore(url: &str, from: &Path) -> anyhow::Result<Summary> {
     }
     conn.close().await?;
     sync_file(&staged)?;
-    let replaced = if db.exists() {
+    // The backup's order history goes with it; without one the database starts with an
+    // empty history (the archive job rolls it up afresh), never with the replaced one's.
+    let history_from = super::sqlite::history_path(from);
+    let history_db = super::sqlite::history_path(&db);
+    let history_staged = with_suffix(&history_db, ".restoring");
+    let _ = std::fs::remove_file(&history_staged);
+    if history_from.is_file() {
+        inspect(&history_from, false).await?;
+        std::fs::copy(&history_from, &history_staged)?;
+        sync_file(&history_staged)?;
+    }
+    let replaced = if db.exists() || history_db.exists() {
         let stamp = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let aside = with_suffix(&db, &format!(".replaced-{stamp}"));
-        // The WAL and its index go with their database: together they still open.
-        for suffix in ["-wal", "-shm", ""] {
+        // The WAL and its index go with their database, the history with both: together
+        // they still open.
+        for suffix in [
+            "-wal",
+            "-shm",
+            ".history-wal",
+            ".history-shm",
+            ".history",
+            "",
+        ] {
             let from = with_suffix(&db, suffix);
             if from.exists() {
                 std::fs::rename(&from, with_suffix(&aside, suffix))?;
@@ -273,6 +390,9 @@ pub async fn restore(url: &str, from: &Path) -> anyhow::Result<Summary> {
     } else {
         None
     };
+    if history_staged.exists() {
+        std::fs::rename(&history_staged, &history_db)?;
+    }
     std::fs::rename(&staged, &db)?;
     sync_dir_of(&db)?;
     Ok(Summary {

@@ -89,6 +89,14 @@ pub async fn migrate_to(sqlite_url: &str, pg_url: &str) -> anyhow::Result<Copied
         .read_only(true)
         .connect()
         .await?;
+    let history_file = super::sqlite::history_path(&db);
+    let history = history_file.is_file();
+    if history {
+        sqlx::query("ATTACH DATABASE $1 AS history")
+            .bind(history_file.to_string_lossy().into_owned())
+            .execute(&mut lite)
+            .await?;
+    }
     let source_tables: BTreeSet<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
          AND name <> '_sqlx_migrations' AND sql NOT LIKE 'CREATE VIRTUAL TABLE%'",
@@ -129,8 +137,33 @@ pub async fn migrate_to(sqlite_url: &str, pg_url: &str) -> anyhow::Result<Copied
             .await?;
     }
     for table in &to_copy {
-        let n = copy_table(&mut lite, &mut tx, table, &columns[*table]).await?;
+        let n = copy_table(
+            &mut lite,
+            &mut tx,
+            Source::Main(table),
+            table,
+            &columns[*table],
+        )
+        .await?;
         copied.tables.push(((*table).clone(), n));
+    }
+    // The order history's file, into the `*_history` tables.
+    if history {
+        for (table, key) in crate::history::store::TABLES {
+            let target = format!("{table}_history");
+            let cols = columns
+                .get(&target)
+                .ok_or_else(|| anyhow::anyhow!("the target has no {target}"))?;
+            let n = copy_table(
+                &mut lite,
+                &mut tx,
+                Source::History { table, key },
+                &target,
+                cols,
+            )
+            .await?;
+            copied.tables.push((target, n));
+        }
     }
     fix_sequences(&mut tx, &sequences).await?;
     tx.commit().await?;
@@ -198,8 +231,41 @@ async fn parents_first(pg: &mut PgConnection, tables: Vec<String>) -> anyhow::Re
     Ok(done)
 }
 
+/// Where rows are read from: a table of the main file, or of the attached order history
+/// (only the orders not also live: a move cut short by a crash leaves both copies, and the
+/// live one is the order).
+#[derive(Clone, Copy, Debug)]
+enum Source<'a> {
+    Main(&'a str),
+    History { table: &'a str, key: &'a str },
+}
+
+impl Source<'_> {
+    fn rows_sql(&self) -> String {
+        match self {
+            Source::Main(t) => ident(t),
+            Source::History { table, key } => format!(
+                "history.{} h WHERE NOT EXISTS (SELECT 1 FROM main.orders m WHERE m.id = h.{})",
+                ident(table),
+                ident(key)
+            ),
+        }
+    }
+
+    fn columns_sql(&self) -> String {
+        let (table, schema) = match self {
+            Source::Main(t) => (t, "main"),
+            Source::History { table, .. } => (table, "history"),
+        };
+        format!(
+            "SELECT name FROM pragma_table_info('{}', '{schema}')",
+            table.replace('\'', "''")
+        )
+    }
+}
+
 /// SQLite's value as text, with its storage class: blobs in hex, reals in full precision.
-fn select_sql(table: &str, names: &[&str]) -> String {
+fn select_sql(source: Source<'_>, names: &[&str]) -> String {
     let cols: Vec<String> = names
         .iter()
         .map(|n| {
@@ -212,25 +278,23 @@ fn select_sql(table: &str, names: &[&str]) -> String {
     format!(
         "SELECT {} FROM {} ORDER BY rowid",
         cols.join(", "),
-        ident(table)
+        source.rows_sql()
     )
 }
 
 async fn copy_table(
     lite: &mut SqliteConnection,
     pg: &mut PgConnection,
+    from: Source<'_>,
     table: &str,
     target: &[Column],
 ) -> anyhow::Result<u64> {
-    let source: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT name FROM pragma_table_info('{}')",
-        table.replace('\'', "''")
-    )))
-    .fetch_all(&mut *lite)
-    .await?
-    .into_iter()
-    .map(|r| r.try_get::<String, _>(0))
-    .collect::<Result<_, _>>()?;
+    let source: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(from.columns_sql()))
+        .fetch_all(&mut *lite)
+        .await?
+        .into_iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?;
     let only_here: Vec<&String> = source
         .iter()
         .filter(|s| !target.iter().any(|c| &c.name == *s))
@@ -262,7 +326,7 @@ async fn copy_table(
             .collect::<Vec<_>>()
             .join(", "),
     );
-    let select = select_sql(table, &names);
+    let select = select_sql(from, &names);
     let mut rows = sqlx::query(sqlx::AssertSqlSafe(select)).fetch(&mut *lite);
     let mut batch: Vec<Vec<Option<String>>> = vec![Vec::new(); cols.len()];
     let mut total = 0u64;
@@ -287,7 +351,7 @@ async fn copy_table(
     }
     let counted: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM {}",
-        ident(table)
+        from.rows_sql()
     )))
     .fetch_one(&mut *lite)
     .await?;

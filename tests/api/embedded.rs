@@ -666,3 +666,107 @@ async fn an_embedded_database_moves_to_postgres() {
     server.terminate();
     assert!(server.wait().0);
 }
+
+/// The order history's file goes with the database: `ordo backup` writes `FILE.history`
+/// beside `FILE` (taken while orders move), `ordo restore` puts it back, and `ordo
+/// migrate-to` copies it into PostgreSQL's history tables. Archived orders and the analytics
+/// summary read the same on the restored database and on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_history_goes_with_backups_and_the_move_to_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let url = format!("sqlite://{}", db.display());
+    let archiving = |url: &str| {
+        let mut c = server_cmd(dir.path(), url);
+        c.env("ORDO_ARCHIVE_AFTER", "0")
+            .env("ORDO_ARCHIVE_INTERVAL", "1");
+        c
+    };
+    let server = Server::start(archiving(&url), "http").await;
+    let s = server.url.clone();
+    let (admin, token, item) = shop(&s, 50).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let id = place(&s, &token, &item).await.expect("placed");
+        if n < 2 {
+            for body in [
+                json!({"status": "processing"}),
+                json!({"status": "shipped", "carrier": "UPS", "tracking_number": format!("1ZBK{n}")}),
+                json!({"status": "delivered"}),
+            ] {
+                let r = call(&format!("{s}/v1/orders/{id}/status"), Some(&admin), body).await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            }
+        }
+        ids.push(id);
+    }
+    let history = |path: std::path::PathBuf| async move {
+        let mut c = open_sqlite(&path).await;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        n
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while history(dir.path().join("shop.db.history")).await < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the delivered orders were never archived"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let snapshot = |base: String| {
+        let (admin, ids) = (admin.clone(), ids.clone());
+        async move {
+            let mut all = vec![get(&format!("{base}/v1/analytics/summary"), &admin).await];
+            for id in &ids {
+                all.push(get(&format!("{base}/v1/orders/{id}"), &admin).await);
+                all.push(get(&format!("{base}/v1/orders/{id}/events"), &admin).await);
+            }
+            all
+        }
+    };
+    let before = snapshot(s.clone()).await;
+    assert_eq!(
+        before[0]["orders_by_status"]["delivered"], 2,
+        "{}",
+        before[0]
+    );
+
+    let backup = dir.path().join("backup.db");
+    let (ok, log) = run(
+        dir.path(),
+        &url,
+        &["backup", "--to", &backup.display().to_string()],
+    );
+    assert!(ok, "{log}");
+    assert_eq!(history(dir.path().join("backup.db.history")).await, 2);
+    server.terminate();
+    assert!(server.wait().0);
+
+    // Restored into a new place: the history comes along.
+    let restored = format!("sqlite://{}", dir.path().join("restored.db").display());
+    let (ok, log) = run(
+        dir.path(),
+        &restored,
+        &["restore", "--from", &backup.display().to_string()],
+    );
+    assert!(ok, "{log}");
+    assert_eq!(history(dir.path().join("restored.db.history")).await, 2);
+    let server = Server::start(server_cmd(dir.path(), &restored), "http").await;
+    assert_eq!(snapshot(server.url.clone()).await, before);
+    server.terminate();
+    assert!(server.wait().0);
+
+    // And into PostgreSQL's history tables.
+    let (pg, _guard) = crate::helpers::fresh_database(Backend::Postgres).await;
+    let (ok, log) = run(dir.path(), &restored, &["migrate-to", &pg]);
+    assert!(ok, "{log}");
+    assert!(log.contains("orders_history: 2 rows"), "{log}");
+    assert!(log.contains("orders: 1 rows"), "{log}");
+    let server = Server::start(server_cmd(dir.path(), &pg), "http").await;
+    assert_eq!(snapshot(server.url.clone()).await, before);
+    server.terminate();
+    assert!(server.wait().0);
+}

@@ -417,6 +417,7 @@ async fn summaries(app: &TestApp, base: time::OffsetDateTime) -> Vec<(String, Va
     let at = |t: time::OffsetDateTime| t.format(&Rfc3339).unwrap().replace('+', "%2B");
     let day = time::Duration::DAY;
     let h = time::Duration::HOUR;
+    let month = midnight(base).replace_day(1).unwrap();
     let ranges = [
         String::new(),
         format!("?from={}", at(midnight(base) + day)),
@@ -433,6 +434,13 @@ async fn summaries(app: &TestApp, base: time::OffsetDateTime) -> Vec<(String, Va
         ),
         format!("?from={}&to={}", at(base - h), at(base + h)),
         format!("?from={}", at(base + 30 * day)),
+        // Whole months (month rollups), then days of the month after.
+        format!("?from={}&to={}", at(month), at(month + 70 * day)),
+        format!(
+            "?from={}&to={}",
+            at(month - 40 * day),
+            at(month + 33 * day + 5 * h)
+        ),
     ];
     let mut out = Vec::new();
     for q in ranges {
