@@ -254,6 +254,35 @@ impl Delta {
     }
 }
 
+impl Delta {
+    /// Adds `other`'s counts to these and takes its duration rows.
+    pub fn absorb(&mut self, other: Delta) {
+        for (k, n) in other.orders {
+            let c = self.orders.entry(k).or_default();
+            c.orders += n.orders;
+            c.paid += n.paid;
+            c.revenue += n.revenue;
+        }
+        for (k, (sku, name, units)) in other.items {
+            let e = self
+                .items
+                .entry(k)
+                .or_insert_with(|| (sku.clone(), name.clone(), 0));
+            if sku > e.0 {
+                e.0 = sku;
+            }
+            if name > e.1 {
+                e.1 = name;
+            }
+            e.2 += units;
+        }
+        for (k, n) in other.durations {
+            *self.durations.entry(k).or_default() += n;
+        }
+        self.rows.extend(other.rows);
+    }
+}
+
 /// Durations of one kind in a summary: exact values (live orders, partial days) and
 /// archived ones counted per bucket.
 #[derive(Clone, Debug, Default)]
@@ -565,6 +594,18 @@ mod tests {
         let b = bucket(7_200_000_000);
         assert_eq!(d.durations[&(KIND_SHIP, GRAIN_DAY, day, b)], 1);
         assert_eq!(d.durations[&(KIND_SHIP, GRAIN_MONTH, month, b)], 1);
+    }
+
+    #[test]
+    fn deltas_of_parts_add_up_to_the_whole() {
+        let orders: Vec<OrderFacts> = (0..6)
+            .map(|i| facts(i % 3, "delivered", i % 2 == 0, Some(60_000_000 * (i + 1))))
+            .collect();
+        let mut sum = Delta::default();
+        for part in orders.chunks(4) {
+            sum.absorb(Delta::of(part, &[]));
+        }
+        assert_eq!(sum, Delta::of(&orders, &[]));
     }
 
     /// The median from counts and one bucket's values equals the median of all values.

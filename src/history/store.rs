@@ -158,6 +158,11 @@ pub(crate) mod sqlite {
     impl HistoryStore for Backend {
         async fn archive_ended(&self, cutoff: Ts, limit: u32) -> Result<u64> {
             let mut c = self.writer().acquire().await?;
+            // Moved back longer than a period ago: the mark no longer keeps anything live.
+            sqlx::query::<Db>("DELETE FROM main.history_restored WHERE at < $1")
+                .bind(cutoff)
+                .execute(&mut *c)
+                .await?;
             let sql = format!(
                 "SELECT o.id FROM main.orders o WHERE o.status IN ('delivered', 'canceled') \
                  AND o.updated_at < $1 AND {ENDED} ORDER BY o.created_at LIMIT $2"
@@ -285,6 +290,11 @@ pub(crate) mod postgres {
     #[async_trait]
     impl HistoryStore for Backend {
         async fn archive_ended(&self, cutoff: Ts, limit: u32) -> Result<u64> {
+            // Moved back longer than a period ago: the mark no longer keeps anything live.
+            sqlx::query::<Db>("DELETE FROM history_restored WHERE at < $1")
+                .bind(cutoff)
+                .execute(self.writer())
+                .await?;
             let mut tx = self.writer().begin().await?;
             // Locked for the move: a change that comes meanwhile waits, then finds the
             // order archived and moves it back. Rows another node is moving are skipped.

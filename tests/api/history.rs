@@ -313,9 +313,11 @@ async fn archived_orders_still_change(b: Backend) {
         "delivered"
     );
 
-    // It leaves again a day after its last change.
+    // It leaves again a day after its last change; the mark that kept it live goes.
+    assert_eq!(count(&app, "history_restored").await, 1);
     app.advance(DAY + Duration::from_secs(60));
     archived(&app, 0, 1).await;
+    assert_eq!(count(&app, "history_restored").await, 0);
     assert_eq!(
         app.get(&format!("/v1/orders/{id}/events"), &token)
             .await
