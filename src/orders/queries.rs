@@ -308,27 +308,38 @@ fn push_list(
         ),
     };
     q.push(format_args!("SELECT {columns} FROM (SELECT * FROM ("));
-    push_half(q, live, "false", "", f, after, limit)?;
+    q.push(format_args!(
+        "SELECT {ORDER_COLUMNS}, false AS archived FROM {live} o WHERE 1 = 1"
+    ));
+    push_filter(q, f, after)?;
+    q.push(" ORDER BY o.created_at DESC, o.id DESC LIMIT ")
+        .push_bind(i64::from(limit));
     q.push(") a UNION ALL SELECT * FROM (");
-    push_half(q, history, "true", hidden, f, after, limit)?;
+    q.push(format_args!(
+        "SELECT {ORDER_COLUMNS}, true AS archived FROM {history} o WHERE 1 = 1{hidden}"
+    ));
+    push_filter(q, f, after)?;
+    // When the live half fills the page, only archived orders at least as new as its last
+    // one can make it: an index bound, so a customer with years of history reads none of
+    // it for a page of recent orders.
+    q.push(" AND o.created_at >= COALESCE((SELECT e.created_at FROM (SELECT o.created_at, o.id FROM ")
+        .push(live)
+        .push(" o WHERE 1 = 1");
+    push_filter(q, f, after)?;
+    q.push(" ORDER BY o.created_at DESC, o.id DESC LIMIT 1 OFFSET ")
+        .push_bind(i64::from(limit.max(1) - 1))
+        .push(") e), ")
+        .push_bind(Ts(time::macros::datetime!(0001-01-01 0:00 UTC)))
+        .push(")");
+    q.push(" ORDER BY o.created_at DESC, o.id DESC LIMIT ")
+        .push_bind(i64::from(limit));
     q.push(") b) o ORDER BY o.created_at DESC, o.id DESC LIMIT ")
         .push_bind(i64::from(limit));
     Ok(())
 }
 
-/// One half of [`push_list`]: the page of one table.
-fn push_half(
-    q: &mut QueryBuilder<Db>,
-    table: &str,
-    archived: &str,
-    hidden: &str,
-    f: &OrderFilter,
-    after: Option<&OrderCursor>,
-    limit: u32,
-) -> Result<()> {
-    q.push(format_args!(
-        "SELECT {ORDER_COLUMNS}, {archived} AS archived FROM {table} o WHERE 1 = 1{hidden}"
-    ));
+/// The conditions of a list's filter and cursor on the orders `o` of one half.
+fn push_filter(q: &mut QueryBuilder<Db>, f: &OrderFilter, after: Option<&OrderCursor>) -> Result<()> {
     if !f.statuses.is_empty() {
         q.push(" AND o.status IN (");
         let mut sep = q.separated(", ");
@@ -371,7 +382,5 @@ fn push_half(
             .push_bind(c.id)
             .push("))");
     }
-    q.push(" ORDER BY o.created_at DESC, o.id DESC LIMIT ")
-        .push_bind(i64::from(limit));
     Ok(())
 }
