@@ -43,7 +43,7 @@ CREATE TABLE history_durations (
     us       INTEGER NOT NULL,
     PRIMARY KEY (order_id, kind)
 );
-CREATE INDEX history_durations_bucket ON history_durations (kind, bucket, day);
+CREATE INDEX history_durations_bucket ON history_durations (kind, bucket, day, us);
 
 -- The history file is not attached while migrations run: the archive job rolls up whatever
 -- it holds once (`HistoryStore::rebuild_rollups`); until then the summary reads archived
