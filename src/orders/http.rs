@@ -328,6 +328,19 @@ async fn create_order(
     let Some(customer_id) = customer_id else {
         return Err(ApiError::validation("customer_id", "no such customer"));
     };
+    // Staff and integrations name the customer: an erased person gets no new orders (they
+    // would hold personal data again). A customer's own token is refused once erased.
+    if caller.own_customer_id().is_none() && !state.store.user_is_active(customer_id).await? {
+        let known = state.store.user_by_id(customer_id).await?.is_some();
+        return Err(ApiError::validation(
+            "customer_id",
+            if known {
+                "the customer was erased"
+            } else {
+                "no such customer"
+            },
+        ));
+    }
     let actor = actor_of(&caller);
     place_and_pay(
         &state,

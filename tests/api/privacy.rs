@@ -826,6 +826,21 @@ async fn erasure_is_idempotent(b: Backend) {
         .get("/v1/audit-log?action=customer.erased", &app.admin_token)
         .await;
     assert_eq!(r.body["data"].as_array().unwrap().len(), 1, "{}", r.body);
+    // Staff cannot give the erased person a new order; nothing is reserved.
+    let item = app.item(500, 3).await;
+    let r = app
+        .post(
+            "/v1/orders",
+            &app.admin_token,
+            serde_json::json!({"customer_id": id, "items": [{"item_id": item, "quantity": 1}]}),
+        )
+        .await;
+    r.assert_problem(422, "validation_failed");
+    assert!(r.text.contains("the customer was erased"), "{}", r.text);
+    let stock = app
+        .get(&format!("/v1/items/{item}"), &app.admin_token)
+        .await;
+    assert_eq!(stock.body["stock"], 3, "{}", stock.body);
 }
 both!(erasure_is_idempotent);
 
