@@ -155,6 +155,12 @@ pub fn start(state: &AppState, shutdown: &CancellationToken) -> Jobs {
         crate::history::Archiver::new(s.clone()),
     );
     jobs.every(
+        "erasure_watch",
+        Duration::from_secs(1),
+        Runs::OnEveryNode,
+        crate::privacy::ErasureWatch::new(s.clone()),
+    );
+    jobs.every(
         "housekeeping",
         Duration::from_secs(600),
         Runs::OnEveryNode,

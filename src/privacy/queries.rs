@@ -19,6 +19,20 @@ const USER_COLUMNS: &str =
 
 #[async_trait]
 impl PrivacyStore for Backend {
+    async fn erased_after(&self, at: Ts, id: Uuid, limit: u32) -> Result<Vec<(Ts, Uuid)>> {
+        // Index `users_erased` (erased accounts only).
+        Ok(sqlx::query_as::<Db, (Ts, Uuid)>(
+            "SELECT erased_at, id FROM users WHERE erased_at IS NOT NULL \
+             AND (erased_at > $1 OR (erased_at = $1 AND id > $2)) \
+             ORDER BY erased_at, id LIMIT $3",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?)
+    }
+
     async fn person_records(&self, id: Uuid) -> Result<Option<PersonRecords>> {
         let mut tx = self.reader().begin().await?;
         // One snapshot for the whole document (SQLite's read transaction is one already).

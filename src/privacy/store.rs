@@ -84,6 +84,9 @@ pub trait PrivacyStore {
     /// Erases the person everywhere it is stored, and appends the audit entry, in one
     /// transaction.
     async fn erase_person(&self, e: &Erasure) -> Result<Erased>;
+    /// Accounts erased after `(at, id)` (in that order), at most `limit`, oldest first: what
+    /// every node follows to end the sessions of people erased on another node.
+    async fn erased_after(&self, at: Ts, id: Uuid, limit: u32) -> Result<Vec<(Ts, Uuid)>>;
 }
 
 pub(crate) mod sqlite {

@@ -960,8 +960,9 @@ async fn erasure_reaches_every_node_within_a_second(b: Backend) {
     let (id, token) = app.customer("ann").await;
     if b == Backend::Postgres {
         let other = app.another_node(|_| {}).await;
-        // The other node has just seen the account active.
+        // The other node has just seen the account active, and holds a live connection.
         assert_eq!(other.get("/v1/me", &token).await.status, StatusCode::OK);
+        let mut ws = other.ws("", &token).await;
         let r = app
             .send(
                 Method::DELETE,
@@ -983,6 +984,17 @@ async fn erasure_reaches_every_node_within_a_second(b: Backend) {
             refused,
             "the other node still accepts the erased person's token"
         );
+        // Its live connection there ends too (the node follows erasures every second).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            match ws.next(Duration::from_millis(300)).await {
+                crate::helpers::Got::Closed(_) => break,
+                _ => assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the other node kept the erased person's live connection"
+                ),
+            }
+        }
     } else {
         // One node: refused at once, even right after a burst of requests.
         for _ in 0..5 {
