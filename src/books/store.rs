@@ -107,19 +107,9 @@ pub(crate) struct SummaryParts {
 }
 
 impl SummaryParts {
-    /// Adds units of an item; it is named by its greatest SKU and name, as `max()` does.
+    /// Adds units of an item (see [`crate::history::rollup::add_units`]).
     pub fn add_item(&mut self, (id, sku, name, units): (uuid::Uuid, String, String, i64)) {
-        let e = self
-            .items
-            .entry(id)
-            .or_insert_with(|| (sku.clone(), name.clone(), 0));
-        if sku > e.0 {
-            e.0 = sku;
-        }
-        if name > e.1 {
-            e.1 = name;
-        }
-        e.2 += units;
+        crate::history::rollup::add_units(&mut self.items, id, (sku, name, units));
     }
 
     pub fn finish(self, ship: Option<f64>, deliver: Option<f64>, top: u32) -> Summary {

@@ -236,22 +236,34 @@ impl Delta {
                 continue;
             };
             for grain in GRAINS {
-                let e = d
-                    .items
-                    .entry((grain, period_of(grain, *created), l.item_id))
-                    .or_insert_with(|| (l.sku.clone(), l.name.clone(), 0));
-                // The summary names an item by its greatest SKU and name, as `max()` does.
-                if l.sku > e.0 {
-                    e.0.clone_from(&l.sku);
-                }
-                if l.name > e.1 {
-                    e.1.clone_from(&l.name);
-                }
-                e.2 += l.quantity;
+                add_units(
+                    &mut d.items,
+                    (grain, period_of(grain, *created), l.item_id),
+                    (l.sku.clone(), l.name.clone(), l.quantity),
+                );
             }
         }
         d
     }
+}
+
+/// Adds units sold of an item under `key`: (SKU, name, units). An item is named by its
+/// greatest SKU and name, as the summary's `max()` does.
+pub fn add_units<K: Ord>(
+    items: &mut BTreeMap<K, (String, String, i64)>,
+    key: K,
+    (sku, name, units): (String, String, i64),
+) {
+    let e = items
+        .entry(key)
+        .or_insert_with(|| (sku.clone(), name.clone(), 0));
+    if sku > e.0 {
+        e.0 = sku;
+    }
+    if name > e.1 {
+        e.1 = name;
+    }
+    e.2 += units;
 }
 
 impl Delta {
@@ -263,18 +275,8 @@ impl Delta {
             c.paid += n.paid;
             c.revenue += n.revenue;
         }
-        for (k, (sku, name, units)) in other.items {
-            let e = self
-                .items
-                .entry(k)
-                .or_insert_with(|| (sku.clone(), name.clone(), 0));
-            if sku > e.0 {
-                e.0 = sku;
-            }
-            if name > e.1 {
-                e.1 = name;
-            }
-            e.2 += units;
+        for (k, sold) in other.items {
+            add_units(&mut self.items, k, sold);
         }
         for (k, n) in other.durations {
             *self.durations.entry(k).or_default() += n;
