@@ -4,7 +4,9 @@
 #   search over 100,000 items at 32 clients, with each node's answer cache and without it
 #   (ORDO_SEARCH_CACHE_ENTRIES=0: every search ranks and counts its hits);
 #   recommendations with 100,000 placed orders at 32 clients;
-#   checkout (POST /v1/orders with a payment method) against cart checkout at 64 clients.
+#   checkout (POST /v1/orders with a payment method) against cart checkout at 64 clients
+#   (its `tps` is the checkouts' own rate, the carts filled between rounds; `flow_tps`
+#   counts the adds' time too).
 # usage: scripts/bench-shop.sh [seconds=10]
 #   ORDO_BENCH_ITEMS (100000), ORDO_BENCH_ORDERS (100000), ORDO_BENCH_BACKENDS
 #   ("postgres sqlite"), ORDO_BIN (default: a release build made here).

@@ -6,7 +6,7 @@
 mod ws;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -28,8 +28,10 @@ pub enum Workload {
     /// GET /v1/search with one or two words (prefixes, typos, filters, sorts) over `--items`
     /// items named from a small vocabulary (use `--items 100000`).
     Search,
-    /// POST /v1/users/me/cart/checkout with `payment_method`, each client its own
-    /// customer; the line is added to the cart before the timed call (compare `checkout`).
+    /// POST /v1/users/me/cart/checkout with `payment_method`, in rounds: each client fills
+    /// the carts of its 4 customers (not timed), then all check out at once (timed).
+    /// `tps` is the checkouts' rate (compare `checkout`), `flow_tps` that of the whole
+    /// rounds, the adds included.
     CartCheckout,
     /// GET /v1/users/me/recommendations and /v1/items/{id}/bought-together, after
     /// `--orders` paid orders of two to four items have been placed (and counted).
@@ -164,39 +166,45 @@ async fn setup(a: &BenchArgs) -> anyhow::Result<Setup> {
         .buffered(32)
         .try_collect()
         .await?;
-    let mut customers = Vec::new();
     let n_customers = if a.workload == Workload::CartCheckout {
-        // A cart per client: two checkouts of one cart would refuse each other.
-        a.customers.max(a.concurrency)
+        // Carts of their own: two checkouts of one cart would refuse each other.
+        a.customers.max(a.concurrency * CARTS_PER_CLIENT)
     } else {
         a.customers.max(1)
     };
-    for i in 0..n_customers {
-        let email = match &a.customer_prefix {
-            Some(p) => format!("{p}-{i}@example.com"),
-            None => format!("bench-{run}-{i}@example.com"),
-        };
-        let login = json!({"email": email, "password": "bench-password"});
-        let known = match a.customer_prefix {
-            Some(_) => post(&client, &format!("{url}/v1/auth/login"), None, login)
-                .await
-                .ok(),
-            None => None,
-        };
-        let reg = match known {
-            Some(r) => r,
-            None => {
-                post(
-                    &client,
-                    &format!("{url}/v1/auth/register"),
-                    None,
-                    json!({"email": email, "password": "bench-password", "name": "Bench"}),
-                )
-                .await?
+    // Signed in or registered 8 at a time (each one hashes a password), in order.
+    let customers: Vec<String> = futures::stream::iter(0..n_customers)
+        .map(|i| {
+            let (client, url, run) = (&client, &url, &run);
+            async move {
+                let email = match &a.customer_prefix {
+                    Some(p) => format!("{p}-{i}@example.com"),
+                    None => format!("bench-{run}-{i}@example.com"),
+                };
+                let login = json!({"email": email, "password": "bench-password"});
+                let known = match a.customer_prefix {
+                    Some(_) => post(client, &format!("{url}/v1/auth/login"), None, login)
+                        .await
+                        .ok(),
+                    None => None,
+                };
+                let reg =
+                    match known {
+                        Some(r) => r,
+                        None => post(
+                            client,
+                            &format!("{url}/v1/auth/register"),
+                            None,
+                            json!({"email": email, "password": "bench-password", "name": "Bench"}),
+                        )
+                        .await?,
+                    };
+                anyhow::Ok(reg["access_token"].as_str().context("token")?.to_owned())
             }
-        };
-        customers.push(reg["access_token"].as_str().context("token")?.to_owned());
-    }
+        })
+        .buffered(8)
+        .try_collect()
+        .await?;
     Ok(Setup {
         client,
         url,
@@ -393,11 +401,8 @@ async fn seed_orders(s: &Setup, a: &BenchArgs) -> anyhow::Result<()> {
         .await
 }
 
-/// Work a client does before its timed request (not measured).
-async fn prepare(s: &Setup, a: &BenchArgs, w: usize, n: u64) -> Result<(), String> {
-    if a.workload != Workload::CartCheckout {
-        return Ok(());
-    }
+/// cart-checkout: fills customer `w`'s cart with one line (not timed).
+async fn prepare(s: &Setup, w: usize, n: u64) -> Result<(), String> {
     let item = &s.items[(n as usize).wrapping_mul(7919) % s.items.len()];
     post(
         &s.client,
@@ -416,6 +421,70 @@ struct Tally {
     failed: u64,
     hist: Option<Histogram<u64>>,
     first_error: Option<String>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Tally {
+            hist: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok(),
+            ..Tally::default()
+        }
+    }
+
+    /// One request's outcome, started at `started`.
+    fn count(&mut self, r: Result<(), String>, started: Instant) {
+        match r {
+            Ok(()) => {
+                self.ok += 1;
+                if let Some(h) = self.hist.as_mut() {
+                    let _ = h.record(started.elapsed().as_micros() as u64);
+                }
+            }
+            Err(e) => {
+                self.failed += 1;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+
+    /// The clients' tallies, added up.
+    async fn sum(workers: Vec<tokio::task::JoinHandle<Tally>>) -> anyhow::Result<Tally> {
+        let mut total = Tally::new();
+        for w in workers {
+            let t = w.await?;
+            total.ok += t.ok;
+            total.failed += t.failed;
+            if let (Some(h), Some(th)) = (total.hist.as_mut(), t.hist.as_ref()) {
+                let _ = h.add(th);
+            }
+            if total.first_error.is_none() {
+                total.first_error = t.first_error;
+            }
+        }
+        Ok(total)
+    }
+
+    /// The summary line: throughput over `secs`, latency percentiles, then `extra`.
+    fn report(&self, a: &BenchArgs, secs: f64, extra: &str) -> anyhow::Result<()> {
+        let h = self.hist.as_ref().context("histogram")?;
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "{:?} tps={:.0} ok={} failed={} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} concurrency={}{extra}",
+            a.workload,
+            self.ok as f64 / secs,
+            self.ok,
+            self.failed,
+            ms(0.5),
+            ms(0.9),
+            ms(0.99),
+            h.max() as f64 / 1000.0,
+            a.concurrency
+        );
+        if let Some(e) = &self.first_error {
+            eprintln!("first error: {e}");
+        }
+        Ok(())
+    }
 }
 
 /// The `n`-th analytics summary asked for: all time, the last 30 days, a 90-day window
@@ -545,41 +614,24 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         let caught_up = consumer_idle(&s, "ordo_recommendations_position").await?;
         eprintln!("the recommendations consumer caught up {caught_up:.1} s after the last order");
     }
+    let a = Arc::new(a);
+    if a.workload == Workload::CartCheckout {
+        return cart_rounds(s, a).await;
+    }
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let a = Arc::new(a);
     let mut workers = Vec::new();
     for w in 0..a.concurrency {
         let (s, a, measuring, stop) = (s.clone(), a.clone(), measuring.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
-            let mut t = Tally {
-                hist: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok(),
-                ..Tally::default()
-            };
+            let mut t = Tally::new();
             let mut n = w as u64 * 1_000_003;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let r = match prepare(&s, &a, w, n).await {
-                    Ok(()) => {
-                        let started = Instant::now();
-                        one_request(&s, &a, w, n).await.map(|()| started)
-                    }
-                    Err(e) => Err(e),
-                };
-                if !measuring.load(Ordering::Relaxed) {
-                    continue;
-                }
-                match r {
-                    Ok(started) => {
-                        t.ok += 1;
-                        if let Some(h) = t.hist.as_mut() {
-                            let _ = h.record(started.elapsed().as_micros() as u64);
-                        }
-                    }
-                    Err(e) => {
-                        t.failed += 1;
-                        t.first_error.get_or_insert(e);
-                    }
+                let started = Instant::now();
+                let r = one_request(&s, &a, w, n).await;
+                if measuring.load(Ordering::Relaxed) {
+                    t.count(r, started);
                 }
             }
             t
@@ -592,37 +644,89 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
-    let mut total = Tally {
-        hist: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok(),
-        ..Tally::default()
-    };
-    for w in workers {
-        let t = w.await?;
-        total.ok += t.ok;
-        total.failed += t.failed;
-        if let (Some(h), Some(th)) = (total.hist.as_mut(), t.hist.as_ref()) {
-            let _ = h.add(th);
-        }
-        if total.first_error.is_none() {
-            total.first_error = t.first_error;
-        }
+    Tally::sum(workers).await?.report(&a, elapsed, "")
+}
+
+/// Carts each cart-checkout client fills and checks out per round.
+const CARTS_PER_CLIENT: usize = 4;
+
+/// cart-checkout, in rounds: every client fills the carts of its `CARTS_PER_CLIENT`
+/// customers (an add-to-cart each, not timed), then all clients check them out at once
+/// (timed). `tps` is the checkouts over the time the checkout phases took, which is what
+/// compares with `checkout`; `flow_tps` is the same checkouts over the whole rounds, the
+/// adds included (three durable writes per order against checkout's two).
+async fn cart_rounds(s: Arc<Setup>, a: Arc<BenchArgs>) -> anyhow::Result<()> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(a.concurrency));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Decided by client 0 before each round, read by all after the round's first barrier.
+    let round_stop = Arc::new(AtomicBool::new(false));
+    let round_timed = Arc::new(AtomicBool::new(false));
+    // Microseconds of the timed rounds: their checkout phases, and the rounds whole.
+    let phases = Arc::new(AtomicU64::new(0));
+    let rounds = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for w in 0..a.concurrency {
+        let (s, a, barrier) = (s.clone(), a.clone(), barrier.clone());
+        let (measuring, stop, round_stop, round_timed) = (
+            measuring.clone(),
+            stop.clone(),
+            round_stop.clone(),
+            round_timed.clone(),
+        );
+        let (phases, rounds) = (phases.clone(), rounds.clone());
+        workers.push(tokio::spawn(async move {
+            let mut t = Tally::new();
+            let mine: Vec<usize> = (0..CARTS_PER_CLIENT)
+                .map(|k| w + k * a.concurrency)
+                .collect();
+            let mut n = w as u64 * 1_000_003;
+            loop {
+                let round = Instant::now();
+                let mut filled = Vec::new();
+                for &c in &mine {
+                    n += 1;
+                    filled.push(prepare(&s, c, n).await);
+                }
+                if w == 0 {
+                    round_stop.store(stop.load(Ordering::Relaxed), Ordering::Relaxed);
+                    round_timed.store(measuring.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+                barrier.wait().await;
+                if round_stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let timed = round_timed.load(Ordering::Relaxed);
+                let phase = Instant::now();
+                for (&c, fill) in mine.iter().zip(filled) {
+                    let started = Instant::now();
+                    let r = match fill {
+                        Ok(()) => one_request(&s, &a, c, n).await,
+                        Err(e) => Err(e),
+                    };
+                    if timed {
+                        t.count(r, started);
+                    }
+                }
+                barrier.wait().await;
+                if w == 0 && timed {
+                    phases.fetch_add(phase.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    rounds.fetch_add(round.elapsed().as_micros() as u64, Ordering::Relaxed);
+                }
+            }
+            t
+        }));
     }
-    let h = total.hist.context("histogram")?;
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    println!(
-        "{:?} tps={:.0} ok={} failed={} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} concurrency={}",
-        a.workload,
-        total.ok as f64 / elapsed,
-        total.ok,
-        total.failed,
-        ms(0.5),
-        ms(0.9),
-        ms(0.99),
-        h.max() as f64 / 1000.0,
-        a.concurrency
-    );
-    if let Some(e) = total.first_error {
-        eprintln!("first error: {e}");
-    }
-    Ok(())
+    tokio::time::sleep(Duration::from_secs(a.warmup)).await;
+    measuring.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(a.duration)).await;
+    measuring.store(false, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let total = Tally::sum(workers).await?;
+    let secs = |us: &AtomicU64| (us.load(Ordering::Relaxed) as f64 / 1e6).max(1e-9);
+    total.report(
+        &a,
+        secs(&phases),
+        &format!(" flow_tps={:.0}", total.ok as f64 / secs(&rounds)),
+    )
 }

@@ -36,6 +36,7 @@ pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod books;
+pub mod cache;
 pub mod carriers;
 pub mod clock;
 pub mod config;

@@ -85,13 +85,9 @@ async fn bought_together(
     caller.require(Permission::ReadItems)?;
     let item = state.items.get(parse_id(&id)?).await?;
     let limit = limit(&q)?;
-    let exclude = match caller.own_customer_id() {
-        Some(own) => state.store.bought(own, 500).await?,
-        None => Vec::new(),
-    };
     let items = state
         .recommendations
-        .bought_together(item.id, &exclude, limit)
+        .bought_together(item.id, caller.own_customer_id(), limit)
         .await?;
     Ok(Json(BoughtTogetherResponse {
         data: items.into_iter().map(Into::into).collect(),

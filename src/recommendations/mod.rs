@@ -19,5 +19,7 @@ pub mod store;
 /// Orders a pair must have been in together before it is recommended.
 pub const MIN_SUPPORT: i64 = 2;
 /// A customer's recommendations start from (and never include) the items of its latest
-/// this many orders that were not canceled.
+/// this many orders (canceled ones too: they still say what it wanted).
 pub const RECENT_ORDERS: i64 = 200;
+/// Most of those items kept (most recent first): the exclusions of "bought together".
+pub const BOUGHT: usize = 500;

@@ -23,6 +23,7 @@ impl RecommendationStore for Backend {
     async fn record_purchases(
         &self,
         name: &str,
+        counts: &str,
         orders: &[Uuid],
         position: i64,
         at: Ts,
@@ -67,51 +68,123 @@ impl RecommendationStore for Backend {
              ON CONFLICT (name) DO UPDATE SET position = {greatest}(outbox_cursors.position, excluded.position), \
              updated_at = excluded.updated_at"
         );
-        sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
-            .bind(name)
-            .bind(position)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+        let names: &[&str] = if orders.is_empty() {
+            &[name]
+        } else {
+            &[name, counts]
+        };
+        for name in names {
+            sqlx::query::<Db>(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(*name)
+                .bind(position)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
-    async fn partners(&self, items: &[Uuid], min_support: i64, limit: u32) -> Result<Vec<PairRow>> {
+    async fn neighbours(
+        &self,
+        items: &[Uuid],
+        min_support: i64,
+        per_item: u32,
+    ) -> Result<Vec<PairRow>> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
+        // Ranked by the cosine's square, `n(i,j)² / (n(i)·n(j))` (same order, no `sqrt`);
+        // ties by id, as `rank` breaks them.
         let mut b = QueryBuilder::<Db>::new(
-            "SELECT p.item_id, p.other_id, p.orders AS together, a.orders AS item_orders, o.orders AS other_orders \
+            "SELECT item_id, other_id, together, item_orders, other_orders FROM (\
+             SELECT p.item_id, p.other_id, p.orders AS together, a.orders AS item_orders, \
+             o.orders AS other_orders, row_number() OVER (PARTITION BY p.item_id \
+             ORDER BY CAST(p.orders AS DOUBLE PRECISION) * p.orders / (a.orders * o.orders) DESC, \
+             p.other_id) AS place \
              FROM item_pairs p JOIN item_order_counts a ON a.item_id = p.item_id \
              JOIN item_order_counts o ON o.item_id = p.other_id WHERE p.item_id IN ",
         );
         push_ids(&mut b, items);
         b.push(" AND p.orders >= ").push_bind(min_support);
-        b.push(" ORDER BY p.orders DESC, p.other_id LIMIT ")
-            .push_bind(i64::from(limit));
+        b.push(") ranked WHERE place <= ")
+            .push_bind(i64::from(per_item));
         Ok(b.build_query_as::<PairRow>()
             .fetch_all(self.reader())
             .await?)
     }
 
     async fn bought(&self, customer: Uuid, limit: u32) -> Result<Vec<Uuid>> {
-        // The latest orders only, newest first through `orders_customer`: the work is
-        // bounded by RECENT_ORDERS, not by how long the customer's history is. The bound is
-        // in the text, not a parameter: PostgreSQL's generic plan cannot see a parameter's
+        // The latest orders only, newest first through each half's `customer_id` index:
+        // the work is bounded by RECENT_ORDERS, not by how long the customer's history is.
+        // Each half is read on its own and its lines joined on their own table: through
+        // the `*_all` views SQLite materializes every order line there is. The bound is in
+        // the text, not a parameter: PostgreSQL's generic plan cannot see a parameter's
         // LIMIT and joins every order line instead.
+        let (orders, items, history_orders, history_items, hidden) = match DIALECT {
+            Dialect::Postgres => ("orders", "order_items", "orders_history", "order_items_history", ""),
+            // A history row whose order is live too is a move cut short (see `history`).
+            Dialect::Sqlite => (
+                "main.orders",
+                "main.order_items",
+                "history.orders",
+                "history.order_items",
+                " AND NOT EXISTS (SELECT 1 FROM main.orders m WHERE m.id = h.id)",
+            ),
+        };
+        let newest = |table: &str, hidden: &str| {
+            format!(
+                "SELECT * FROM (SELECT h.id, h.created_at FROM {table} h \
+                 WHERE h.customer_id = $1{hidden} \
+                 ORDER BY h.created_at DESC, h.id DESC LIMIT {RECENT_ORDERS})"
+            )
+        };
+        let recent = format!(
+            "SELECT id, created_at FROM ({} a UNION ALL {} b) r \
+             ORDER BY created_at DESC, id DESC LIMIT {RECENT_ORDERS}",
+            newest(orders, ""),
+            newest(history_orders, hidden)
+        );
+        // The lines of those orders, one index look-up per order whatever the statistics
+        // say (PostgreSQL hash-joins all of `order_items` when they are stale).
+        let lines = |table: &str| match DIALECT {
+            Dialect::Postgres => format!(
+                "SELECT l.item_id, o.created_at FROM o CROSS JOIN LATERAL \
+                 (SELECT item_id FROM {table} WHERE order_id = o.id OFFSET 0) l"
+            ),
+            Dialect::Sqlite => format!(
+                "SELECT l.item_id, o.created_at FROM o JOIN {table} l ON l.order_id = o.id"
+            ),
+        };
         let sql = format!(
-            "SELECT l.item_id FROM (SELECT id, created_at FROM orders_all \
-             WHERE customer_id = $1 AND status <> 'canceled' \
-             ORDER BY created_at DESC, id DESC LIMIT {RECENT_ORDERS}) o \
-             JOIN order_items_all l ON l.order_id = o.id \
-             GROUP BY l.item_id ORDER BY max(o.created_at) DESC, l.item_id LIMIT $2"
+            "WITH o AS MATERIALIZED ({recent}) \
+             SELECT item_id FROM ({} UNION ALL {}) x \
+             GROUP BY item_id ORDER BY max(created_at) DESC, item_id LIMIT $2",
+            lines(items),
+            lines(history_items)
         );
         Ok(sqlx::query_scalar::<Db, Uuid>(sqlx::AssertSqlSafe(sql))
             .bind(customer)
             .bind(i64::from(limit))
             .fetch_all(self.reader())
             .await?)
+    }
+
+    async fn recommendation_tags(
+        &self,
+        counts: &str,
+        customer: Option<Uuid>,
+    ) -> Result<(i64, Option<Uuid>)> {
+        // The newest order through `orders_customer` alone.
+        let (generation, newest) = sqlx::query_as::<Db, (Option<i64>, Option<Uuid>)>(
+            "SELECT (SELECT position FROM outbox_cursors WHERE name = $1), \
+             (SELECT id FROM orders WHERE customer_id = $2 ORDER BY created_at DESC, id DESC LIMIT 1)",
+        )
+        .bind(counts)
+        .bind(customer)
+        .fetch_one(self.reader())
+        .await?;
+        Ok((generation.unwrap_or(0), newest))
     }
 
     async fn wished(&self, customer: Uuid) -> Result<Vec<Uuid>> {

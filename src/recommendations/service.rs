@@ -1,5 +1,12 @@
 //! The consumer that keeps the counts, and the two reads: an item's partners and a
 //! customer's recommendations.
+//!
+//! Reads go through each item's neighbours: its `NEIGHBOURS` best partners by cosine,
+//! computed from the counts in one statement and kept by each node for the counts'
+//! generation (the position of the last event that changed them, `outbox_cursors`
+//! `recommendations.counts`, written with the counts). A read takes the generation first,
+//! so a list is never older than the counts; a batch of newly placed orders moves the
+//! generation and the lists are computed again when next asked for.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -7,8 +14,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::MIN_SUPPORT;
 use super::store::PairRow;
+use super::{BOUGHT, MIN_SUPPORT};
+use crate::cache::{GenerationCache, TaggedCache};
 use crate::clock::Clock;
 use crate::error::ApiResult;
 use crate::events::outbox::Outbox;
@@ -19,11 +27,18 @@ use crate::storage::DynStore;
 
 /// The consumer's name in `outbox_cursors` and for its lease.
 pub const CONSUMER: &str = "recommendations";
+/// The counts' generation in `outbox_cursors`: the position of the last batch that changed them.
+pub const COUNTS: &str = "recommendations.counts";
 /// Events read per batch.
 const BATCH: u32 = 500;
-/// Most history items a customer's recommendations start from, and most pairs read.
+/// Most history items a customer's recommendations start from.
 const SEEDS: u32 = 100;
-const PAIRS: u32 = 2000;
+/// Partners kept per item (the model's k): the best by cosine.
+pub const NEIGHBOURS: u32 = 100;
+/// Items whose neighbours a node keeps.
+const CACHED_ITEMS: usize = 50_000;
+/// Customers whose bought items a node keeps.
+const CACHED_CUSTOMERS: usize = 50_000;
 
 /// What a customer's recommendations are based on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,10 +48,16 @@ pub enum Basis {
     Popular,
 }
 
+/// An item's neighbours with their cosine, best first.
+type Neighbours = Vec<(Uuid, f64)>;
+
 #[derive(Clone)]
 pub struct RecommendationService {
     store: DynStore,
     clock: Arc<dyn Clock>,
+    neighbours: Arc<GenerationCache<Uuid, Neighbours>>,
+    /// Per customer, for its newest live order: the items of its latest orders.
+    bought: Arc<TaggedCache<Uuid, Option<Uuid>, Vec<Uuid>>>,
 }
 
 /// `n(i, j) / sqrt(n(i) · n(j))`.
@@ -45,11 +66,16 @@ fn cosine(p: &PairRow) -> f64 {
     p.together as f64 / denominator
 }
 
-/// Partners ranked by their summed cosine over all seeds, best first; `exclude` never.
-fn rank(pairs: &[PairRow], exclude: &HashSet<Uuid>) -> Vec<(Uuid, f64)> {
+/// Partners ranked by their summed cosine over all lists, best first; `exclude` never.
+fn rank<'a>(
+    lists: impl IntoIterator<Item = &'a Neighbours>,
+    exclude: &HashSet<Uuid>,
+) -> Vec<(Uuid, f64)> {
     let mut score: HashMap<Uuid, f64> = HashMap::new();
-    for p in pairs.iter().filter(|p| !exclude.contains(&p.other_id)) {
-        *score.entry(p.other_id).or_default() += cosine(p);
+    for (id, s) in lists.into_iter().flatten() {
+        if !exclude.contains(id) {
+            *score.entry(*id).or_default() += s;
+        }
     }
     let mut ranked: Vec<(Uuid, f64)> = score.into_iter().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -58,20 +84,52 @@ fn rank(pairs: &[PairRow], exclude: &HashSet<Uuid>) -> Vec<(Uuid, f64)> {
 
 impl RecommendationService {
     pub fn new(store: DynStore, clock: Arc<dyn Clock>) -> Self {
-        RecommendationService { store, clock }
+        RecommendationService {
+            store,
+            clock,
+            neighbours: Arc::new(GenerationCache::new(CACHED_ITEMS)),
+            bought: Arc::new(TaggedCache::new(CACHED_CUSTOMERS)),
+        }
     }
 
-    /// Items bought with `item`, best first, in stock, none of `exclude`.
+    /// The items of the customer's latest orders, most recent first, at most `limit`
+    /// (≤ `BOUGHT`), for its newest live order `newest` (read before). Each node keeps them
+    /// per customer for that order: a new order changes it, and nothing else changes the
+    /// items (order lines never change; moving to the history keeps them; a cancel keeps
+    /// them, see `RECENT_ORDERS`).
+    async fn bought(
+        &self,
+        customer: Uuid,
+        newest: Option<Uuid>,
+        limit: usize,
+    ) -> ApiResult<Vec<Uuid>> {
+        let items = match self.bought.get(&customer, &newest) {
+            Some(items) => items,
+            None => {
+                let items = Arc::new(self.store.bought(customer, BOUGHT as u32).await?);
+                self.bought.remember(customer, newest, items.clone());
+                items
+            }
+        };
+        Ok(items.iter().take(limit).copied().collect())
+    }
+
+    /// Items bought with `item`, best first, in stock; for a customer, none it bought.
     pub async fn bought_together(
         &self,
         item: Uuid,
-        exclude: &[Uuid],
+        customer: Option<Uuid>,
         limit: u32,
     ) -> ApiResult<Vec<ItemRow>> {
-        let pairs = self.store.partners(&[item], MIN_SUPPORT, PAIRS).await?;
-        let mut never: HashSet<Uuid> = exclude.iter().copied().collect();
+        let (generation, newest) = self.store.recommendation_tags(COUNTS, customer).await?;
+        let mut never: HashSet<Uuid> = match customer {
+            Some(c) => self.bought(c, newest, BOUGHT).await?.into_iter().collect(),
+            None => HashSet::new(),
+        };
         never.insert(item);
-        self.in_stock(rank(&pairs, &never), limit).await
+        let lists = self.neighbours(&[item], generation).await?;
+        self.in_stock(rank(lists.iter().map(|l| l.as_ref()), &never), limit)
+            .await
     }
 
     /// A customer's recommendations, from what it bought and wished for.
@@ -80,7 +138,11 @@ impl RecommendationService {
         customer: Uuid,
         limit: u32,
     ) -> ApiResult<(Basis, Vec<ItemRow>)> {
-        let bought = self.store.bought(customer, SEEDS).await?;
+        let (generation, newest) = self
+            .store
+            .recommendation_tags(COUNTS, Some(customer))
+            .await?;
+        let bought = self.bought(customer, newest, SEEDS as usize).await?;
         let wished = self.store.wished(customer).await?;
         let never: HashSet<Uuid> = bought.iter().chain(&wished).copied().collect();
         let seeds: Vec<Uuid> = bought
@@ -89,8 +151,10 @@ impl RecommendationService {
             .copied()
             .take(SEEDS as usize)
             .collect();
-        let pairs = self.store.partners(&seeds, MIN_SUPPORT, PAIRS).await?;
-        let found = self.in_stock(rank(&pairs, &never), limit).await?;
+        let lists = self.neighbours(&seeds, generation).await?;
+        let found = self
+            .in_stock(rank(lists.iter().map(|l| l.as_ref()), &never), limit)
+            .await?;
         if !found.is_empty() {
             return Ok((Basis::BoughtTogether, found));
         }
@@ -103,6 +167,48 @@ impl RecommendationService {
             .take(limit as usize)
             .collect();
         Ok((Basis::Popular, popular))
+    }
+
+    /// The neighbours of these items as of the counts' `generation` (read before): those
+    /// this node has for it, the others read in one statement (and kept).
+    async fn neighbours(&self, items: &[Uuid], generation: i64) -> ApiResult<Vec<Arc<Neighbours>>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut lists = Vec::with_capacity(items.len());
+        let mut missing = Vec::new();
+        for item in items {
+            match self.neighbours.get_at(item, generation) {
+                Some(list) => lists.push(list),
+                None => missing.push(*item),
+            }
+        }
+        let hits = (items.len() - missing.len()) as u64;
+        metrics::counter!("ordo_recommendations_neighbours_total", "outcome" => "hit")
+            .increment(hits);
+        metrics::counter!("ordo_recommendations_neighbours_total", "outcome" => "miss")
+            .increment(missing.len() as u64);
+        if missing.is_empty() {
+            return Ok(lists);
+        }
+        let mut read: HashMap<Uuid, Neighbours> = HashMap::new();
+        for p in self
+            .store
+            .neighbours(&missing, MIN_SUPPORT, NEIGHBOURS)
+            .await?
+        {
+            read.entry(p.item_id)
+                .or_default()
+                .push((p.other_id, cosine(&p)));
+        }
+        for item in missing {
+            let mut list = read.remove(&item).unwrap_or_default();
+            list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let list = Arc::new(list);
+            self.neighbours.remember(item, generation, list.clone());
+            lists.push(list);
+        }
+        Ok(lists)
     }
 
     /// The ranked items that are in stock, in rank order, at most `limit`.
@@ -162,7 +268,7 @@ impl Job for Consumer {
             .collect();
         // The position is stored with the counts, in one transaction.
         r.store
-            .record_purchases(CONSUMER, &placed, batch.end, r.clock.ts())
+            .record_purchases(CONSUMER, COUNTS, &placed, batch.end, r.clock.ts())
             .await?;
         outbox.advance(batch.end);
         metrics::gauge!("ordo_recommendations_position").set(batch.end as f64);
@@ -178,25 +284,32 @@ impl Job for Consumer {
 mod tests {
     use super::*;
 
-    fn pair(other: u128, together: i64, a: i64, b: i64) -> PairRow {
-        PairRow {
+    fn pair(other: u128, together: i64, a: i64, b: i64) -> (Uuid, f64) {
+        let p = PairRow {
             item_id: Uuid::from_u128(1),
             other_id: Uuid::from_u128(other),
             together,
             item_orders: a,
             other_orders: b,
-        }
+        };
+        (p.other_id, cosine(&p))
     }
 
     #[test]
     fn best_sellers_do_not_drown_the_rest() {
         // 2 of 8 orders of A hold the best-seller E (in 100 orders), 2 hold C (in 2).
-        let pairs = [pair(5, 2, 8, 100), pair(3, 2, 8, 2), pair(2, 3, 8, 3)];
-        let ranked = rank(&pairs, &HashSet::new());
+        let pairs = vec![pair(5, 2, 8, 100), pair(3, 2, 8, 2), pair(2, 3, 8, 3)];
+        let ranked = rank([&pairs], &HashSet::new());
         let order: Vec<u128> = ranked.iter().map(|r| r.0.as_u128()).collect();
         assert_eq!(order, vec![2, 3, 5]);
         assert!((ranked[1].1 - 0.5).abs() < 1e-9);
         let never: HashSet<Uuid> = [Uuid::from_u128(2)].into();
-        assert_eq!(rank(&pairs, &never)[0].0, Uuid::from_u128(3));
+        assert_eq!(rank([&pairs], &never)[0].0, Uuid::from_u128(3));
+        // Over several lists the scores add up.
+        let other = vec![pair(3, 2, 8, 2)];
+        assert_eq!(
+            rank([&pairs, &other], &HashSet::new())[0].0,
+            Uuid::from_u128(3)
+        );
     }
 }

@@ -20,19 +20,32 @@ pub struct PairRow {
 #[async_trait]
 pub trait RecommendationStore {
     /// Adds these orders to the counts and moves consumer `name` to `position`, in one
-    /// transaction.
+    /// transaction; when there are orders, moves the counts' generation `counts` there too.
     async fn record_purchases(
         &self,
         name: &str,
+        counts: &str,
         orders: &[Uuid],
         position: i64,
         at: Ts,
     ) -> Result<()>;
-    /// The partners of these items seen together at least `min_support` times, most often first.
-    async fn partners(&self, items: &[Uuid], min_support: i64, limit: u32) -> Result<Vec<PairRow>>;
-    /// Items of the customer's latest `RECENT_ORDERS` orders that were not canceled, most
-    /// recent first.
+    /// Each item's best `per_item` partners by cosine, seen together at least
+    /// `min_support` times.
+    async fn neighbours(
+        &self,
+        items: &[Uuid],
+        min_support: i64,
+        per_item: u32,
+    ) -> Result<Vec<PairRow>>;
+    /// Items of the customer's latest `RECENT_ORDERS` orders, most recent first.
     async fn bought(&self, customer: Uuid, limit: u32) -> Result<Vec<Uuid>>;
+    /// In one read: the generation `counts` of the co-purchase counts (0 before any), and
+    /// the customer's newest live order (a new order changes it).
+    async fn recommendation_tags(
+        &self,
+        counts: &str,
+        customer: Option<Uuid>,
+    ) -> Result<(i64, Option<Uuid>)>;
     async fn wished(&self, customer: Uuid) -> Result<Vec<Uuid>>;
     /// These items, those in stock only.
     async fn items_in_stock(&self, ids: &[Uuid]) -> Result<Vec<ItemRow>>;

@@ -11,35 +11,27 @@
 //! caller always sees its own writes.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
 use super::domain::SearchQuery;
 use super::store::SearchResult;
+use crate::cache::GenerationCache;
 use crate::storage::{DynStore, Result};
 
 /// One cached answer.
 struct Cached {
-    generation: i64,
     ids: Vec<Uuid>,
     categories: Vec<(String, i64)>,
-}
-
-#[derive(Default)]
-struct Cache {
-    /// The newest generation seen; entries of older ones are dropped when it moves.
-    generation: i64,
-    entries: HashMap<SearchQuery, Arc<Cached>>,
 }
 
 #[derive(Clone)]
 pub struct SearchService {
     store: DynStore,
-    /// Most answers kept; 0 turns the cache off.
-    capacity: usize,
-    cache: Arc<Mutex<Cache>>,
+    /// Answers by query (`ORDO_SEARCH_CACHE_ENTRIES`; 0 turns the cache off).
+    cache: Arc<GenerationCache<SearchQuery, Cached>>,
     /// Searches answered from the cache (also `ordo_search_cache_total{outcome="hit"}`).
     hits: Arc<AtomicU64>,
 }
@@ -48,27 +40,19 @@ impl SearchService {
     pub fn new(store: DynStore, capacity: usize) -> Self {
         SearchService {
             store,
-            capacity,
-            cache: Arc::default(),
+            cache: Arc::new(GenerationCache::new(capacity)),
             hits: Arc::default(),
         }
     }
 
     #[tracing::instrument(skip_all, fields(words = q.words.len()))]
     pub async fn search(&self, q: &SearchQuery) -> Result<SearchResult> {
-        if self.capacity == 0 {
+        if !self.cache.enabled() {
             return self.store.search_items(q).await;
         }
-        let cached = self
-            .cache
-            .lock()
-            .expect("search cache")
-            .entries
-            .get(q)
-            .cloned();
-        if let Some(c) = cached {
+        if let Some((at, c)) = self.cache.get(q) {
             let (generation, rows) = self.store.items_at_generation(&c.ids).await?;
-            if generation == c.generation {
+            if generation == at {
                 metrics::counter!("ordo_search_cache_total", "outcome" => "hit").increment(1);
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 let mut by_id: HashMap<Uuid, _> = rows.into_iter().map(|r| (r.id, r)).collect();
@@ -78,48 +62,23 @@ impl SearchService {
                     categories: c.categories.clone(),
                 });
             }
-            self.saw(generation);
+            self.cache.saw(generation);
         }
         metrics::counter!("ordo_search_cache_total", "outcome" => "miss").increment(1);
         let found = self.store.search_items(q).await?;
-        self.remember(q, &found);
+        self.cache.remember(
+            q.clone(),
+            found.generation,
+            Arc::new(Cached {
+                ids: found.items.iter().map(|i| i.id).collect(),
+                categories: found.categories.clone(),
+            }),
+        );
         Ok(found)
     }
 
     /// Searches this node answered from its cache.
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
-    }
-
-    /// Drops every answer older than `generation`.
-    fn saw(&self, generation: i64) {
-        let mut cache = self.cache.lock().expect("search cache");
-        if generation > cache.generation {
-            cache.generation = generation;
-            cache.entries.clear();
-        }
-    }
-
-    fn remember(&self, q: &SearchQuery, found: &SearchResult) {
-        let mut cache = self.cache.lock().expect("search cache");
-        if found.generation > cache.generation {
-            cache.generation = found.generation;
-            cache.entries.clear();
-        }
-        if found.generation < cache.generation {
-            return;
-        }
-        if cache.entries.len() >= self.capacity {
-            // Simple and bounded: a full cache starts over.
-            cache.entries.clear();
-        }
-        cache.entries.insert(
-            q.clone(),
-            Arc::new(Cached {
-                generation: found.generation,
-                ids: found.items.iter().map(|i| i.id).collect(),
-                categories: found.categories.clone(),
-            }),
-        );
     }
 }

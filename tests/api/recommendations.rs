@@ -131,6 +131,20 @@ async fn bought_together_is_normalised_and_current(b: Backend) {
     buy(&app, &has_b, &[&s.b]).await;
     let r = app.get(&path, &has_b).await;
     assert_eq!(ids(&r.body), vec![s.d.clone(), s.e.clone()]);
+    if b == Backend::Postgres {
+        // Another node keeps the neighbour lists it read; counts changed through this
+        // node reach it as soon as the consumer has counted them.
+        let other = app.another_node(|_| {}).await;
+        until_ids(&other, &viewer, &path, &[&s.b, &s.d, &s.e]).await;
+        let g = app
+            .item_with(json!({"name": "Golf", "price": 100, "stock": 1000}))
+            .await;
+        for _ in 0..5 {
+            buy(&app, &buyer, &[&s.a, &g]).await;
+        }
+        // A is in 15 orders: G 5/√75, B 4/√75, D 2/√30, E 2/√120.
+        until_ids(&other, &viewer, &path, &[&g, &s.b, &s.d, &s.e]).await;
+    }
 }
 both!(bought_together_is_normalised_and_current);
 
@@ -197,6 +211,29 @@ async fn customer_recommendations_follow_history(b: Backend) {
             .await;
         r.assert_problem(422, "validation_failed");
         assert_eq!(r.fields(), vec!["limit"]);
+    }
+    // A canceled order still says what the customer wanted: its items stay out. And a new
+    // order is seen at once by every node (on PostgreSQL another node kept the old items).
+    let other = match b {
+        Backend::Postgres => {
+            let other = app.another_node(|_| {}).await;
+            let r = other.get("/v1/users/me/recommendations", &newcomer).await;
+            assert_eq!(ids(&r.body), vec![s.e.clone()], "{}", r.text);
+            Some(other)
+        }
+        Backend::Sqlite => None,
+    };
+    let r = app.order(&newcomer, &[(&s.e, 1)]).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let order = r.body["id"].as_str().unwrap().to_owned();
+    let r = app
+        .post(&format!("/v1/orders/{order}/cancel"), &newcomer, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    for node in [Some(&app), other.as_ref()].into_iter().flatten() {
+        let r = node.get("/v1/users/me/recommendations", &newcomer).await;
+        assert_eq!(r.body["basis"], "popular", "{}", r.text);
+        assert_eq!(ids(&r.body), vec![s.d.clone()], "{}", r.text);
     }
 }
 both!(customer_recommendations_follow_history);
