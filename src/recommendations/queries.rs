@@ -5,7 +5,7 @@ use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use crate::recommendations::RECENT_ORDERS;
-use super::{PairRow, RecommendationStore};
+use super::{Inputs, PairRow, RecommendationStore};
 use crate::inventory::store::{ITEM_COLUMNS, ItemRow};
 use crate::storage::{Dialect, Result, Ts};
 
@@ -170,30 +170,31 @@ impl RecommendationStore for Backend {
             .await?)
     }
 
-    async fn recommendation_tags(
+    async fn recommendation_inputs(
         &self,
         counts: &str,
         customer: Option<Uuid>,
-    ) -> Result<(i64, Option<Uuid>)> {
-        // The newest order through `orders_customer` alone.
-        let (generation, newest) = sqlx::query_as::<Db, (Option<i64>, Option<Uuid>)>(
-            "SELECT (SELECT position FROM outbox_cursors WHERE name = $1), \
-             (SELECT id FROM orders WHERE customer_id = $2 ORDER BY created_at DESC, id DESC LIMIT 1)",
+    ) -> Result<Inputs> {
+        // One row per wished item (one with none): the tags repeat on each. The newest
+        // order through `orders_customer` alone.
+        let rows = sqlx::query_as::<Db, (Option<i64>, Option<Uuid>, Option<Uuid>)>(
+            "SELECT t.generation, t.newest, w.item_id FROM (SELECT \
+             (SELECT position FROM outbox_cursors WHERE name = $1) AS generation, \
+             (SELECT id FROM orders WHERE customer_id = $2 ORDER BY created_at DESC, id DESC LIMIT 1) AS newest) t \
+             LEFT JOIN wishlist_items w ON w.customer_id = $2 ORDER BY w.added_at DESC, w.item_id",
         )
         .bind(counts)
         .bind(customer)
-        .fetch_one(self.reader())
-        .await?;
-        Ok((generation.unwrap_or(0), newest))
-    }
-
-    async fn wished(&self, customer: Uuid) -> Result<Vec<Uuid>> {
-        Ok(sqlx::query_scalar::<Db, Uuid>(
-            "SELECT item_id FROM wishlist_items WHERE customer_id = $1 ORDER BY added_at DESC, item_id",
-        )
-        .bind(customer)
         .fetch_all(self.reader())
-        .await?)
+        .await?;
+        let mut inputs = Inputs::default();
+        for (generation, newest, wished) in rows {
+            // No row of `outbox_cursors` yet: nothing counted, generation 0.
+            inputs.generation = generation.unwrap_or(0);
+            inputs.newest_order = newest;
+            inputs.wished.extend(wished);
+        }
+        Ok(inputs)
     }
 
     async fn items_in_stock(&self, ids: &[Uuid]) -> Result<Vec<ItemRow>> {

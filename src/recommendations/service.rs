@@ -121,13 +121,17 @@ impl RecommendationService {
         customer: Option<Uuid>,
         limit: u32,
     ) -> ApiResult<Vec<ItemRow>> {
-        let (generation, newest) = self.store.recommendation_tags(COUNTS, customer).await?;
+        let inputs = self.store.recommendation_inputs(COUNTS, customer).await?;
         let mut never: HashSet<Uuid> = match customer {
-            Some(c) => self.bought(c, newest, BOUGHT).await?.into_iter().collect(),
+            Some(c) => self
+                .bought(c, inputs.newest_order, BOUGHT)
+                .await?
+                .into_iter()
+                .collect(),
             None => HashSet::new(),
         };
         never.insert(item);
-        let lists = self.neighbours(&[item], generation).await?;
+        let lists = self.neighbours(&[item], inputs.generation).await?;
         self.in_stock(rank(lists.iter().map(|l| l.as_ref()), &never), limit)
             .await
     }
@@ -138,12 +142,14 @@ impl RecommendationService {
         customer: Uuid,
         limit: u32,
     ) -> ApiResult<(Basis, Vec<ItemRow>)> {
-        let (generation, newest) = self
+        let inputs = self
             .store
-            .recommendation_tags(COUNTS, Some(customer))
+            .recommendation_inputs(COUNTS, Some(customer))
             .await?;
-        let bought = self.bought(customer, newest, SEEDS as usize).await?;
-        let wished = self.store.wished(customer).await?;
+        let bought = self
+            .bought(customer, inputs.newest_order, SEEDS as usize)
+            .await?;
+        let wished = inputs.wished;
         let never: HashSet<Uuid> = bought.iter().chain(&wished).copied().collect();
         let seeds: Vec<Uuid> = bought
             .iter()
@@ -151,7 +157,7 @@ impl RecommendationService {
             .copied()
             .take(SEEDS as usize)
             .collect();
-        let lists = self.neighbours(&seeds, generation).await?;
+        let lists = self.neighbours(&seeds, inputs.generation).await?;
         let found = self
             .in_stock(rank(lists.iter().map(|l| l.as_ref()), &never), limit)
             .await?;

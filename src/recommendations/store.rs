@@ -17,6 +17,17 @@ pub struct PairRow {
     pub other_orders: i64,
 }
 
+/// What a read starts from, read together.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs {
+    /// The counts' generation (0 before the consumer first counted).
+    pub generation: i64,
+    /// The customer's newest live order: a new order changes it.
+    pub newest_order: Option<Uuid>,
+    /// The customer's wishlist, newest first.
+    pub wished: Vec<Uuid>,
+}
+
 #[async_trait]
 pub trait RecommendationStore {
     /// Adds these orders to the counts and moves consumer `name` to `position`, in one
@@ -39,14 +50,9 @@ pub trait RecommendationStore {
     ) -> Result<Vec<PairRow>>;
     /// Items of the customer's latest `RECENT_ORDERS` orders, most recent first.
     async fn bought(&self, customer: Uuid, limit: u32) -> Result<Vec<Uuid>>;
-    /// In one read: the generation `counts` of the co-purchase counts (0 before any), and
-    /// the customer's newest live order (a new order changes it).
-    async fn recommendation_tags(
-        &self,
-        counts: &str,
-        customer: Option<Uuid>,
-    ) -> Result<(i64, Option<Uuid>)>;
-    async fn wished(&self, customer: Uuid) -> Result<Vec<Uuid>>;
+    /// In one read: the generation `counts` of the co-purchase counts, and the customer's
+    /// newest live order and wishlist.
+    async fn recommendation_inputs(&self, counts: &str, customer: Option<Uuid>) -> Result<Inputs>;
     /// These items, those in stock only.
     async fn items_in_stock(&self, ids: &[Uuid]) -> Result<Vec<ItemRow>>;
     /// The items in most placed orders, in stock only.
