@@ -41,6 +41,9 @@ fn statement(hits: Option<&Hits>, q: &SearchQuery, facets: bool) -> QueryBuilder
             Piece::Bind(v) => {
                 b.push_bind(v.clone());
             }
+            Piece::Score(score) => {
+                b.push(if facets { "0" } else { score });
+            }
         }
     }
     if facets {

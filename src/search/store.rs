@@ -38,6 +38,10 @@ struct AtGeneration {
 enum Piece {
     Sql(String),
     Bind(String),
+    /// The relevance score's SQL (no bound values): the facets' statement, which never
+    /// sorts by it, puts `0` in its place, so a materialized `hits` does not rank every hit
+    /// twice.
+    Score(&'static str),
 }
 
 /// The `WITH hits AS (…)` a backend builds for the words of a query: the matching items'
@@ -91,12 +95,13 @@ mod sqlite {
             }
             Ok(Hits {
                 pieces: vec![
+                    // MATERIALIZED: the full-text match drives. Inlined, SQLite pushes a
+                    // category or price filter into it and probes the FTS index once per
+                    // item of that category (seconds with 100,000 items).
+                    Piece::Sql("WITH hits AS MATERIALIZED (SELECT d.item_id, ".into()),
+                    Piece::Score("bm25(items_fts, 10.0, 5.0, 3.0, 1.0, 1.0)"),
                     Piece::Sql(
-                        // MATERIALIZED: the full-text match drives. Inlined, SQLite pushes a
-                        // category or price filter into it and probes the FTS index once
-                        // per item of that category (seconds with 100,000 items).
-                        "WITH hits AS MATERIALIZED (SELECT d.item_id, bm25(items_fts, 10.0, 5.0, 3.0, 1.0, 1.0) AS score, \
-                         i.name, i.category, i.price, i.stock > 0 AS in_stock \
+                        " AS score, i.name, i.category, i.price, i.stock > 0 AS in_stock \
                          FROM items_fts JOIN item_docs d ON d.docid = items_fts.rowid \
                          JOIN items i ON i.id = d.item_id WHERE items_fts MATCH "
                             .into(),
