@@ -100,10 +100,12 @@ mod sqlite {
                     // item of that category (seconds with 100,000 items).
                     Piece::Sql("WITH hits AS MATERIALIZED (SELECT d.item_id, ".into()),
                     Piece::Score("bm25(items_fts, 10.0, 5.0, 3.0, 1.0, 1.0)"),
+                    // `item_docs` keeps what a hit is filtered and sorted by (migration
+                    // 0019): one look-up by rowid per hit, `items` only for the shown rows.
                     Piece::Sql(
-                        " AS score, i.name, i.category, i.price, i.stock > 0 AS in_stock \
+                        " AS score, d.name, d.category, d.price, d.in_stock \
                          FROM items_fts JOIN item_docs d ON d.docid = items_fts.rowid \
-                         JOIN items i ON i.id = d.item_id WHERE items_fts MATCH "
+                         WHERE items_fts MATCH "
                             .into(),
                     ),
                     Piece::Bind(groups.join(" AND ")),

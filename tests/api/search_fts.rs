@@ -201,6 +201,24 @@ async fn search_follows_item_changes(b: Backend) {
         ids(&search(&app, &token, "max_price=100").await),
         vec![c.lcd.clone()]
     );
+    // With words, the filters and sorts read the index's own copy of name, category and
+    // price: it follows too (the soundbar's description mentions television).
+    assert_eq!(
+        ids(&search(&app, &token, "query=television&max_price=100").await),
+        vec![c.lcd.clone()]
+    );
+    assert_eq!(
+        ids(&search(&app, &token, "query=television&category=speakers").await),
+        vec![c.soundbar.clone()]
+    );
+    assert_eq!(
+        ids(&search(&app, &token, "query=television&sort=name").await),
+        vec![c.soundbar.clone(), c.lcd.clone(), c.oled.clone()]
+    );
+    assert_eq!(
+        ids(&search(&app, &token, "query=television&sort=price").await),
+        vec![c.lcd.clone(), c.soundbar.clone(), c.oled.clone()]
+    );
     // Selling the last units takes the item out; the stock coming back brings it back.
     let r = app.order(&token, &[(&c.oled, 5)]).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
