@@ -29,7 +29,7 @@ pub enum Workload {
     /// items named from a small vocabulary (use `--items 100000`).
     Search,
     /// POST /v1/users/me/cart/checkout with `payment_method`, in rounds: each client fills
-    /// the carts of its 4 customers (not timed), then all check out at once (timed).
+    /// the carts of its `--carts-per-client` customers (16; not timed), then all check out (timed).
     /// `tps` is the checkouts' rate (compare `checkout`), `flow_tps` that of the whole
     /// rounds, the adds included.
     CartCheckout,
@@ -77,6 +77,12 @@ pub struct BenchArgs {
     pub customer_prefix: Option<String>,
     #[arg(long, default_value = "pm_card_visa")]
     pub payment_method: String,
+    /// cart-checkout: carts each client fills, then checks out one after another, per
+    /// round. Short rounds measure bursts (every client starts its checkouts at the same
+    /// moment, and the round waits for the slowest); long ones come closer to the steady
+    /// load `checkout` measures. Each cart is a customer of its own, registered first.
+    #[arg(long, default_value_t = 16)]
+    pub carts_per_client: usize,
     /// recommendations: paid orders to place before measuring.
     #[arg(long, default_value_t = 1000)]
     pub orders: usize,
@@ -168,7 +174,7 @@ async fn setup(a: &BenchArgs) -> anyhow::Result<Setup> {
         .await?;
     let n_customers = if a.workload == Workload::CartCheckout {
         // Carts of their own: two checkouts of one cart would refuse each other.
-        a.customers.max(a.concurrency * CARTS_PER_CLIENT)
+        a.customers.max(a.concurrency * a.carts_per_client.max(1))
     } else {
         a.customers.max(1)
     };
@@ -647,10 +653,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     Tally::sum(workers).await?.report(&a, elapsed, "")
 }
 
-/// Carts each cart-checkout client fills and checks out per round.
-const CARTS_PER_CLIENT: usize = 4;
-
-/// cart-checkout, in rounds: every client fills the carts of its `CARTS_PER_CLIENT`
+/// cart-checkout, in rounds: every client fills the carts of its `--carts-per-client`
 /// customers (an add-to-cart each, not timed), then all clients check them out at once
 /// (timed). `tps` is the checkouts over the time the checkout phases took, which is what
 /// compares with `checkout`; `flow_tps` is the same checkouts over the whole rounds, the
@@ -677,7 +680,7 @@ async fn cart_rounds(s: Arc<Setup>, a: Arc<BenchArgs>) -> anyhow::Result<()> {
         let (phases, rounds) = (phases.clone(), rounds.clone());
         workers.push(tokio::spawn(async move {
             let mut t = Tally::new();
-            let mine: Vec<usize> = (0..CARTS_PER_CLIENT)
+            let mine: Vec<usize> = (0..a.carts_per_client.max(1))
                 .map(|k| w + k * a.concurrency)
                 .collect();
             let mut n = w as u64 * 1_000_003;

@@ -109,6 +109,20 @@ impl<K: Hash + Eq, T: PartialEq, V> TaggedCache<K, T, V> {
         }
     }
 
+    /// The entry for `key` and its tag, whatever the tag is now: for a caller whose write
+    /// checks the tag itself (a compare-and-set on it) and reads again when it moved.
+    pub fn latest(&self, key: &K) -> Option<(T, Arc<V>)>
+    where
+        T: Clone,
+    {
+        let entries = self.entries.lock().expect("tagged cache");
+        entries.get(key).map(|(t, v)| (t.clone(), v.clone()))
+    }
+
+    pub fn forget(&self, key: &K) {
+        self.entries.lock().expect("tagged cache").remove(key);
+    }
+
     /// Keeps `value` for `key`, computed from data read after `tag` was.
     pub fn remember(&self, key: K, tag: T, value: Arc<V>) {
         if self.capacity == 0 {
@@ -177,5 +191,16 @@ mod tests {
         c.remember(3, 1, Arc::new("e"));
         assert_eq!(c.get(&1, &8), None);
         assert_eq!(c.get(&3, &1).as_deref(), Some(&"e"));
+    }
+
+    #[test]
+    fn latest_gives_any_tag_and_forget_drops() {
+        let c = TaggedCache::<u32, u64, &str>::new(4);
+        assert!(c.latest(&1).is_none());
+        c.remember(1, 7, Arc::new("a"));
+        assert_eq!(c.latest(&1).map(|(t, v)| (t, *v)), Some((7, "a")));
+        c.forget(&1);
+        assert!(c.latest(&1).is_none());
+        assert_eq!(c.get(&1, &7), None);
     }
 }

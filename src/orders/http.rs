@@ -357,8 +357,8 @@ async fn create_order(
 }
 
 /// Places an order and, with a payment method, pays it: the answer of `POST /v1/orders`
-/// (201, or 202 when the gateway did not answer in time). Checkout from a cart comes here
-/// too.
+/// (201, or 202 when the gateway did not answer in time). Checkout from a cart places on
+/// its own and is answered by `pay_placed`.
 pub(crate) async fn place_and_pay(
     state: &AppState,
     req: PlaceOrder,
@@ -366,6 +366,17 @@ pub(crate) async fn place_and_pay(
 ) -> ApiResult<(StatusCode, Json<OrderResponse>)> {
     let payment_method = req.payment_method.clone();
     let rec = state.orders.place(req, actor).await?;
+    pay_placed(state, rec, payment_method, actor).await
+}
+
+/// The answer to a placement: with a payment method, after the charge (which placing
+/// with one has claimed already).
+pub(crate) async fn pay_placed(
+    state: &AppState,
+    rec: OrderRecord,
+    payment_method: Option<String>,
+    actor: &str,
+) -> ApiResult<(StatusCode, Json<OrderResponse>)> {
     let Some(method) = payment_method else {
         return Ok(order_response(StatusCode::CREATED, rec));
     };

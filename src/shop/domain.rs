@@ -49,6 +49,14 @@ pub fn parse_op(raw: i64, set: bool) -> Option<CartOp> {
     Some(if set { CartOp::Set(q) } else { CartOp::Add(q) })
 }
 
+/// The version a new cart starts at: random in 1..2^53, so that a cart made again after
+/// its customer's erasure deleted it does not repeat a version of the one before (whose
+/// content a node may still keep under that version). Adding one per change never
+/// overflows.
+pub fn first_cart_version() -> i64 {
+    (uuid::Uuid::new_v4().as_u128() as i64 & ((1 << 53) - 1)).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +70,13 @@ mod tests {
         assert_eq!(CartOp::Add(3).apply(Some(998)), 1001);
         assert_eq!(CartOp::Set(2).apply(Some(998)), 2);
         assert_eq!(CartOp::Add(1).apply(None), 1);
+    }
+
+    #[test]
+    fn new_carts_start_at_distinct_positive_versions() {
+        let a: Vec<i64> = (0..1000).map(|_| first_cart_version()).collect();
+        assert!(a.iter().all(|v| (1..1 << 53).contains(v)));
+        let distinct: std::collections::HashSet<_> = a.iter().collect();
+        assert_eq!(distinct.len(), a.len());
     }
 }

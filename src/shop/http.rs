@@ -17,7 +17,7 @@ use crate::auth::domain::{Permission, Principal};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::{Json, Validator, parse_id, parse_json};
 use crate::inventory::http::ItemResponse;
-use crate::orders::http::{OrderResponse, parse_shipping_address, place_and_pay};
+use crate::orders::http::{OrderResponse, parse_shipping_address, pay_placed};
 use crate::orders::service::{PlaceOrder, actor_of};
 use crate::payments::parse_payment_method;
 
@@ -257,23 +257,31 @@ async fn checkout_cart(
         .and_then(|m| v.check(parse_payment_method("payment_method", m)));
     let shipping_address = parse_shipping_address(&mut v, req.shipping_address);
     v.finish()?;
-    let cart = state.shop.cart(owner).await?;
-    if cart.lines.is_empty() {
-        return Err(ApiError::validation("cart", "is empty"));
-    }
-    let lines = cart.lines.iter().map(|l| (l.item_id, l.quantity)).collect();
-    place_and_pay(
-        &state,
-        PlaceOrder {
+    let actor = actor_of(&caller);
+    let mut cart = state.shop.to_check_out(owner, false).await?;
+    let placed = loop {
+        if cart.lines.is_empty() {
+            state.shop.checked_out(owner);
+            return Err(ApiError::validation("cart", "is empty"));
+        }
+        let order = PlaceOrder {
             customer_id: owner,
-            lines,
-            shipping_address,
-            payment_method,
+            lines: cart.lines.to_vec(),
+            shipping_address: shipping_address.clone(),
+            payment_method: payment_method.clone(),
             cart_version: Some(cart.version),
-        },
-        &actor_of(&caller),
-    )
-    .await
+        };
+        match state.orders.place(order, &actor).await {
+            // The kept cart was behind (a 409 of placement is the cart's version only, and
+            // nothing was written): read it and try once more, as if it had been read now.
+            Err(ApiError::Conflict(_)) if cart.kept => {
+                cart = state.shop.to_check_out(owner, true).await?;
+            }
+            other => break other,
+        }
+    };
+    state.shop.checked_out(owner);
+    pay_placed(&state, placed?, payment_method, &actor).await
 }
 
 /// A customer's wishlist, newest first, with the items' details.

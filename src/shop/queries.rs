@@ -71,12 +71,16 @@ impl ShopStore for Backend {
     ) -> Result<Result<(), CartRefusal>> {
         let mut tx = self.writer().begin().await?;
         // First the cart row: its lock orders this change against a checkout of the cart.
+        // A new cart starts at a random version, not 1: a cart deleted (erasure) and made
+        // again never repeats a version of the one before, so that a version names one
+        // content for good (nodes keep carts by version, see `ShopService`).
         sqlx::query::<Db>(
-            "INSERT INTO carts (customer_id, version, updated_at) VALUES ($1, 1, $2) \
+            "INSERT INTO carts (customer_id, version, updated_at) VALUES ($1, $3, $2) \
              ON CONFLICT (customer_id) DO UPDATE SET version = carts.version + 1, updated_at = excluded.updated_at",
         )
         .bind(customer)
         .bind(at)
+        .bind(crate::shop::domain::first_cart_version())
         .execute(&mut *tx)
         .await?;
         let Some(currency) =

@@ -7,19 +7,45 @@ use uuid::Uuid;
 use super::domain::{CartOp, CartRefusal, MAX_CART_LINES, MAX_WISHLIST};
 use super::store::{CartRow, WishOutcome, WishRow};
 use crate::auth::domain::Principal;
+use crate::cache::TaggedCache;
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
 use crate::storage::DynStore;
+
+/// Carts a node keeps: what it last read of each (bounded; a full cache starts over).
+const KEPT_CARTS: usize = 65_536;
+
+/// A cart's lines (item, quantity) under the cart's version, per customer.
+type KeptCarts = TaggedCache<Uuid, i64, Vec<(Uuid, i32)>>;
 
 #[derive(Clone)]
 pub struct ShopService {
     store: DynStore,
     clock: Arc<dyn Clock>,
+    /// The lines (item, quantity) of each cart this node read last, under the cart's
+    /// version: a checkout orders them without reading the cart again. Never wrong: the
+    /// order's placement claims the cart only at that version (compare-and-set in the
+    /// order's transaction), and a version names one content for good (new carts start at
+    /// a random version). When the cart moved on (another node, another device), the
+    /// placement refuses and the checkout reads the cart and tries once more.
+    carts: Arc<KeptCarts>,
+}
+
+/// What a checkout orders: the cart's version and lines, and whether they were kept from
+/// an earlier read (so may be behind the database).
+pub struct CheckoutCart {
+    pub version: i64,
+    pub lines: Arc<Vec<(Uuid, i32)>>,
+    pub kept: bool,
 }
 
 impl ShopService {
     pub fn new(store: DynStore, clock: Arc<dyn Clock>) -> Self {
-        ShopService { store, clock }
+        ShopService {
+            store,
+            clock,
+            carts: Arc::new(TaggedCache::new(KEPT_CARTS)),
+        }
     }
 
     /// The customer whose cart or wishlist `raw` (`me` or a user id) names, if `caller`
@@ -43,7 +69,38 @@ impl ShopService {
     }
 
     pub async fn cart(&self, customer: Uuid) -> ApiResult<CartRow> {
-        Ok(self.store.cart(customer).await?)
+        let cart = self.store.cart(customer).await?;
+        let lines = cart.lines.iter().map(|l| (l.item_id, l.quantity)).collect();
+        self.carts.remember(customer, cart.version, Arc::new(lines));
+        Ok(cart)
+    }
+
+    /// The cart a checkout orders: the one this node kept when it has lines and `read` is
+    /// false, else the cart read now.
+    pub async fn to_check_out(&self, customer: Uuid, read: bool) -> ApiResult<CheckoutCart> {
+        if !read
+            && let Some((version, lines)) = self.carts.latest(&customer)
+            && !lines.is_empty()
+        {
+            metrics::counter!("ordo_checkout_carts_total", "outcome" => "kept").increment(1);
+            return Ok(CheckoutCart {
+                version,
+                lines,
+                kept: true,
+            });
+        }
+        metrics::counter!("ordo_checkout_carts_total", "outcome" => "read").increment(1);
+        let cart = self.cart(customer).await?;
+        Ok(CheckoutCart {
+            version: cart.version,
+            lines: Arc::new(cart.lines.iter().map(|l| (l.item_id, l.quantity)).collect()),
+            kept: false,
+        })
+    }
+
+    /// After a checkout, whatever its outcome: the kept lines are behind the cart now.
+    pub fn checked_out(&self, customer: Uuid) {
+        self.carts.forget(&customer);
     }
 
     pub async fn change_cart(&self, customer: Uuid, item: Uuid, op: CartOp) -> ApiResult<CartRow> {

@@ -697,3 +697,20 @@ pub fn require_peer(what: &str, check: &str) {
     );
     seen.push(check.to_owned());
 }
+
+/// An order's lines as (item id, quantity), sorted.
+pub fn order_lines(order: &Value) -> Vec<(String, i64)> {
+    let mut v: Vec<(String, i64)> = order["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|l| {
+            (
+                l["item_id"].as_str().expect("item_id").to_owned(),
+                l["quantity"].as_i64().expect("quantity"),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}

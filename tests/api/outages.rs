@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::both;
 use crate::cli::{Server, call, client, free_port, get, ordo};
-use crate::helpers::Backend;
+use crate::helpers::{Backend, order_lines};
 
 const ITEMS: usize = 8;
 const STOCK: i64 = 100_000;
@@ -183,22 +183,9 @@ async fn check_books(url: &str, shop: &Shop, seen: &Seen) {
         let o = all
             .get(id)
             .unwrap_or_else(|| panic!("acknowledged order {id} is gone"));
-        let got: Vec<(String, i64)> = o["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| {
-                (
-                    l["item_id"].as_str().unwrap().to_owned(),
-                    l["quantity"].as_i64().unwrap(),
-                )
-            })
-            .collect();
         let mut want = lines.clone();
         want.sort();
-        let mut got_sorted = got;
-        got_sorted.sort();
-        assert_eq!(got_sorted, want, "order {id}'s lines");
+        assert_eq!(order_lines(o), want, "order {id}'s lines");
         if status == "placed" {
             assert_eq!(o["status"], "placed", "a paid order stays paid: {o}");
             assert_eq!(o["payment_status"], "paid");

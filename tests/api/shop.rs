@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both;
-use crate::helpers::{Backend, Resp, TestApp};
+use crate::helpers::{Backend, Resp, TestApp, order_lines};
 
 async fn add(app: &TestApp, token: &str, item: &str, quantity: i64) -> Resp {
     app.post(
@@ -15,6 +15,18 @@ async fn add(app: &TestApp, token: &str, item: &str, quantity: i64) -> Resp {
         json!({"item_id": item, "quantity": quantity}),
     )
     .await
+}
+
+async fn remove(app: &TestApp, token: &str, item: &str) {
+    let r = app
+        .send(
+            Method::DELETE,
+            &format!("/v1/users/me/cart/{item}"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
 }
 
 async fn cart(app: &TestApp, token: &str) -> Value {
@@ -464,6 +476,54 @@ async fn concurrent_checkouts_place_one_order(b: Backend) {
     }
 }
 both!(concurrent_checkouts_place_one_order);
+
+/// A node checks out the cart it last read without reading it again; when the cart moved
+/// on elsewhere (another node, PostgreSQL), the checkout still orders the cart as it is
+/// now, never the lines the node kept. On SQLite (one node) the kept cart is the cart.
+async fn checkout_orders_the_cart_as_it_is_now(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (_, token) = app.customer("ann").await;
+    let a = app.item(100, 50).await;
+    let bb = app.item(300, 50).await;
+    let lines = |r: &Resp| order_lines(&r.body);
+    let sorted = |mut v: Vec<(String, i64)>| {
+        v.sort();
+        v
+    };
+    // Kept and current: ordered as kept.
+    add(&app, &token, &a, 2).await;
+    let r = checkout(&app, &token, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(lines(&r), vec![(a.clone(), 2)]);
+    if b == Backend::Postgres {
+        let other = app.another_node(|_| {}).await;
+        // This node keeps [a×3]; the other adds b: the order holds both.
+        add(&app, &token, &a, 3).await;
+        assert_eq!(add(&other, &token, &bb, 1).await.status, StatusCode::OK);
+        let r = checkout(&app, &token, json!({})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        assert_eq!(lines(&r), sorted(vec![(a.clone(), 3), (bb.clone(), 1)]));
+        assert_eq!(r.body["total_amount"], 600);
+        assert_eq!(cart(&app, &token).await["items"], json!([]));
+        // This node keeps [a×4]; the other removes a and adds b: only b is ordered.
+        add(&app, &token, &a, 4).await;
+        remove(&other, &token, &a).await;
+        add(&other, &token, &bb, 2).await;
+        let r = checkout(&app, &token, json!({})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        assert_eq!(lines(&r), vec![(bb.clone(), 2)]);
+        // This node keeps [a×1]; the other empties the cart: nothing to order.
+        add(&app, &token, &a, 1).await;
+        remove(&other, &token, &a).await;
+        let r = checkout(&app, &token, json!({})).await;
+        r.assert_problem(422, "validation_failed");
+        assert_eq!(r.fields(), vec!["cart"]);
+        assert_eq!(app.stock(&a).await, 50 - 2 - 3);
+        assert_eq!(app.stock(&bb).await, 50 - 1 - 2);
+        assert_eq!(order_count(&app, &token).await, 3);
+    }
+}
+both!(checkout_orders_the_cart_as_it_is_now);
 
 /// Adding to the cart while it is checked out: either the addition made it into the
 /// order, or it is still in the cart afterwards; never lost, never ordered twice.
