@@ -140,11 +140,11 @@ impl NotificationStore for Backend {
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
             Dialect::Sqlite => "",
         };
-        let sql = format!(
-            "UPDATE deliveries SET next_attempt_at = $2 WHERE id IN (\
-               SELECT id FROM deliveries WHERE next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $3{lock}) \
-             RETURNING {DELIVERY_COLUMNS}"
-        );
+        let due = DIALECT.id_in_claimed(&format!(
+            "SELECT id FROM deliveries WHERE next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $3{lock}"
+        ));
+        let sql =
+            format!("UPDATE deliveries SET next_attempt_at = $2 WHERE {due} RETURNING {DELIVERY_COLUMNS}");
         Ok(sqlx::query_as::<Db, DeliveryRow>(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(lease_until)

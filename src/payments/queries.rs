@@ -83,11 +83,12 @@ impl PaymentStore for Backend {
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
             Dialect::Sqlite => "",
         };
+        let due = DIALECT.id_in_claimed(&format!(
+            "SELECT id FROM payment_transactions WHERE next_attempt_at <= $1 \
+             ORDER BY next_attempt_at LIMIT $3{lock}"
+        ));
         let sql = format!(
-            "UPDATE payment_transactions SET next_attempt_at = $2 WHERE id IN (\
-               SELECT id FROM payment_transactions WHERE next_attempt_at <= $1 \
-               ORDER BY next_attempt_at LIMIT $3{lock}) \
-             RETURNING {PAYMENT_COLUMNS}"
+            "UPDATE payment_transactions SET next_attempt_at = $2 WHERE {due} RETURNING {PAYMENT_COLUMNS}"
         );
         Ok(sqlx::query_as::<Db, PaymentRow>(sqlx::AssertSqlSafe(sql))
             .bind(now)

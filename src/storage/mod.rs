@@ -38,6 +38,20 @@ pub enum Dialect {
     Postgres,
 }
 
+impl Dialect {
+    /// `id` among the rows `select` (`SELECT id … LIMIT $n …`) claims. On PostgreSQL
+    /// `id = ANY (ARRAY(select))`, so the claimed ids are looked up by the primary key:
+    /// with `id IN (select)` the generic plan (which cannot see the LIMIT's value and
+    /// guesses a tenth of the table) hash-joins the claim with a sequential scan of the
+    /// whole table, on every run of a periodic job over a table that only grows.
+    pub fn id_in_claimed(self, select: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("id = ANY (ARRAY({select}))"),
+            Dialect::Sqlite => format!("id IN ({select})"),
+        }
+    }
+}
+
 /// Everything the application stores, behind one object-safe interface.
 pub trait Store:
     AuthStore
