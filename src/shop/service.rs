@@ -69,10 +69,16 @@ impl ShopService {
     }
 
     pub async fn cart(&self, customer: Uuid) -> ApiResult<CartRow> {
+        Ok(self.read_cart(customer).await?.0)
+    }
+
+    /// The cart as it is now, and its lines as kept for a later checkout.
+    async fn read_cart(&self, customer: Uuid) -> ApiResult<(CartRow, Arc<Vec<(Uuid, i32)>>)> {
         let cart = self.store.cart(customer).await?;
-        let lines = cart.lines.iter().map(|l| (l.item_id, l.quantity)).collect();
-        self.carts.remember(customer, cart.version, Arc::new(lines));
-        Ok(cart)
+        let lines = Arc::new(cart.lines.iter().map(|l| (l.item_id, l.quantity)).collect());
+        self.carts
+            .remember(customer, cart.version, Arc::clone(&lines));
+        Ok((cart, lines))
     }
 
     /// The cart a checkout orders: the one this node kept when it has lines and `read` is
@@ -90,10 +96,10 @@ impl ShopService {
             });
         }
         metrics::counter!("ordo_checkout_carts_total", "outcome" => "read").increment(1);
-        let cart = self.cart(customer).await?;
+        let (cart, lines) = self.read_cart(customer).await?;
         Ok(CheckoutCart {
             version: cart.version,
-            lines: Arc::new(cart.lines.iter().map(|l| (l.item_id, l.quantity)).collect()),
+            lines,
             kept: false,
         })
     }
