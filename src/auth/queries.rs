@@ -1,10 +1,12 @@
-// SQL of the auth module, compiled once per backend (see `storage`). `Db` and `Backend`
-// come from the including module.
+//! SQL of the auth module, compiled once per backend (see `storage`). `Db` and `Backend`
+//! come from the including module.
+
+use super::*;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{ApiKeyRow, AuthStore, FailureCounts, UserRow};
+use crate::auth::store::{ApiKeyRow, AuthStore, FailureCounts, UserRow};
 use crate::books::domain::NewAudit;
 use crate::storage::{Result, Ts};
 
@@ -74,13 +76,15 @@ impl AuthStore for Backend {
     }
 
     async fn user_is_active(&self, id: Uuid) -> Result<bool> {
-        Ok(sqlx::query_scalar::<Db, i32>(
-            "SELECT 1 FROM users WHERE id = $1 AND erased_at IS NULL",
+        Ok(
+            sqlx::query_scalar::<Db, i32>(
+                "SELECT 1 FROM users WHERE id = $1 AND erased_at IS NULL",
+            )
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?
+            .is_some(),
         )
-        .bind(id)
-        .fetch_optional(self.reader())
-        .await?
-        .is_some())
     }
 
     async fn insert_api_key(&self, k: &ApiKeyRow, audit: &NewAudit) -> Result<()> {

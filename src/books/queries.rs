@@ -1,15 +1,19 @@
-// SQL of the audit log, compiled once per backend (see `storage`).
+//! SQL of the audit log, compiled once per backend (see `storage`).
+
+use super::*;
 
 use async_trait::async_trait;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
-use super::{AnalyticsStore, AuditRow, AuditStore, AuditTuple, Summary, SummaryParts, json_text};
-use crate::history::rollup::{self, Durations, GRAIN_DAY, KIND_DELIVER, KIND_SHIP, duration_us};
 use crate::books::domain::{
     AuditCursor, AuditFilter, NewAudit, ORDER_REFUNDED, ORDER_STATUS_CHANGED, SOURCE_AUDIT,
     SOURCE_TIMELINE,
 };
+use crate::books::store::{
+    AnalyticsStore, AuditRow, AuditStore, AuditTuple, Summary, SummaryParts, json_text,
+};
+use crate::history::rollup::{self, Durations, GRAIN_DAY, KIND_DELIVER, KIND_SHIP, duration_us};
 use crate::storage::{Dialect, Error, Result, Ts};
 
 /// Appends `e` through `ex`: the transaction of the change it records.
@@ -95,7 +99,8 @@ impl AuditStore for Backend {
         after: Option<&AuditCursor>,
         limit: u32,
     ) -> Result<Vec<AuditRow>> {
-        let timeline_action = matches!(f.action, None | Some(ORDER_STATUS_CHANGED | ORDER_REFUNDED));
+        let timeline_action =
+            matches!(f.action, None | Some(ORDER_STATUS_CHANGED | ORDER_REFUNDED));
         let own_action = f
             .action
             .is_none_or(|a| a != ORDER_STATUS_CHANGED && a != ORDER_REFUNDED);
@@ -120,7 +125,10 @@ impl AuditStore for Backend {
             }
             q.push(" ORDER BY at DESC, id DESC LIMIT ")
                 .push_bind(i64::from(limit));
-            let rows = q.build_query_as::<AuditTuple>().fetch_all(self.reader()).await?;
+            let rows = q
+                .build_query_as::<AuditTuple>()
+                .fetch_all(self.reader())
+                .await?;
             out.extend(rows.into_iter().map(AuditRow::from));
         }
 
@@ -236,10 +244,16 @@ async fn add_half(
     } else {
         ""
     };
-    let mut q = QueryBuilder::<Db>::new(format!("SELECT status, count(*) FROM {orders} o WHERE 1 = 1{only}"));
+    let mut q = QueryBuilder::<Db>::new(format!(
+        "SELECT status, count(*) FROM {orders} o WHERE 1 = 1{only}"
+    ));
     push_created(&mut q, "created_at", from, to);
     q.push(" GROUP BY status");
-    for (status, n) in q.build_query_as::<(String, i64)>().fetch_all(&mut *c).await? {
+    for (status, n) in q
+        .build_query_as::<(String, i64)>()
+        .fetch_all(&mut *c)
+        .await?
+    {
         *s.by_status.entry(status).or_default() += n;
     }
 
@@ -248,7 +262,11 @@ async fn add_half(
     ));
     push_created(&mut q, "created_at", from, to);
     q.push(" GROUP BY currency");
-    for (currency, n) in q.build_query_as::<(String, i64)>().fetch_all(&mut *c).await? {
+    for (currency, n) in q
+        .build_query_as::<(String, i64)>()
+        .fetch_all(&mut *c)
+        .await?
+    {
         *s.revenue.entry(currency).or_default() += n;
     }
 
@@ -256,10 +274,16 @@ async fn add_half(
         Dialect::Sqlite => "strftime('%Y-%m-%d', created_at / 1000000, 'unixepoch')",
         Dialect::Postgres => "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     };
-    let mut q = QueryBuilder::<Db>::new(format!("SELECT {day} AS day, count(*) FROM {orders} o WHERE 1 = 1{only}"));
+    let mut q = QueryBuilder::<Db>::new(format!(
+        "SELECT {day} AS day, count(*) FROM {orders} o WHERE 1 = 1{only}"
+    ));
     push_created(&mut q, "created_at", from, to);
     q.push(" GROUP BY day");
-    for (day, n) in q.build_query_as::<(String, i64)>().fetch_all(&mut *c).await? {
+    for (day, n) in q
+        .build_query_as::<(String, i64)>()
+        .fetch_all(&mut *c)
+        .await?
+    {
         *s.per_day.entry(day).or_default() += n;
     }
 
@@ -360,8 +384,16 @@ async fn add_rolled_up(
     );
     push_segments(&mut q, from, to);
     q.push(" GROUP BY kind, bucket");
-    for (kind, bucket, n) in q.build_query_as::<(i16, i32, i64)>().fetch_all(&mut *c).await? {
-        let d = if kind == KIND_SHIP { &mut s.ship } else { &mut s.deliver };
+    for (kind, bucket, n) in q
+        .build_query_as::<(i16, i32, i64)>()
+        .fetch_all(&mut *c)
+        .await?
+    {
+        let d = if kind == KIND_SHIP {
+            &mut s.ship
+        } else {
+            &mut s.deliver
+        };
         if n != 0 {
             d.archived.insert(bucket, n);
         }
@@ -398,7 +430,10 @@ async fn median(
         let mut q = QueryBuilder::<Db>::new("SELECT us FROM history_durations WHERE kind = ");
         q.push_bind(kind).push(" AND bucket = ").push_bind(bucket);
         push_created(&mut q, "day", from, to);
-        read.insert(bucket, q.build_query_scalar::<i64>().fetch_all(&mut *c).await?);
+        read.insert(
+            bucket,
+            q.build_query_scalar::<i64>().fetch_all(&mut *c).await?,
+        );
     }
     d.median_minutes(&read).map_err(Error::Corrupt)
 }
@@ -417,7 +452,10 @@ impl AnalyticsStore for Backend {
         let split = if history_sql::built(&mut tx).await? {
             rollup::split(from, to)
         } else {
-            rollup::Split { exact: vec![(from, to)], days: None }
+            rollup::Split {
+                exact: vec![(from, to)],
+                days: None,
+            }
         };
         for (f, t) in &split.exact {
             add_exact(&mut tx, true, *f, *t, &mut s).await?;

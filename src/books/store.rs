@@ -143,14 +143,22 @@ fn json_text(v: &Option<serde_json::Value>) -> Option<String> {
     v.as_ref().map(serde_json::Value::to_string)
 }
 
+#[path = "."]
 pub mod sqlite {
     use crate::history::store::sqlite::rollup_sql as history_sql;
     use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
-    include!("queries.rs");
+    // The same file, compiled once per backend (see `storage`).
+    #[allow(clippy::duplicate_mod)]
+    mod queries;
+    pub(crate) use queries::append_audit;
 }
 
+#[path = "."]
 pub mod postgres {
     use crate::history::store::postgres::rollup_sql as history_sql;
     use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
-    include!("queries.rs");
+    // The same file, compiled once per backend (see `storage`).
+    #[allow(clippy::duplicate_mod)]
+    mod queries;
+    pub(crate) use queries::append_audit;
 }

@@ -1,10 +1,12 @@
-// SQL of carrier updates and delivery estimates, compiled once per backend (see `storage`).
+//! SQL of carrier updates and delivery estimates, compiled once per backend (see `storage`).
+
+use super::*;
 
 use async_trait::async_trait;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
-use super::{CarrierScan, CarrierStore, ScanOutcome};
+use crate::carriers::store::{CarrierScan, CarrierStore, ScanOutcome};
 use crate::orders::store::{ORDER_FIELDS, OrderRow, TRACKING_EVENT};
 use crate::storage::{Dialect, Result, Ts};
 
@@ -179,20 +181,26 @@ impl CarrierStore for Backend {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut q = QueryBuilder::<Db>::new("SELECT seconds FROM delivery_times WHERE carrier_key IN (");
+        let mut q =
+            QueryBuilder::<Db>::new("SELECT seconds FROM delivery_times WHERE carrier_key IN (");
         let mut sep = q.separated(", ");
         for k in keys {
             sep.push_bind(k.clone());
         }
-        q.push(") ORDER BY delivered_at DESC LIMIT ").push_bind(i64::from(limit));
-        Ok(q.build_query_scalar::<i64>().fetch_all(self.reader()).await?)
+        q.push(") ORDER BY delivered_at DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        Ok(q.build_query_scalar::<i64>()
+            .fetch_all(self.reader())
+            .await?)
     }
 
     async fn prune_carrier_events(&self, before: Ts) -> Result<u64> {
-        Ok(sqlx::query::<Db>("DELETE FROM carrier_events WHERE received_at < $1")
-            .bind(before)
-            .execute(self.writer())
-            .await?
-            .rows_affected())
+        Ok(
+            sqlx::query::<Db>("DELETE FROM carrier_events WHERE received_at < $1")
+                .bind(before)
+                .execute(self.writer())
+                .await?
+                .rows_affected(),
+        )
     }
 }

@@ -73,14 +73,20 @@ pub trait CarrierStore {
     async fn prune_carrier_events(&self, before: Ts) -> Result<u64>;
 }
 
+#[path = "."]
 mod sqlite {
     use crate::orders::store::sqlite::insert_event;
     use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
-    include!("queries.rs");
+    // The same file, compiled once per backend (see `storage`).
+    #[allow(clippy::duplicate_mod)]
+    mod queries;
 }
 
+#[path = "."]
 mod postgres {
     use crate::orders::store::postgres::insert_event;
     use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
-    include!("queries.rs");
+    // The same file, compiled once per backend (see `storage`).
+    #[allow(clippy::duplicate_mod)]
+    mod queries;
 }

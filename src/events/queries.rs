@@ -1,9 +1,11 @@
-// SQL of the event log as a source, compiled once per backend (see `storage`). The few
-// statements that differ live beside the include, in `store.rs`.
+//! SQL of the event log as a source, compiled once per backend (see `storage`). The few
+//! statements that differ live beside `mod queries;`, in `store.rs`.
+
+use super::*;
 
 use async_trait::async_trait;
 
-use super::{Audience, EventStore, Lease, OutboxRead};
+use crate::events::store::{Audience, EventStore, Lease, OutboxRead};
 use crate::orders::store::{EVENT_COLUMNS, EventRow};
 use crate::storage::{Dialect, Result, Ts};
 
@@ -31,7 +33,13 @@ impl EventStore for Backend {
         self.read_last().await
     }
 
-    async fn replay(&self, audience: Audience, after: i64, upto: i64, limit: u32) -> Result<Vec<EventRow>> {
+    async fn replay(
+        &self,
+        audience: Audience,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRow>> {
         let rows = match audience {
             Audience::Customer(c) => {
                 let sql = format!(
@@ -62,18 +70,20 @@ impl EventStore for Backend {
     }
 
     async fn cursor(&self, name: &str) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar::<Db, i64>("SELECT position FROM outbox_cursors WHERE name = $1")
-            .bind(name)
-            .fetch_optional(self.reader())
-            .await?)
+        Ok(
+            sqlx::query_scalar::<Db, i64>("SELECT position FROM outbox_cursors WHERE name = $1")
+                .bind(name)
+                .fetch_optional(self.reader())
+                .await?,
+        )
     }
 
     async fn shop_id(&self) -> Result<String> {
-        Ok(
-            sqlx::query_scalar::<Db, String>("SELECT shop_id FROM shop_identity WHERE singleton = 1")
-                .fetch_one(self.reader())
-                .await?,
+        Ok(sqlx::query_scalar::<Db, String>(
+            "SELECT shop_id FROM shop_identity WHERE singleton = 1",
         )
+        .fetch_one(self.reader())
+        .await?)
     }
 
     async fn save_cursor(&self, name: &str, position: i64, at: Ts) -> Result<()> {

@@ -75,10 +75,15 @@ impl Lease for Always {
     }
 }
 
+#[path = "."]
 mod sqlite {
-    use super::Always;
+    use super::{Always, Lease, OutboxRead};
+    use crate::orders::store::{EVENT_COLUMNS, EventRow};
+    use crate::storage::Result;
     use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
-    include!("queries.rs");
+    // The same file, compiled once per backend (see `storage`).
+    #[allow(clippy::duplicate_mod)]
+    mod queries;
 
     impl Backend {
         async fn read_after(&self, after: i64, limit: u32) -> Result<OutboxRead> {
@@ -121,11 +126,18 @@ mod sqlite {
     }
 }
 
+#[path = "."]
 mod postgres {
+    use async_trait::async_trait;
     use sqlx::Connection;
 
+    use super::{Lease, OutboxRead};
+    use crate::orders::store::{EVENT_COLUMNS, EventRow};
+    use crate::storage::Result;
     use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
-    include!("queries.rs");
+    // The same file, compiled once per backend (see `storage`).
+    #[allow(clippy::duplicate_mod)]
+    mod queries;
 
     /// The transactions running in this statement's snapshot, as plain numbers.
     /// Transaction ids are server-wide: the list may hold other databases' writers, which

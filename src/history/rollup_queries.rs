@@ -1,10 +1,11 @@
-// SQL of the history rollups (`history::rollup`), compiled once per backend (see `storage`).
+//! SQL of the history rollups (`history::rollup`), compiled once per backend (see `storage`).
 
 use std::collections::BTreeMap;
 
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
+use super::{DIALECT, Db};
 use crate::history::rollup::{Delta, LineFacts, OrderFacts};
 use crate::storage::{Error, Result, Ts};
 
@@ -237,10 +238,12 @@ pub(crate) async fn roll(
 
 /// Whether the rollups cover the whole history.
 pub(crate) async fn built(c: &mut Conn) -> Result<bool> {
-    Ok(sqlx::query_scalar::<Db, bool>("SELECT built FROM history_rollup_state WHERE id = 1")
-        .fetch_optional(&mut *c)
-        .await?
-        .unwrap_or(false))
+    Ok(
+        sqlx::query_scalar::<Db, bool>("SELECT built FROM history_rollup_state WHERE id = 1")
+            .fetch_optional(&mut *c)
+            .await?
+            .unwrap_or(false),
+    )
 }
 
 /// Rolls up the whole history afresh (the orders in `history` tables that are not also in

@@ -49,18 +49,19 @@ fn copy_sql(from: &str, to: &str, key: &str, cols: &[String], ids: &str) -> Stri
     )
 }
 
+#[path = "."]
 pub(crate) mod sqlite {
-    pub(crate) mod rollup_sql {
-        use crate::storage::sqlite::{DIALECT, Db};
-        include!("rollup_queries.rs");
-    }
+    // The same file, compiled once per backend (see `storage`).
+    #[allow(clippy::duplicate_mod)]
+    #[path = "rollup_queries.rs"]
+    pub(crate) mod rollup_sql;
 
     use async_trait::async_trait;
     use sqlx::SqliteConnection;
     use uuid::Uuid;
 
     use super::{ENDED, HistoryStore, TABLES, copy_sql};
-    use crate::storage::sqlite::{Db, SqliteStore as Backend};
+    use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
     use crate::storage::{Result, Ts};
 
     /// Where the history twin of `table` lives: the attached `history` database.
@@ -227,17 +228,18 @@ pub(crate) mod sqlite {
     }
 }
 
+#[path = "."]
 pub(crate) mod postgres {
-    pub(crate) mod rollup_sql {
-        use crate::storage::postgres::{DIALECT, Db};
-        include!("rollup_queries.rs");
-    }
+    // The same file, compiled once per backend (see `storage`).
+    #[allow(clippy::duplicate_mod)]
+    #[path = "rollup_queries.rs"]
+    pub(crate) mod rollup_sql;
 
     use async_trait::async_trait;
     use uuid::Uuid;
 
     use super::{ENDED, HistoryStore, TABLES, copy_sql};
-    use crate::storage::postgres::{Db, PgStore as Backend};
+    use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
     use crate::storage::{Result, Ts};
 
     async fn columns(c: &mut sqlx::PgConnection, table: &str) -> Result<Vec<String>> {

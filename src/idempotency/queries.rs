@@ -1,8 +1,10 @@
-// SQL of idempotency keys, compiled once per backend (see `storage`).
+//! SQL of idempotency keys, compiled once per backend (see `storage`).
+
+use super::*;
 
 use async_trait::async_trait;
 
-use super::{Begin, IdempotencyStore, KeyRow, StoredResponse};
+use crate::idempotency::store::{Begin, IdempotencyStore, KeyRow, StoredResponse};
 use crate::storage::{Result, Ts};
 
 #[async_trait]

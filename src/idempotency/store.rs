@@ -47,12 +47,18 @@ pub trait IdempotencyStore {
     async fn idempotency_prune(&self, before: Ts) -> Result<u64>;
 }
 
+#[path = "."]
 mod sqlite {
     use crate::storage::sqlite::{Db, SqliteStore as Backend};
-    include!("queries.rs");
+    // The same file, compiled once per backend (see `storage`).
+    #[allow(clippy::duplicate_mod)]
+    mod queries;
 }
 
+#[path = "."]
 mod postgres {
     use crate::storage::postgres::{Db, PgStore as Backend};
-    include!("queries.rs");
+    // The same file, compiled once per backend (see `storage`).
+    #[allow(clippy::duplicate_mod)]
+    mod queries;
 }

@@ -1,14 +1,16 @@
-// SQL of the inventory module, compiled once per backend (see `storage`).
+//! SQL of the inventory module, compiled once per backend (see `storage`).
+
+use super::*;
 
 use async_trait::async_trait;
 use sqlx::QueryBuilder;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{
+use crate::books::domain::NewAudit;
+use crate::inventory::store::{
     ITEM_COLUMNS, ItemChange, ItemCursor, ItemFilter, ItemRow, ItemSort, ItemStore, UpdateOutcome,
 };
-use crate::books::domain::NewAudit;
 use crate::storage::{Dialect, Error, Result};
 
 /// Escapes LIKE wildcards so that a search string is matched literally.

@@ -1,15 +1,17 @@
-// SQL of notifications and webhooks, compiled once per backend (see `storage`).
+//! SQL of notifications and webhooks, compiled once per backend (see `storage`).
+
+use super::*;
 
 use async_trait::async_trait;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
-use super::{
+use crate::books::domain::NewAudit;
+use crate::notifications::domain::Preferences;
+use crate::notifications::store::{
     DELIVERY_COLUMNS, DeliveryRow, DeliveryUpdate, ENDPOINT_COLUMNS, EndpointRow, NewDelivery,
     NotificationStore, ShopMessageRow, message_event_id,
 };
-use crate::books::domain::NewAudit;
-use crate::notifications::domain::Preferences;
 use crate::orders::store::{EVENT_COLUMNS, EventRow};
 use crate::storage::{Dialect, Result, Ts};
 
@@ -134,7 +136,12 @@ impl NotificationStore for Backend {
         Ok(q.build().execute(self.writer()).await?.rows_affected())
     }
 
-    async fn take_due_deliveries(&self, now: Ts, lease_until: Ts, limit: u32) -> Result<Vec<DeliveryRow>> {
+    async fn take_due_deliveries(
+        &self,
+        now: Ts,
+        lease_until: Ts,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>> {
         // Many nodes may look at once: on PostgreSQL each takes rows no other node holds.
         let lock = match DIALECT {
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -143,8 +150,9 @@ impl NotificationStore for Backend {
         let due = DIALECT.id_in_claimed(&format!(
             "SELECT id FROM deliveries WHERE next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $3{lock}"
         ));
-        let sql =
-            format!("UPDATE deliveries SET next_attempt_at = $2 WHERE {due} RETURNING {DELIVERY_COLUMNS}");
+        let sql = format!(
+            "UPDATE deliveries SET next_attempt_at = $2 WHERE {due} RETURNING {DELIVERY_COLUMNS}"
+        );
         Ok(sqlx::query_as::<Db, DeliveryRow>(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(lease_until)
@@ -196,10 +204,17 @@ impl NotificationStore for Backend {
         }
         if let Some((t, id)) = before {
             q.push(" AND (created_at < ").push_bind(t);
-            q.push(" OR (created_at = ").push_bind(t).push(" AND id < ").push_bind(id).push("))");
+            q.push(" OR (created_at = ")
+                .push_bind(t)
+                .push(" AND id < ")
+                .push_bind(id)
+                .push("))");
         }
-        q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit));
-        Ok(q.build_query_as::<DeliveryRow>().fetch_all(self.reader()).await?)
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        Ok(q.build_query_as::<DeliveryRow>()
+            .fetch_all(self.reader())
+            .await?)
     }
 
     async fn requeue_delivery(&self, id: Uuid, now: Ts) -> Result<bool> {
@@ -295,7 +310,13 @@ impl NotificationStore for Backend {
             .await?)
     }
 
-    async fn rotate_endpoint_secret(&self, id: Uuid, secret: &str, previous_until: Ts, at: Ts) -> Result<bool> {
+    async fn rotate_endpoint_secret(
+        &self,
+        id: Uuid,
+        secret: &str,
+        previous_until: Ts,
+        at: Ts,
+    ) -> Result<bool> {
         let r = sqlx::query::<Db>(
             "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $3, secret = $2, \
              updated_at = $4 WHERE id = $1 AND deleted_at IS NULL",

@@ -1,12 +1,15 @@
-// SQL of the orders module, compiled once per backend (see `storage`).
+//! SQL of the orders module, compiled once per backend (see `storage`).
+
+use super::*;
 
 use async_trait::async_trait;
 use sqlx::{FromRow, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::{EVENT_COLUMNS, ORDER_FIELDS,
-    EventRow, Expiry, NewEvent, NewOrder, OrderCursor, OrderFilter, OrderLineRow, OrderRecord, OrderRow,
-    OrderStore, OrderUpdate, PlaceOutcome, TransitionJob, TransitionOutcome,
+use crate::orders::store::{
+    EVENT_COLUMNS, EventRow, Expiry, NewEvent, NewOrder, ORDER_FIELDS, OrderCursor, OrderFilter,
+    OrderLineRow, OrderRecord, OrderRow, OrderStore, OrderUpdate, PlaceOutcome, TransitionJob,
+    TransitionOutcome,
 };
 use crate::payments::store::UPSERT_PAYMENT;
 use crate::storage::{Dialect, Error, Result, Ts};
@@ -34,7 +37,12 @@ fn group(rows: Vec<<Db as sqlx::Database>::Row>) -> Result<Vec<OrderRecord>> {
     Ok(out)
 }
 
-pub(crate) async fn insert_event<'c, E>(ex: E, order: &OrderRow, e: &NewEvent, at: Ts) -> Result<EventRow>
+pub(crate) async fn insert_event<'c, E>(
+    ex: E,
+    order: &OrderRow,
+    e: &NewEvent,
+    at: Ts,
+) -> Result<EventRow>
 where
     E: sqlx::Executor<'c, Database = Db>,
 {
@@ -151,7 +159,10 @@ impl OrderStore for Backend {
         events: &[NewEvent],
         at: Ts,
     ) -> Result<TransitionOutcome> {
-        if let Some(done) = self.transition_fast(current, u, release_stock, events, at).await {
+        if let Some(done) = self
+            .transition_fast(current, u, release_stock, events, at)
+            .await
+        {
             return done;
         }
         let job = TransitionJob::new(current, u, release_stock, events, at);
@@ -184,7 +195,9 @@ impl OrderStore for Backend {
         // each half of the lines' view).
         let mut q = QueryBuilder::<Db>::new("WITH o AS MATERIALIZED (");
         push_list(&mut q, "*", f, after, limit)?;
-        q.push(format_args!(") SELECT {ORDER_COLUMNS}, o.archived, {LINE_COLUMNS} FROM o"));
+        q.push(format_args!(
+            ") SELECT {ORDER_COLUMNS}, o.archived, {LINE_COLUMNS} FROM o"
+        ));
         // PostgreSQL's generic plan for a plain join may hash all of `order_items`; a LATERAL
         // subquery that cannot be flattened (OFFSET 0) pins it to one index lookup per order
         // on the page. SQLite always loops.
@@ -322,9 +335,11 @@ fn push_list(
     // When the live half fills the page, only archived orders at least as new as its last
     // one can make it: an index bound, so a customer with years of history reads none of
     // it for a page of recent orders.
-    q.push(" AND o.created_at >= COALESCE((SELECT e.created_at FROM (SELECT o.created_at, o.id FROM ")
-        .push(live)
-        .push(" o WHERE 1 = 1");
+    q.push(
+        " AND o.created_at >= COALESCE((SELECT e.created_at FROM (SELECT o.created_at, o.id FROM ",
+    )
+    .push(live)
+    .push(" o WHERE 1 = 1");
     push_filter(q, f, after)?;
     q.push(" ORDER BY o.created_at DESC, o.id DESC LIMIT 1 OFFSET ")
         .push_bind(i64::from(limit.max(1) - 1))
@@ -339,7 +354,11 @@ fn push_list(
 }
 
 /// The conditions of a list's filter and cursor on the orders `o` of one half.
-fn push_filter(q: &mut QueryBuilder<Db>, f: &OrderFilter, after: Option<&OrderCursor>) -> Result<()> {
+fn push_filter(
+    q: &mut QueryBuilder<Db>,
+    f: &OrderFilter,
+    after: Option<&OrderCursor>,
+) -> Result<()> {
     if !f.statuses.is_empty() {
         q.push(" AND o.status IN (");
         let mut sep = q.separated(", ");

@@ -335,10 +335,16 @@ pub trait OrderStore {
     async fn expire_orders(&self, now: Ts, limit: u32, expiry: &Expiry) -> Result<Vec<Uuid>>;
 }
 
+#[path = "."]
 pub(crate) mod sqlite {
+    use super::{NewEvent, OrderRecord, OrderUpdate, TransitionJob, TransitionOutcome};
     use crate::payments::store::sqlite::bind_write;
     use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
-    include!("queries.rs");
+    use crate::storage::{Result, Ts};
+    // The same file, compiled once per backend (see `storage`).
+    #[allow(clippy::duplicate_mod)]
+    mod queries;
+    pub(crate) use queries::{apply_transition, insert_event};
 
     impl Backend {
         /// SQLite has no data-modifying CTEs: transitions use the portable transaction,
@@ -357,10 +363,16 @@ pub(crate) mod sqlite {
     }
 }
 
+#[path = "."]
 pub(crate) mod postgres {
+    use super::{NewEvent, OrderRecord, OrderUpdate, TransitionOutcome};
     use crate::payments::store::postgres::bind_write;
     use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
-    include!("queries.rs");
+    use crate::storage::{Result, Ts};
+    // The same file, compiled once per backend (see `storage`).
+    #[allow(clippy::duplicate_mod)]
+    mod queries;
+    pub(crate) use queries::insert_event;
 
     impl Backend {
         async fn transition_fast(

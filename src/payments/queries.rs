@@ -1,9 +1,13 @@
-// SQL of the payment saga and gateway events, compiled once per backend (see `storage`).
+//! SQL of the payment saga and gateway events, compiled once per backend (see `storage`).
+
+use super::*;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{PAYMENT_COLUMNS, PaymentRow, PaymentStore, PaymentWrite, UPSERT_PAYMENT};
+use crate::payments::store::{
+    PAYMENT_COLUMNS, PaymentRow, PaymentStore, PaymentWrite, UPSERT_PAYMENT,
+};
 use crate::storage::{Dialect, Result, Ts};
 
 /// Binds a `PaymentWrite` to `UPSERT_PAYMENT`'s parameters.
@@ -42,7 +46,10 @@ impl PaymentStore for Backend {
     }
 
     async fn forget_gateway_event(&self, id: &str) -> Result<()> {
-        sqlx::query::<Db>("DELETE FROM gateway_events WHERE id = $1").bind(id).execute(self.writer()).await?;
+        sqlx::query::<Db>("DELETE FROM gateway_events WHERE id = $1")
+            .bind(id)
+            .execute(self.writer())
+            .await?;
         Ok(())
     }
 
@@ -77,7 +84,12 @@ impl PaymentStore for Backend {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn take_due_payments(&self, now: Ts, lease_until: Ts, limit: u32) -> Result<Vec<PaymentRow>> {
+    async fn take_due_payments(
+        &self,
+        now: Ts,
+        lease_until: Ts,
+        limit: u32,
+    ) -> Result<Vec<PaymentRow>> {
         // Many nodes may look at once: on PostgreSQL each takes rows no other node holds.
         let lock = match DIALECT {
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",

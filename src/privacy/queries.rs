@@ -1,21 +1,24 @@
-// SQL of privacy, compiled once per backend (see `storage`). `Db`, `DIALECT` and `Backend`
-// come from the including module.
+//! SQL of privacy, compiled once per backend (see `storage`). `Db`, `DIALECT` and `Backend`
+//! come from the including module.
+
+use super::*;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Erased, Erasure, OwnedLineRow, PersonRecords, PrivacyStore, SavedItemRow};
 use crate::auth::store::UserRow;
 use crate::books::store::{AuditRow, AuditTuple};
 use crate::notifications::domain::Preferences;
 use crate::notifications::store::{DELIVERY_COLUMNS, DeliveryRow, ShopMessageRow};
 use crate::orders::store::{EVENT_COLUMNS, EventRow, ORDER_FIELDS, OrderRow};
 use crate::payments::store::{PAYMENT_COLUMNS, PaymentRow};
+use crate::privacy::store::{
+    Erased, Erasure, OwnedLineRow, PersonRecords, PrivacyStore, SavedItemRow,
+};
 use crate::storage::{Dialect, Result, Ts};
 
 const USER_COLUMNS: &str =
     "id, email, password_hash, name, phone, role, created_at, updated_at, erased_at";
-
 
 #[async_trait]
 impl PrivacyStore for Backend {
@@ -72,7 +75,9 @@ impl PrivacyStore for Backend {
         .bind(id)
         .fetch_all(&mut *tx)
         .await?;
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM order_events_all WHERE customer_id = $1 ORDER BY id");
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM order_events_all WHERE customer_id = $1 ORDER BY id"
+        );
         let events = sqlx::query_as::<Db, EventRow>(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_all(&mut *tx)
@@ -167,10 +172,11 @@ impl PrivacyStore for Backend {
             Dialect::Sqlite => "",
         };
         let sql = format!("SELECT email, phone, erased_at FROM users WHERE id = $1{lock}");
-        let found = sqlx::query_as::<Db, (String, Option<String>, Option<Ts>)>(sqlx::AssertSqlSafe(sql))
-            .bind(e.id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let found =
+            sqlx::query_as::<Db, (String, Option<String>, Option<Ts>)>(sqlx::AssertSqlSafe(sql))
+                .bind(e.id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let (email, phone) = match found {
             None => return Ok(Erased::NoSuchUser),
             Some((_, _, Some(_))) => return Ok(Erased::Already),
@@ -200,8 +206,14 @@ impl PrivacyStore for Backend {
         // — staff and carriers write names and streets there) go.
         // Live and archived alike (the order history, see `history`).
         let (orders, events) = match DIALECT {
-            Dialect::Postgres => (["orders", "orders_history"], ["order_events", "order_events_history"]),
-            Dialect::Sqlite => (["main.orders", "history.orders"], ["main.order_events", "history.order_events"]),
+            Dialect::Postgres => (
+                ["orders", "orders_history"],
+                ["order_events", "order_events_history"],
+            ),
+            Dialect::Sqlite => (
+                ["main.orders", "history.orders"],
+                ["main.order_events", "history.order_events"],
+            ),
         };
         for t in orders {
             sqlx::query::<Db>(sqlx::AssertSqlSafe(format!(

@@ -1,15 +1,17 @@
-// SQL of the recommendations module, compiled once per backend (see `storage`).
+//! SQL of the recommendations module, compiled once per backend (see `storage`).
+
+use super::*;
 
 use async_trait::async_trait;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
-use crate::recommendations::RECENT_ORDERS;
-use super::{Inputs, PairRow, RecommendationStore};
 use crate::inventory::store::{ITEM_COLUMNS, ItemRow};
+use crate::recommendations::RECENT_ORDERS;
+use crate::recommendations::store::{Inputs, PairRow, RecommendationStore};
 use crate::storage::{Dialect, Result, Ts};
 
-fn push_ids(b: &mut QueryBuilder<Db>, ids: &[Uuid]) {
+pub(super) fn push_ids(b: &mut QueryBuilder<Db>, ids: &[Uuid]) {
     b.push("(");
     let mut list = b.separated(", ");
     for id in ids {
@@ -122,7 +124,13 @@ impl RecommendationStore for Backend {
         // the text, not a parameter: PostgreSQL's generic plan cannot see a parameter's
         // LIMIT and joins every order line instead.
         let (orders, items, history_orders, history_items, hidden) = match DIALECT {
-            Dialect::Postgres => ("orders", "order_items", "orders_history", "order_items_history", ""),
+            Dialect::Postgres => (
+                "orders",
+                "order_items",
+                "orders_history",
+                "order_items_history",
+                "",
+            ),
             // A history row whose order is live too is a move cut short (see `history`).
             Dialect::Sqlite => (
                 "main.orders",
@@ -152,9 +160,9 @@ impl RecommendationStore for Backend {
                 "SELECT l.item_id, o.created_at FROM o CROSS JOIN LATERAL \
                  (SELECT item_id FROM {table} WHERE order_id = o.id OFFSET 0) l"
             ),
-            Dialect::Sqlite => format!(
-                "SELECT l.item_id, o.created_at FROM o JOIN {table} l ON l.order_id = o.id"
-            ),
+            Dialect::Sqlite => {
+                format!("SELECT l.item_id, o.created_at FROM o JOIN {table} l ON l.order_id = o.id")
+            }
         };
         let sql = format!(
             "WITH o AS MATERIALIZED ({recent}) \
@@ -170,11 +178,7 @@ impl RecommendationStore for Backend {
             .await?)
     }
 
-    async fn recommendation_inputs(
-        &self,
-        counts: &str,
-        customer: Option<Uuid>,
-    ) -> Result<Inputs> {
+    async fn recommendation_inputs(&self, counts: &str, customer: Option<Uuid>) -> Result<Inputs> {
         // One row per wished item (one with none): the tags repeat on each. The newest
         // order through `orders_customer` alone.
         let rows = sqlx::query_as::<Db, (Option<i64>, Option<Uuid>, Option<Uuid>)>(

@@ -59,9 +59,16 @@ pub trait RecommendationStore {
     async fn best_sellers(&self, limit: u32) -> Result<Vec<ItemRow>>;
 }
 
+#[path = "."]
 mod sqlite {
+    use sqlx::QueryBuilder;
+    use uuid::Uuid;
+
     use crate::storage::sqlite::{DIALECT, Db, SqliteStore as Backend};
-    include!("queries.rs");
+    // The same file, compiled once per backend (see `storage`).
+    #[allow(clippy::duplicate_mod)]
+    mod queries;
+    use queries::push_ids;
 
     /// The lines (`order_id`, `item_id`) of these orders, as the derived table `a`.
     fn push_lines_of(b: &mut QueryBuilder<Db>, orders: &[Uuid]) {
@@ -71,9 +78,15 @@ mod sqlite {
     }
 }
 
+#[path = "."]
 mod postgres {
+    use sqlx::QueryBuilder;
+    use uuid::Uuid;
+
     use crate::storage::postgres::{DIALECT, Db, PgStore as Backend};
-    include!("queries.rs");
+    // The same file, compiled once per backend (see `storage`).
+    #[allow(clippy::duplicate_mod)]
+    mod queries;
 
     /// The lines (`order_id`, `item_id`) of these orders, as the derived table `a`: one
     /// index lookup per order whatever the statistics say. A rollup runs right after a

@@ -1,14 +1,16 @@
-// SQL of the search module, compiled once per backend (see `storage`). The backends differ
-// only in how they find the matching items (`Backend::hits`).
+//! SQL of the search module, compiled once per backend (see `storage`). The backends differ
+//! only in how they find the matching items (`Backend::hits`).
+
+use super::*;
 
 use async_trait::async_trait;
 use sqlx::QueryBuilder;
 
 use uuid::Uuid;
 
-use super::{AtGeneration, SearchResult, SearchStore};
 use crate::inventory::store::{ITEM_COLUMNS, ItemRow};
 use crate::search::domain::{SearchQuery, SearchSort};
+use crate::search::store::{AtGeneration, SearchResult, SearchStore};
 use crate::storage::Result;
 
 /// The search statement: the items (`facets` false) or the per-category counts. With
@@ -79,7 +81,8 @@ const FACETS_TAIL: &str =
 /// The filters of `q` on `table`'s columns; the facets ignore the category filter.
 fn filters(b: &mut QueryBuilder<Db>, q: &SearchQuery, table: &str, in_stock: &str, facets: bool) {
     if let (Some(c), false) = (&q.category, facets) {
-        b.push(format!(" AND {table}.category = ")).push_bind(c.clone());
+        b.push(format!(" AND {table}.category = "))
+            .push_bind(c.clone());
     }
     if let Some(p) = q.min_price {
         b.push(format!(" AND {table}.price >= ")).push_bind(p);

@@ -52,11 +52,15 @@ struct Hits {
     best_first: &'static str,
 }
 
+#[path = "."]
 mod sqlite {
     use super::{Hits, Piece};
     use crate::search::domain::{TYPO_MIN_CHARS, one_edit_apart};
+    use crate::storage::Result;
     use crate::storage::sqlite::{Db, SqliteStore as Backend};
-    include!("queries.rs");
+    // The same file, compiled once per backend (see `storage`).
+    #[allow(clippy::duplicate_mod)]
+    mod queries;
 
     /// Quotes a term for an FTS5 query: inside double quotes nothing is an operator.
     fn quoted(term: &str) -> String {
@@ -128,11 +132,15 @@ mod sqlite {
     }
 }
 
+#[path = "."]
 mod postgres {
     use super::{Hits, Piece};
     use crate::search::domain::{TYPO_MIN_CHARS, one_edit_apart};
+    use crate::storage::Result;
     use crate::storage::postgres::{Db, PgStore as Backend};
-    include!("queries.rs");
+    // The same file, compiled once per backend (see `storage`).
+    #[allow(clippy::duplicate_mod)]
+    mod queries;
 
     impl Backend {
         /// `tsvector` (weights A name, B SKU and category, C the rest): every word must

@@ -1,11 +1,13 @@
-// SQL of the shop module, compiled once per backend (see `storage`).
+//! SQL of the shop module, compiled once per backend (see `storage`).
+
+use super::*;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{CartLineRow, CartRow, ShopStore, WishOutcome, WishRow};
 use crate::inventory::store::ITEM_COLUMNS;
 use crate::shop::domain::{CartOp, CartRefusal, MAX_CART_LINES, MAX_QUANTITY, MAX_WISHLIST};
+use crate::shop::store::{CartLineRow, CartRow, ShopStore, WishOutcome, WishRow};
 use crate::storage::{Error, Result, Ts};
 
 type CartJoin = (
@@ -45,8 +47,9 @@ impl ShopStore for Backend {
                 Some(currency),
                 Some(stock),
                 Some(added_at),
-            ) = (item_id, sku, name, quantity, price, currency, stock, added_at)
-            {
+            ) = (
+                item_id, sku, name, quantity, price, currency, stock, added_at,
+            ) {
                 cart.lines.push(CartLineRow {
                     item_id,
                     sku,
@@ -188,14 +191,14 @@ impl ShopStore for Backend {
     }
 
     async fn remove_from_wishlist(&self, customer: Uuid, item: Uuid) -> Result<bool> {
-        Ok(sqlx::query::<Db>(
-            "DELETE FROM wishlist_items WHERE customer_id = $1 AND item_id = $2",
+        Ok(
+            sqlx::query::<Db>("DELETE FROM wishlist_items WHERE customer_id = $1 AND item_id = $2")
+                .bind(customer)
+                .bind(item)
+                .execute(self.writer())
+                .await?
+                .rows_affected()
+                > 0,
         )
-        .bind(customer)
-        .bind(item)
-        .execute(self.writer())
-        .await?
-        .rows_affected()
-            > 0)
     }
 }

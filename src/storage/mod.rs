@@ -1,7 +1,9 @@
 //! Storage: one `Store` interface, two backends (embedded SQLite, PostgreSQL).
 //!
 //! Each business module keeps its SQL in one `queries.rs` file that is compiled twice, once
-//! per backend (`include!` inside `sqlite` and `postgres` modules). The SQL is written once;
+//! per backend: it is the child module `queries` of both a `sqlite` and a `postgres` module
+//! of the business module's `store.rs` (`#[path = "."]`), and takes `Db`, `DIALECT` and
+//! `Backend` from its parent (`use super::*`). The SQL is written once;
 //! the few places where the dialects differ branch on [`Dialect`]. Timestamps are stored as
 //! `timestamptz` on PostgreSQL and as integer microseconds on SQLite (text timestamps do not
 //! sort correctly), through the [`Ts`] wrapper.
