@@ -6,12 +6,9 @@ use super::*;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::auth::store::{ApiKeyRow, AuthStore, FailureCounts, UserRow};
+use crate::auth::store::{ApiKeyRow, AuthStore, FailureCounts, USER_COLUMNS, UserRow};
 use crate::books::domain::NewAudit;
 use crate::storage::{Result, Ts};
-
-const USER_COLUMNS: &str =
-    "id, email, password_hash, name, phone, role, created_at, updated_at, erased_at";
 
 #[async_trait]
 impl AuthStore for Backend {

@@ -6,6 +6,12 @@ use uuid::Uuid;
 use crate::books::domain::NewAudit;
 use crate::storage::{Result, Ts};
 
+crate::storage::columns!(
+    /// The columns of `UserRow`, in order.
+    pub(crate) USER_COLUMNS:
+    id, email, password_hash, name, phone, role, created_at, updated_at, erased_at
+);
+
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct UserRow {
     pub id: Uuid,

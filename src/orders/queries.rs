@@ -7,16 +7,13 @@ use sqlx::{FromRow, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::orders::store::{
-    EVENT_COLUMNS, EventRow, Expiry, NewEvent, NewOrder, ORDER_FIELDS, OrderCursor, OrderFilter,
-    OrderLineRow, OrderRecord, OrderRow, OrderStore, OrderUpdate, PlaceOutcome, TransitionJob,
-    TransitionOutcome,
+    EVENT_COLUMNS, EventRow, Expiry, NewEvent, NewOrder, ORDER_COLUMNS, ORDER_FIELDS, OrderCursor,
+    OrderFilter, OrderLineRow, OrderRecord, OrderRow, OrderStore, OrderUpdate, PlaceOutcome,
+    TransitionJob, TransitionOutcome,
 };
 use crate::payments::store::UPSERT_PAYMENT;
 use crate::storage::{Dialect, Error, Result, Ts};
 
-const ORDER_COLUMNS: &str = "o.id, o.customer_id, o.status, o.payment_status, o.total_amount, o.currency, \
-     o.shipping_address, o.carrier, o.tracking_number, o.payment_method, o.payment_reference, o.version, \
-     o.created_at, o.updated_at, o.expires_at, o.estimated_delivery, o.estimated_delivery_source";
 const LINE_COLUMNS: &str =
     "l.line_no, l.item_id, l.sku, l.name, l.quantity, l.unit_price, l.line_total";
 

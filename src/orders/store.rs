@@ -8,10 +8,13 @@ use uuid::Uuid;
 use crate::payments::store::PaymentWrite;
 use crate::storage::{Result, Ts};
 
-/// The columns of `OrderRow`, in order.
-pub(crate) const ORDER_FIELDS: &str = "id, customer_id, status, payment_status, total_amount, currency, shipping_address, \
-     carrier, tracking_number, payment_method, payment_reference, version, created_at, updated_at, expires_at, \
-     estimated_delivery, estimated_delivery_source";
+crate::storage::columns!(
+    /// The columns of `OrderRow`, in order.
+    pub(crate) ORDER_FIELDS, pub(crate) ORDER_COLUMNS = "o":
+    id, customer_id, status, payment_status, total_amount, currency, shipping_address, carrier,
+    tracking_number, payment_method, payment_reference, version, created_at, updated_at,
+    expires_at, estimated_delivery, estimated_delivery_source
+);
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct OrderRow {

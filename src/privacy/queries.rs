@@ -6,7 +6,7 @@ use super::*;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::auth::store::UserRow;
+use crate::auth::store::{USER_COLUMNS, UserRow};
 use crate::books::store::{AuditRow, AuditTuple};
 use crate::notifications::domain::Preferences;
 use crate::notifications::store::{DELIVERY_COLUMNS, DeliveryRow, ShopMessageRow};
@@ -16,9 +16,6 @@ use crate::privacy::store::{
     Erased, Erasure, OwnedLineRow, PersonRecords, PrivacyStore, SavedItemRow,
 };
 use crate::storage::{Dialect, Result, Ts};
-
-const USER_COLUMNS: &str =
-    "id, email, password_hash, name, phone, role, created_at, updated_at, erased_at";
 
 #[async_trait]
 impl PrivacyStore for Backend {

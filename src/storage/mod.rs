@@ -18,6 +18,27 @@ use std::sync::Arc;
 
 pub use types::Ts;
 
+/// A table's column list, declared once as identifiers: the list (`id, customer_id, …`)
+/// and, when a join needs it, the same list qualified by an alias (`o.id, o.customer_id,
+/// …`). Both are `&'static str` built at compile time, so they cannot drift apart.
+///
+/// `columns!(pub(crate) ORDER_FIELDS, pub(crate) ORDER_COLUMNS = "o": id, customer_id);`
+/// `columns!(pub(crate) USER_COLUMNS: id, email);`
+macro_rules! columns {
+    ($(#[$m:meta])* $vis:vis $name:ident, $qvis:vis $qualified:ident = $alias:literal:
+     $first:ident $(, $col:ident)* $(,)?) => {
+        $crate::storage::columns!($(#[$m])* $vis $name: $first $(, $col)*);
+        /// The same columns, qualified by the table's alias.
+        $qvis const $qualified: &str =
+            concat!($alias, ".", stringify!($first) $(, ", ", $alias, ".", stringify!($col))*);
+    };
+    ($(#[$m:meta])* $vis:vis $name:ident: $first:ident $(, $col:ident)* $(,)?) => {
+        $(#[$m])*
+        $vis const $name: &str = concat!(stringify!($first) $(, ", ", stringify!($col))*);
+    };
+}
+pub(crate) use columns;
+
 use crate::auth::store::AuthStore;
 use crate::books::store::{AnalyticsStore, AuditStore};
 use crate::carriers::store::CarrierStore;
@@ -204,4 +225,22 @@ pub async fn connect_with(
 /// Applies pending migrations only (the `ordo migrate` command).
 pub async fn migrate(url: &str) -> anyhow::Result<()> {
     connect(url, 1).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    columns!(LIST, QUALIFIED = "o": id, customer_id, created_at);
+    columns!(ONE: id);
+
+    #[test]
+    fn a_column_list_and_its_qualified_twin_come_from_one_declaration() {
+        assert_eq!(LIST, "id, customer_id, created_at");
+        assert_eq!(QUALIFIED, "o.id, o.customer_id, o.created_at");
+        assert_eq!(ONE, "id");
+        let fields: Vec<String> = crate::orders::store::ORDER_FIELDS
+            .split(", ")
+            .map(|c| format!("o.{c}"))
+            .collect();
+        assert_eq!(crate::orders::store::ORDER_COLUMNS, fields.join(", "));
+    }
 }
