@@ -11,6 +11,7 @@
 //! - `failpoint`: crash points for crash tests (`ORDO_FAILPOINT`).
 //! - `storage`: the `Store` interface and its SQLite and PostgreSQL backends; the embedded
 //!   database's checkpoints, backup and restore, and its copy into PostgreSQL.
+//! - `ids`: typed ids (`OrderId`, `ItemId`, `UserId`, …) and `UserRef` (`me` or an id).
 //! - `http`: extractors, paging and middleware shared by every route.
 //! - `auth`: accounts, tokens, API keys, roles and permissions.
 //! - `inventory`: items and stock.
@@ -46,6 +47,7 @@ pub mod failpoint;
 pub mod history;
 pub mod http;
 pub mod idempotency;
+pub mod ids;
 pub mod inventory;
 pub mod jobs;
 pub mod notifications;

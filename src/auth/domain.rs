@@ -5,6 +5,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, FieldError};
+use crate::ids::UserRef;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -134,6 +135,15 @@ impl Principal {
         match self {
             Principal::User { id, .. } => Some(*id),
             Principal::ApiKey { .. } | Principal::TrackingLink { .. } => None,
+        }
+    }
+
+    /// The account a `/v1/users/{user_id}/…` path names: `me` is the caller's own (none for
+    /// an API key or a tracking link).
+    pub fn named(&self, who: UserRef) -> Option<Uuid> {
+        match who {
+            UserRef::Me => self.user_id(),
+            UserRef::Id(id) => Some(id.uuid()),
         }
     }
 

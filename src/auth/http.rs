@@ -1,6 +1,6 @@
 //! Identity routes: register, login, me, users and API keys.
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -13,7 +13,8 @@ use super::store::UserRow;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::middleware::client_ip;
-use crate::http::{Json, Validator, parse_id};
+use crate::http::{Json, Path, Validator};
+use crate::ids::ApiKeyId;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -292,12 +293,9 @@ async fn create_api_key(
 async fn delete_api_key(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<ApiKeyId>,
 ) -> ApiResult<StatusCode> {
     caller.require(Permission::Administer)?;
-    state
-        .auth
-        .revoke_api_key(parse_id(&id)?, &caller.key())
-        .await?;
+    state.auth.revoke_api_key(id.uuid(), &caller.key()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

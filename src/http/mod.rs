@@ -264,9 +264,23 @@ pub fn decode_cursor<T: for<'de> Deserialize<'de>>(s: &str) -> Result<T, FieldEr
     serde_json::from_slice(&bytes).map_err(|_| bad())
 }
 
-/// Parses an id from the path; a malformed id is a resource that does not exist.
-pub fn parse_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
-    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)
+/// Typed path parameters: `Path<OrderId>`, `Path<(UserRef, ItemId)>` (see `crate::ids`).
+/// A segment that does not parse names a resource that does not exist: 404, as
+/// problem+json, like an id that parses but is unknown.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => Err(ApiError::NotFound),
+            // A route whose pattern lacks the parameters its handler takes.
+            Err(e) => Err(ApiError::internal(anyhow::anyhow!("path parameters: {e}"))),
+        }
+    }
 }
 
 /// Collects field errors; `finish` fails with all of them at once.

@@ -1,6 +1,6 @@
 //! Item and stock routes.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
@@ -16,7 +16,8 @@ use super::store::{ItemChange, ItemCursor, ItemFilter, ItemRow};
 use crate::app::AppState;
 use crate::auth::domain::{Permission, Principal, parse_name};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::http::{Json, Page, QueryParams, Validator, decode_cursor, encode_cursor, parse_id};
+use crate::http::{Json, Page, Path, QueryParams, Validator, decode_cursor, encode_cursor};
+use crate::ids::ItemId;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -217,10 +218,10 @@ async fn create_item(
 async fn get_item(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<ItemId>,
 ) -> ApiResult<Json<ItemResponse>> {
     caller.require(Permission::ReadItems)?;
-    Ok(Json(state.items.get(parse_id(&id)?).await?.into()))
+    Ok(Json(state.items.get(id.uuid()).await?.into()))
 }
 
 /// Change an item or its stock (staff, `items:write`).
@@ -230,11 +231,11 @@ async fn get_item(
 async fn update_item(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<ItemId>,
     Json(req): Json<UpdateItemRequest>,
 ) -> ApiResult<Json<ItemResponse>> {
     caller.require(Permission::WriteItems)?;
-    let id = parse_id(&id)?;
+    let id = id.uuid();
     let mut v = Validator::default();
     let change = ItemChange {
         name: req

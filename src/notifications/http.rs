@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -17,7 +17,8 @@ use super::store::{DeliveryRow, EndpointRow, message_id_of};
 use crate::app::AppState;
 use crate::auth::domain::{Permission, Principal};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::http::{Json, Page, QueryParams, Validator, decode_cursor, encode_cursor, parse_id};
+use crate::http::{Json, Page, Path, QueryParams, Validator, decode_cursor, encode_cursor};
+use crate::ids::{DeliveryId, EndpointId, UserRef};
 use crate::inventory::domain::parse_text;
 use crate::orders::service::actor_of;
 use crate::storage::Ts;
@@ -114,12 +115,8 @@ async fn send_message(
 
 /// The customer a route is about: the caller itself (or `me`), or any customer for staff.
 /// Anybody else's is "not found".
-async fn customer(state: &AppState, caller: &Principal, raw: &str) -> ApiResult<Uuid> {
-    let id = if raw == "me" {
-        caller.user_id().ok_or(ApiError::NotFound)?
-    } else {
-        parse_id(raw)?
-    };
+async fn customer(state: &AppState, caller: &Principal, who: UserRef) -> ApiResult<Uuid> {
+    let id = caller.named(who).ok_or(ApiError::NotFound)?;
     match caller.own_customer_id() {
         Some(own) if own == id => return Ok(id),
         Some(_) => return Err(ApiError::NotFound),
@@ -141,9 +138,9 @@ async fn customer(state: &AppState, caller: &Principal, raw: &str) -> ApiResult<
 async fn get_preferences(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<UserRef>,
 ) -> ApiResult<Json<Preferences>> {
-    let id = customer(&state, &caller, &id).await?;
+    let id = customer(&state, &caller, id).await?;
     Ok(Json(state.notifications.preferences(id).await?))
 }
 
@@ -162,10 +159,10 @@ pub struct PreferencesRequest {
 async fn put_preferences(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<UserRef>,
     Json(req): Json<PreferencesRequest>,
 ) -> ApiResult<Json<Preferences>> {
-    let id = customer(&state, &caller, &id).await?;
+    let id = customer(&state, &caller, id).await?;
     let p = Preferences {
         email: req.email,
         sms: req.sms,
@@ -294,10 +291,10 @@ async fn delivery_page(
 async fn customer_notifications(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<UserRef>,
     q: QueryParams,
 ) -> ApiResult<Json<Page<DeliveryResponse>>> {
-    let id = customer(&state, &caller, &id).await?;
+    let id = customer(&state, &caller, id).await?;
     delivery_page(
         &state,
         id,
@@ -435,10 +432,10 @@ async fn list_endpoints(
 async fn get_endpoint(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<EndpointId>,
 ) -> ApiResult<Json<EndpointResponse>> {
     caller.require(Permission::ManageWebhooks)?;
-    let row = state.notifications.endpoint(parse_id(&id)?).await?;
+    let row = state.notifications.endpoint(id.uuid()).await?;
     Ok(Json(endpoint_response(row, false)))
 }
 
@@ -448,12 +445,12 @@ async fn get_endpoint(
 async fn delete_endpoint(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<EndpointId>,
 ) -> ApiResult<StatusCode> {
     caller.require(Permission::ManageWebhooks)?;
     state
         .notifications
-        .delete_endpoint(parse_id(&id)?, &caller.key())
+        .delete_endpoint(id.uuid(), &caller.key())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -474,7 +471,7 @@ pub struct RotateRequest {
 async fn rotate_secret(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<EndpointId>,
     Json(req): Json<RotateRequest>,
 ) -> ApiResult<Json<EndpointResponse>> {
     caller.require(Permission::ManageWebhooks)?;
@@ -487,7 +484,7 @@ async fn rotate_secret(
     }
     let row = state
         .notifications
-        .rotate_secret(parse_id(&id)?, Duration::from_secs(grace))
+        .rotate_secret(id.uuid(), Duration::from_secs(grace))
         .await?;
     Ok(Json(endpoint_response(row, true)))
 }
@@ -499,11 +496,11 @@ async fn rotate_secret(
 async fn endpoint_deliveries(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<EndpointId>,
     q: QueryParams,
 ) -> ApiResult<Json<Page<DeliveryResponse>>> {
     caller.require(Permission::ManageWebhooks)?;
-    let row = state.notifications.endpoint(parse_id(&id)?).await?;
+    let row = state.notifications.endpoint(id.uuid()).await?;
     delivery_page(&state, row.id, &q, &[Channel::Webhook]).await
 }
 
@@ -514,13 +511,13 @@ async fn endpoint_deliveries(
 async fn resend_delivery(
     State(state): State<AppState>,
     caller: Principal,
-    Path((id, delivery)): Path<(String, String)>,
+    Path((id, delivery)): Path<(EndpointId, DeliveryId)>,
 ) -> ApiResult<(StatusCode, Json<DeliveryResponse>)> {
     caller.require(Permission::ManageWebhooks)?;
-    let endpoint = state.notifications.endpoint(parse_id(&id)?).await?;
+    let endpoint = state.notifications.endpoint(id.uuid()).await?;
     let d = state
         .notifications
-        .resend(endpoint.id, parse_id(&delivery)?)
+        .resend(endpoint.id, delivery.uuid())
         .await?;
     Ok((StatusCode::ACCEPTED, Json(d.into())))
 }

@@ -1,6 +1,6 @@
 //! Order routes: place, read, search, pay, change status, track, cancel, timeline.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -21,8 +21,9 @@ use crate::app::AppState;
 use crate::auth::domain::{Permission, Principal};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::{
-    Json, Page, QueryParams, Validator, decode_cursor, encode_cursor, parse_id, parse_json,
+    Json, Page, Path, QueryParams, Validator, decode_cursor, encode_cursor, parse_json,
 };
+use crate::ids::OrderId;
 use crate::inventory::domain::parse_text;
 use crate::payments::parse_payment_method;
 use crate::storage::Ts;
@@ -419,11 +420,11 @@ pub(crate) fn parse_shipping_address(
 async fn get_order(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<OrderId>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     caller.require(Permission::ReadOrders)?;
-    let id = parse_id(&id)?;
+    let id = id.uuid();
     let if_none_match = if_none_match(&headers);
     if let Some(h) = if_none_match
         && let Some(etag) = state.orders.not_modified(&caller, id, h).await?
@@ -555,11 +556,11 @@ fn tagged(mut res: Response, etag: &str) -> Response {
 async fn pay_order(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<OrderId>,
     Json(req): Json<PayRequest>,
 ) -> ApiResult<(StatusCode, Json<OrderResponse>)> {
     caller.require(Permission::WriteOrders)?;
-    let id = parse_id(&id)?;
+    let id = id.uuid();
     let method = parse_payment_method("payment_method", &req.payment_method)
         .map_err(|e| ApiError::Validation(vec![e]))?;
     let rec = state.orders.get(&caller, id).await?;
@@ -601,11 +602,11 @@ fn details(
 async fn change_status(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<OrderId>,
     Json(req): Json<StatusRequest>,
 ) -> ApiResult<Json<OrderResponse>> {
     caller.require(Permission::ChangeStatus)?;
-    let id = parse_id(&id)?;
+    let id = id.uuid();
     let mut v = Validator::default();
     let d = details(
         &mut v,
@@ -643,11 +644,11 @@ async fn change_status(
 async fn add_tracking(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<OrderId>,
     Json(req): Json<TrackingRequest>,
 ) -> ApiResult<(StatusCode, Json<EventResponse>)> {
     caller.require(Permission::WriteTracking)?;
-    let id = parse_id(&id)?;
+    let id = id.uuid();
     let mut v = Validator::default();
     let description = v
         .check(parse_text("description", Some(&req.description), 2000))
@@ -703,11 +704,11 @@ async fn add_tracking(
 async fn cancel_order(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<OrderId>,
     body: Bytes,
 ) -> ApiResult<Json<OrderResponse>> {
     caller.require(Permission::WriteOrders)?;
-    let id = parse_id(&id)?;
+    let id = id.uuid();
     // No body, an empty one or JSON `null`: no reason given.
     let req: CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
         CancelRequest::default()
@@ -740,10 +741,10 @@ async fn cancel_order(
 async fn order_events(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<OrderId>,
 ) -> ApiResult<Json<EventList>> {
     caller.require(Permission::ReadOrders)?;
-    let rec = state.orders.get(&caller, parse_id(&id)?).await?;
+    let rec = state.orders.get(&caller, id.uuid()).await?;
     let events = state.orders.events(rec.order.id).await?;
     Ok(Json(EventList {
         data: events.into_iter().map(Into::into).collect(),
@@ -811,10 +812,10 @@ pub struct PaymentList {
 async fn order_payments(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<OrderId>,
 ) -> ApiResult<Json<PaymentList>> {
     caller.require(Permission::ReadOrders)?;
-    let rec = state.orders.get(&caller, parse_id(&id)?).await?;
+    let rec = state.orders.get(&caller, id.uuid()).await?;
     let steps = state.orders.payments_of(&rec).await?;
     Ok(Json(PaymentList {
         data: steps.into_iter().map(Into::into).collect(),
@@ -842,10 +843,10 @@ pub struct TrackingLinkResponse {
 async fn create_tracking_link(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<OrderId>,
 ) -> ApiResult<(StatusCode, Json<TrackingLinkResponse>)> {
     caller.require(Permission::WriteOrders)?;
-    let rec = state.orders.get(&caller, parse_id(&id)?).await?;
+    let rec = state.orders.get(&caller, id.uuid()).await?;
     let (token, claims) = state
         .auth
         .issue_link(
@@ -882,10 +883,10 @@ async fn create_tracking_link(
 async fn revoke_tracking_links(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<OrderId>,
 ) -> ApiResult<StatusCode> {
     caller.require(Permission::WriteOrders)?;
-    let rec = state.orders.get(&caller, parse_id(&id)?).await?;
+    let rec = state.orders.get(&caller, id.uuid()).await?;
     state
         .auth
         .revoke_links(rec.order.id, &actor_of(&caller))

@@ -13,15 +13,6 @@ pub enum Access {
     Forbidden(&'static str),
 }
 
-/// The person a request names: `me`, or an id. Anything else names nobody.
-pub fn subject(caller: &Principal, raw: &str) -> Option<Uuid> {
-    if raw == "me" {
-        caller.user_id()
-    } else {
-        Uuid::parse_str(raw).ok()
-    }
-}
-
 /// Before the person is looked up: a customer reaches only itself (anybody else's id is
 /// "not found", whether or not it exists); a tracking link and an API key reach nobody
 /// (personal data is no integration's business); staff and admins go on to [`may_export`]
@@ -100,6 +91,7 @@ fn is_admin(caller: &Principal) -> bool {
 mod tests {
     use super::*;
     use crate::auth::domain::{Email, Scope};
+    use crate::ids::UserRef;
 
     #[test]
     fn an_erased_email_is_an_email_and_unique() {
@@ -116,13 +108,14 @@ mod tests {
     #[test]
     fn me_is_the_caller() {
         let (id, customer) = user(Role::Customer);
-        assert_eq!(subject(&customer, "me"), Some(id));
-        assert_eq!(subject(&customer, "nope"), None);
+        assert_eq!(customer.named(UserRef::Me), Some(id));
+        let other = Uuid::now_v7();
+        assert_eq!(customer.named(UserRef::Id(other.into())), Some(other));
         let key = Principal::ApiKey {
             id: Uuid::now_v7(),
             scopes: vec![],
         };
-        assert_eq!(subject(&key, "me"), None);
+        assert_eq!(key.named(UserRef::Me), None);
     }
 
     #[test]

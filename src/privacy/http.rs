@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -17,7 +17,8 @@ use crate::app::AppState;
 use crate::auth::domain::Principal;
 use crate::books::http::{AuditEntryResponse, rfc3339};
 use crate::error::{ApiResult, Problem};
-use crate::http::Json;
+use crate::http::{Json, Path};
+use crate::ids::UserRef;
 use crate::notifications::domain::Preferences;
 use crate::notifications::http::DeliveryResponse;
 use crate::orders::http::{EventResponse, OrderResponse, PaymentResponse};
@@ -229,9 +230,9 @@ impl CustomerExportResponse {
 async fn export_customer(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<UserRef>,
 ) -> ApiResult<Response> {
-    let (records, at) = state.privacy.export(&caller, &id).await?;
+    let (records, at) = state.privacy.export(&caller, id).await?;
     let mut res = Json(CustomerExportResponse::new(records, at)).into_response();
     // Personal data: no shared cache keeps a copy.
     res.headers_mut()
@@ -253,9 +254,9 @@ async fn export_customer(
 async fn erase_customer(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<UserRef>,
 ) -> ApiResult<StatusCode> {
-    let id = state.privacy.erase(&caller, &id).await?;
+    let id = state.privacy.erase(&caller, id).await?;
     state.auth.account_erased(id);
     // This node's live connections of the person end now (the token is refused on the
     // reconnect).

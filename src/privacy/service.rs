@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use super::domain::{
     Access, DROPPED_DELIVERY, ERASED_PASSWORD_HASH, ERASED_TEXT, erased_email, first_look,
-    may_erase, may_export, subject,
+    may_erase, may_export,
 };
 use super::store::{Erased, Erasure, PersonRecords};
 use crate::auth::domain::{Principal, Role};
 use crate::books::domain::{self as books, NewAudit};
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
+use crate::ids::UserRef;
 use crate::storage::{DynStore, Ts};
 
 #[derive(Clone)]
@@ -32,12 +33,12 @@ impl PrivacyService {
         PrivacyService { store, clock }
     }
 
-    /// Everything held about the person `raw` names (`me` or an id), and when it was read.
+    /// Everything held about the person `who` names (`me` or an id), and when it was read.
     /// The export is in the audit log before anybody sees it: an export that cannot be
     /// recorded is not handed out.
-    #[tracing::instrument(skip_all, fields(subject = raw))]
-    pub async fn export(&self, caller: &Principal, raw: &str) -> ApiResult<(PersonRecords, Ts)> {
-        let id = subject(caller, raw).ok_or(ApiError::NotFound)?;
+    #[tracing::instrument(skip_all, fields(subject = %who))]
+    pub async fn export(&self, caller: &Principal, who: UserRef) -> ApiResult<(PersonRecords, Ts)> {
+        let id = caller.named(who).ok_or(ApiError::NotFound)?;
         check(may_export(caller, id))?;
         let records = self
             .store
@@ -50,11 +51,11 @@ impl PrivacyService {
         Ok((records, now))
     }
 
-    /// Erases the person `raw` names (`me` or an id): see `store::PrivacyStore::erase_person`.
+    /// Erases the person `who` names (`me` or an id): see `store::PrivacyStore::erase_person`.
     /// Erasing again changes nothing and answers the same. Returns the erased id.
-    #[tracing::instrument(skip_all, fields(subject = raw))]
-    pub async fn erase(&self, caller: &Principal, raw: &str) -> ApiResult<uuid::Uuid> {
-        let id = subject(caller, raw).ok_or(ApiError::NotFound)?;
+    #[tracing::instrument(skip_all, fields(subject = %who))]
+    pub async fn erase(&self, caller: &Principal, who: UserRef) -> ApiResult<uuid::Uuid> {
+        let id = caller.named(who).ok_or(ApiError::NotFound)?;
         check(first_look(caller, id))?;
         let user = self.store.user_by_id(id).await?.ok_or(ApiError::NotFound)?;
         let role = Role::parse(&user.role)

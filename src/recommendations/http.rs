@@ -1,6 +1,6 @@
 //! `GET /v1/users/{user_id}/recommendations` and `GET /v1/items/{id}/bought-together`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -10,7 +10,8 @@ use super::service::Basis;
 use crate::app::AppState;
 use crate::auth::domain::{Permission, Principal};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::http::{Json, QueryParams, parse_id};
+use crate::http::{Json, Path, QueryParams};
+use crate::ids::{ItemId, UserRef};
 use crate::inventory::http::ItemResponse;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -55,11 +56,11 @@ fn limit(q: &QueryParams) -> ApiResult<u32> {
 async fn customer_recommendations(
     State(state): State<AppState>,
     caller: Principal,
-    Path(user_id): Path<String>,
+    Path(user_id): Path<UserRef>,
     q: QueryParams,
 ) -> ApiResult<Json<RecommendationsResponse>> {
     caller.require(Permission::ReadOrders)?;
-    let owner = state.shop.owner(&caller, &user_id).await?;
+    let owner = state.shop.owner(&caller, user_id).await?;
     let limit = limit(&q)?;
     let (basis, items) = state.recommendations.for_customer(owner, limit).await?;
     Ok(Json(RecommendationsResponse {
@@ -79,11 +80,11 @@ async fn customer_recommendations(
 async fn bought_together(
     State(state): State<AppState>,
     caller: Principal,
-    Path(id): Path<String>,
+    Path(id): Path<ItemId>,
     q: QueryParams,
 ) -> ApiResult<Json<BoughtTogetherResponse>> {
     caller.require(Permission::ReadItems)?;
-    let item = state.items.get(parse_id(&id)?).await?;
+    let item = state.items.get(id.uuid()).await?;
     let limit = limit(&q)?;
     let items = state
         .recommendations

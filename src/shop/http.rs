@@ -1,6 +1,6 @@
 //! Cart, checkout and wishlist routes under `/v1/users/{user_id}` (`me` works).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,8 @@ use super::store::{CartRow, WishRow};
 use crate::app::AppState;
 use crate::auth::domain::{Permission, Principal};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::http::{Json, Validator, parse_id, parse_json};
+use crate::http::{Json, Path, Validator, parse_json};
+use crate::ids::{ItemId, UserRef};
 use crate::inventory::http::ItemResponse;
 use crate::orders::http::{OrderResponse, parse_shipping_address, pay_placed};
 use crate::orders::service::{PlaceOrder, actor_of};
@@ -149,10 +150,10 @@ fn body_item_id(v: &mut Validator, raw: &str) -> Option<Uuid> {
 async fn get_cart(
     State(state): State<AppState>,
     caller: Principal,
-    Path(user_id): Path<String>,
+    Path(user_id): Path<UserRef>,
 ) -> ApiResult<Json<CartResponse>> {
     caller.require(Permission::ReadOrders)?;
-    let owner = state.shop.owner(&caller, &user_id).await?;
+    let owner = state.shop.owner(&caller, user_id).await?;
     Ok(Json(state.shop.cart(owner).await?.into()))
 }
 
@@ -163,11 +164,11 @@ async fn get_cart(
 async fn add_to_cart(
     State(state): State<AppState>,
     caller: Principal,
-    Path(user_id): Path<String>,
+    Path(user_id): Path<UserRef>,
     Json(req): Json<AddToCartRequest>,
 ) -> ApiResult<Json<CartResponse>> {
     caller.require(Permission::WriteOrders)?;
-    let owner = state.shop.owner(&caller, &user_id).await?;
+    let owner = state.shop.owner(&caller, user_id).await?;
     let mut v = Validator::default();
     let item = body_item_id(&mut v, &req.item_id);
     let op = parse_op(req.quantity, false);
@@ -188,12 +189,12 @@ async fn add_to_cart(
 async fn set_cart_line(
     State(state): State<AppState>,
     caller: Principal,
-    Path((user_id, item_id)): Path<(String, String)>,
+    Path((user_id, item_id)): Path<(UserRef, ItemId)>,
     Json(req): Json<SetCartLineRequest>,
 ) -> ApiResult<Json<CartResponse>> {
     caller.require(Permission::WriteOrders)?;
-    let owner = state.shop.owner(&caller, &user_id).await?;
-    let item = parse_id(&item_id)?;
+    let owner = state.shop.owner(&caller, user_id).await?;
+    let item = item_id.uuid();
     let op = parse_op(req.quantity, true)
         .ok_or_else(|| ApiError::validation("quantity", "must be a whole number from 0 to 1000"))?;
     match state.shop.change_cart(owner, item, op).await {
@@ -212,11 +213,11 @@ async fn set_cart_line(
 async fn remove_from_cart(
     State(state): State<AppState>,
     caller: Principal,
-    Path((user_id, item_id)): Path<(String, String)>,
+    Path((user_id, item_id)): Path<(UserRef, ItemId)>,
 ) -> ApiResult<Json<CartResponse>> {
     caller.require(Permission::WriteOrders)?;
-    let owner = state.shop.owner(&caller, &user_id).await?;
-    let item = parse_id(&item_id)?;
+    let owner = state.shop.owner(&caller, user_id).await?;
+    let item = item_id.uuid();
     let cart = state.shop.cart(owner).await?;
     if !cart.lines.iter().any(|l| l.item_id == item) {
         return Ok(Json(cart.into()));
@@ -240,11 +241,11 @@ async fn remove_from_cart(
 async fn checkout_cart(
     State(state): State<AppState>,
     caller: Principal,
-    Path(user_id): Path<String>,
+    Path(user_id): Path<UserRef>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<OrderResponse>)> {
     caller.require(Permission::WriteOrders)?;
-    let owner = state.shop.owner(&caller, &user_id).await?;
+    let owner = state.shop.owner(&caller, user_id).await?;
     let req: CheckoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
         CheckoutRequest::default()
     } else {
@@ -291,10 +292,10 @@ async fn checkout_cart(
 async fn get_wishlist(
     State(state): State<AppState>,
     caller: Principal,
-    Path(user_id): Path<String>,
+    Path(user_id): Path<UserRef>,
 ) -> ApiResult<Json<WishlistResponse>> {
     caller.require(Permission::ReadOrders)?;
-    let owner = state.shop.owner(&caller, &user_id).await?;
+    let owner = state.shop.owner(&caller, user_id).await?;
     Ok(Json(wishlist_response(state.shop.wishlist(owner).await?)))
 }
 
@@ -306,11 +307,11 @@ async fn get_wishlist(
 async fn add_to_wishlist(
     State(state): State<AppState>,
     caller: Principal,
-    Path(user_id): Path<String>,
+    Path(user_id): Path<UserRef>,
     Json(req): Json<WishRequest>,
 ) -> ApiResult<(StatusCode, Json<WishlistResponse>)> {
     caller.require(Permission::WriteOrders)?;
-    let owner = state.shop.owner(&caller, &user_id).await?;
+    let owner = state.shop.owner(&caller, user_id).await?;
     let mut v = Validator::default();
     let item = body_item_id(&mut v, &req.item_id);
     v.finish()?;
@@ -336,10 +337,10 @@ async fn add_to_wishlist(
 async fn remove_from_wishlist(
     State(state): State<AppState>,
     caller: Principal,
-    Path((user_id, item_id)): Path<(String, String)>,
+    Path((user_id, item_id)): Path<(UserRef, ItemId)>,
 ) -> ApiResult<Json<WishlistResponse>> {
     caller.require(Permission::WriteOrders)?;
-    let owner = state.shop.owner(&caller, &user_id).await?;
-    state.shop.unwish(owner, parse_id(&item_id)?).await?;
+    let owner = state.shop.owner(&caller, user_id).await?;
+    state.shop.unwish(owner, item_id.uuid()).await?;
     Ok(Json(wishlist_response(state.shop.wishlist(owner).await?)))
 }

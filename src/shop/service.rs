@@ -10,6 +10,7 @@ use crate::auth::domain::Principal;
 use crate::cache::TaggedCache;
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
+use crate::ids::UserRef;
 use crate::storage::DynStore;
 
 /// Carts a node keeps: what it last read of each (bounded; a full cache starts over).
@@ -51,12 +52,8 @@ impl ShopService {
     /// The customer whose cart or wishlist `raw` (`me` or a user id) names, if `caller`
     /// may reach it: a customer only its own, staff and integrations anybody's. Anything
     /// else is "not found", never "forbidden".
-    pub async fn owner(&self, caller: &Principal, raw: &str) -> ApiResult<Uuid> {
-        let id = if raw == "me" {
-            caller.user_id().ok_or(ApiError::NotFound)?
-        } else {
-            Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)?
-        };
+    pub async fn owner(&self, caller: &Principal, who: UserRef) -> ApiResult<Uuid> {
+        let id = caller.named(who).ok_or(ApiError::NotFound)?;
         match caller.own_customer_id() {
             Some(own) if own == id => Ok(id),
             Some(_) => Err(ApiError::NotFound),
