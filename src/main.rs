@@ -142,7 +142,12 @@ fn main() -> anyhow::Result<()> {
                     )
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
-                println!("created {} user {} ({})", user.role, user.email, user.id);
+                println!(
+                    "created {} user {} ({})",
+                    user.role.as_str(),
+                    user.email,
+                    user.id
+                );
                 Ok(())
             }
             Command::Backup { db, to } => {

@@ -82,7 +82,7 @@ impl From<&UserRow> for UserResponse {
             id: u.id.to_string(),
             email: u.email.clone(),
             name: u.name.clone(),
-            role: u.role.clone(),
+            role: u.role.as_str().into(),
             phone: u.phone.clone(),
         }
     }

@@ -46,7 +46,7 @@ impl AuthStore for Backend {
         .bind(&u.password_hash)
         .bind(&u.name)
         .bind(&u.phone)
-        .bind(&u.role)
+        .bind(u.role)
         .bind(u.created_at)
         .bind(u.updated_at)
         .execute(&mut *tx)

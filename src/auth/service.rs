@@ -157,8 +157,7 @@ impl AuthService {
     }
 
     pub fn issue_token(&self, user: &UserRow) -> ApiResult<IssuedToken> {
-        let role = Role::parse(&user.role)
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("bad role in db")))?;
+        let role = user.role;
         let now = self.clock.now().unix_timestamp();
         let ttl = self.token_ttl.as_secs();
         let claims = Claims {
@@ -297,7 +296,7 @@ impl AuthService {
             password_hash,
             name: new.name,
             phone: new.phone,
-            role: new.role.as_str().to_owned(),
+            role: new.role,
             created_at: now,
             updated_at: now,
             erased_at: None,

@@ -3,8 +3,11 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::auth::domain::Role;
 use crate::books::domain::NewAudit;
 use crate::storage::{Result, Ts};
+
+crate::storage::text_column!(Role);
 
 crate::storage::columns!(
     /// The columns of `UserRow`, in order.
@@ -19,7 +22,7 @@ pub struct UserRow {
     pub password_hash: String,
     pub name: String,
     pub phone: Option<String>,
-    pub role: String,
+    pub role: Role,
     pub created_at: Ts,
     pub updated_at: Ts,
     /// Set when the person was erased (see `privacy`): the row keeps the id for the

@@ -270,7 +270,16 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                 let ok = match &direct {
                     Some(store) => {
                         let at = crate::storage::Ts::truncated(time::OffsetDateTime::now_utc());
-                        store.bench_insert_events(&batch, at).await.is_ok()
+                        // The ids come from the API's answers: one that does not parse
+                        // fails the batch rather than scanning a made-up order.
+                        let pairs: Result<Vec<_>, _> = batch
+                            .iter()
+                            .map(|(o, c)| o.parse::<uuid::Uuid>().map(|o| (o, *c)))
+                            .collect();
+                        match pairs {
+                            Ok(pairs) => store.bench_insert_events(&pairs, at).await.is_ok(),
+                            Err(_) => false,
+                        }
                     }
                     None => {
                         let mut all = true;

@@ -61,7 +61,7 @@ pub enum Handled {
     Ignored(Uuid),
     Applied {
         order_id: Uuid,
-        status: String,
+        status: OrderStatus,
         scan_added: bool,
     },
 }
@@ -76,11 +76,6 @@ fn rank(s: OrderStatus) -> u8 {
         OrderStatus::Delivered => 4,
         OrderStatus::Canceled => 5,
     }
-}
-
-fn status_of(o: &OrderRow) -> ApiResult<OrderStatus> {
-    OrderStatus::parse(&o.status)
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("order {} has an unknown status", o.id)))
 }
 
 #[derive(Clone)]
@@ -163,7 +158,7 @@ impl CarrierService {
             );
             return self.ignore(u, order_id, "unknown_tag").await;
         };
-        let status = status_of(&order)?;
+        let status = order.status;
         let p = plan(status, tag);
         if p.advance.is_empty() && !p.scan {
             if matches!(status, OrderStatus::Created | OrderStatus::Canceled) {
@@ -201,7 +196,7 @@ impl CarrierService {
                         .await?
                         .ok_or(ApiError::NotFound)?
                         .order;
-                    let now_status = status_of(&order)?;
+                    let now_status = order.status;
                     if rank(now_status) < rank(target) {
                         return Err(ApiError::Conflict(format!(
                             "the order is {}; it cannot become {}",
@@ -213,7 +208,7 @@ impl CarrierService {
                 Err(e) => return Err(e),
             }
         }
-        let status = status_of(&order)?;
+        let status = order.status;
         let scan = p.scan.then(|| NewEvent {
             event: TRACKING_EVENT,
             status: status.as_str().to_owned(),

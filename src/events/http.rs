@@ -89,7 +89,7 @@ impl Start {
             Some(last) if rows.len() == REPLAY_PAGE as usize => Some(last.id),
             _ => None,
         };
-        Ok(rows.into_iter().map(PushEvent::from_row).collect())
+        Ok(PushEvent::from_rows(rows))
     }
 
     /// Is `ev` to go out on this connection? Events come in id order, from the replay and

@@ -45,12 +45,14 @@ pub struct PushEvent {
 }
 
 impl PushEvent {
-    pub fn from_row(row: EventRow) -> Arc<PushEvent> {
+    /// The event as pushed. Fails only on a row no client could read (a timestamp past
+    /// year 9999 has no RFC 3339 form).
+    pub fn from_row(row: EventRow) -> Result<Arc<PushEvent>, serde_json::Error> {
         let (id, customer_id, order_id, at) = (row.id, row.customer_id, row.order_id, row.at);
         let (event, status) = (row.event.clone(), row.status.clone());
         let previous_status = row.previous_status.clone();
-        let json = serde_json::to_string(&EventResponse::from(row)).unwrap_or_default();
-        Arc::new(PushEvent {
+        let json = serde_json::to_string(&EventResponse::from(row))?;
+        Ok(Arc::new(PushEvent {
             id,
             customer_id,
             order_id,
@@ -59,7 +61,24 @@ impl PushEvent {
             status,
             previous_status,
             json: json.into(),
-        })
+        }))
+    }
+
+    /// The events of these rows. A row that cannot be pushed is logged and counted
+    /// (`ordo_events_unpushable_total`) and left out: one broken row does not stop the
+    /// stream for everyone, and no client gets an empty message in its place.
+    pub fn from_rows(rows: Vec<EventRow>) -> Vec<Arc<PushEvent>> {
+        rows.into_iter()
+            .filter_map(|row| {
+                let id = row.id;
+                PushEvent::from_row(row)
+                    .inspect_err(|e| {
+                        tracing::error!(event_id = id, error = %e, "an event cannot be pushed");
+                        metrics::counter!("ordo_events_unpushable_total").increment(1);
+                    })
+                    .ok()
+            })
+            .collect()
     }
 
     /// Does this event notify its customer (and so count as a push when it reaches one of
@@ -127,7 +146,7 @@ mod tests {
             actor: Some("user:x".into()),
             at: Ts::truncated(time::OffsetDateTime::now_utc()),
         };
-        let ev = PushEvent::from_row(row.clone());
+        let ev = PushEvent::from_row(row.clone()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&ev.json).unwrap();
         assert_eq!(v["id"], "42");
         assert_eq!(v["event"], "order_status_update");

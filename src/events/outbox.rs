@@ -208,7 +208,7 @@ mod tests {
         async fn try_lead(&self, _: &str) -> Result<Option<Box<dyn Lease>>> {
             unimplemented!()
         }
-        async fn bench_insert_events(&self, _: &[(String, uuid::Uuid)], _: Ts) -> Result<()> {
+        async fn bench_insert_events(&self, _: &[(uuid::Uuid, uuid::Uuid)], _: Ts) -> Result<()> {
             unimplemented!()
         }
     }

@@ -109,13 +109,12 @@ impl EventStore for Backend {
         self.lead(name).await
     }
 
-    async fn bench_insert_events(&self, scans: &[(String, uuid::Uuid)], at: Ts) -> Result<()> {
+    async fn bench_insert_events(&self, scans: &[(uuid::Uuid, uuid::Uuid)], at: Ts) -> Result<()> {
         let mut q = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO order_events (order_id, customer_id, event, status, description, carrier_status, actor, at) ",
         );
         q.push_values(scans, |mut row, (order, customer)| {
-            let order = uuid::Uuid::parse_str(order).unwrap_or_default();
-            row.push_bind(order)
+            row.push_bind(*order)
                 .push_bind(*customer)
                 .push_bind("order_tracking_update")
                 .push_bind("placed")

@@ -74,7 +74,7 @@ impl Job for Relay {
             return Ok(Tick::Idle);
         }
         let full = batch.rows.len() == BATCH as usize;
-        let events: Vec<Arc<PushEvent>> = batch.rows.into_iter().map(PushEvent::from_row).collect();
+        let events = PushEvent::from_rows(batch.rows);
         self.bus.publish(&events).await?;
         outbox.advance(batch.end);
         if self.bus.shared() {

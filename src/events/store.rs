@@ -62,7 +62,7 @@ pub trait EventStore: Send + Sync {
     /// Appends a carrier scan to each of these (order, customer) pairs in one statement:
     /// the load generator's way to make events without the API (`ordo bench ws
     /// --insert-into`).
-    async fn bench_insert_events(&self, scans: &[(String, Uuid)], at: Ts) -> Result<()>;
+    async fn bench_insert_events(&self, scans: &[(Uuid, Uuid)], at: Ts) -> Result<()>;
 }
 
 /// A lease on SQLite: one node by construction.

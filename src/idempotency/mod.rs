@@ -85,9 +85,17 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
             let task = tokio::spawn(async move {
                 let res = next.run(req).await;
                 let (parts, body) = res.into_parts();
-                let body = axum::body::to_bytes(body, usize::MAX)
-                    .await
-                    .unwrap_or_default();
+                let body = match axum::body::to_bytes(body, usize::MAX).await {
+                    Ok(body) => body,
+                    Err(e) => {
+                        // Nothing whole to store or to answer: the client may try again.
+                        if let Err(e) = store.idempotency_abandon(&principal, &key).await {
+                            tracing::error!(error = %e, "abandoning an idempotency key failed");
+                        }
+                        return ApiError::internal(anyhow::anyhow!("reading a response: {e}"))
+                            .into_response();
+                    }
+                };
                 let outcome = if parts.status.is_server_error()
                     || parts.status == StatusCode::TOO_MANY_REQUESTS
                 {
@@ -96,7 +104,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
                     store.idempotency_abandon(&principal, &key).await
                 } else {
                     let stored = StoredResponse {
-                        status: parts.status.as_u16(),
+                        status: parts.status,
                         content_type: parts
                             .headers
                             .get(header::CONTENT_TYPE)
@@ -119,8 +127,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
 }
 
 fn replay(stored: StoredResponse) -> Response {
-    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-    let mut res = (status, stored.body).into_response();
+    let mut res = (stored.status, stored.body).into_response();
     if let Some(ct) = stored
         .content_type
         .and_then(|c| HeaderValue::from_str(&c).ok())

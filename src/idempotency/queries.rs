@@ -5,7 +5,7 @@ use super::*;
 use async_trait::async_trait;
 
 use crate::idempotency::store::{Begin, IdempotencyStore, KeyRow, StoredResponse};
-use crate::storage::{Result, Ts};
+use crate::storage::{Error, Result, Ts};
 
 #[async_trait]
 impl IdempotencyStore for Backend {
@@ -46,6 +46,7 @@ impl IdempotencyStore for Backend {
         .bind(key)
         .fetch_optional(self.writer())
         .await?;
+        let corrupt = |what: &str| Error::Corrupt(format!("idempotency key {key}: {what}"));
         Ok(match row {
             // Abandoned between our insert and select: the caller may simply retry.
             None => Begin::Existing(KeyRow {
@@ -54,11 +55,17 @@ impl IdempotencyStore for Backend {
             }),
             Some((request_hash, status, content_type, body)) => Begin::Existing(KeyRow {
                 request_hash,
-                response: status.map(|s| StoredResponse {
-                    status: u16::try_from(s).unwrap_or(500),
-                    content_type,
-                    body: body.unwrap_or_default(),
-                }),
+                response: match status {
+                    None => None,
+                    Some(s) => Some(StoredResponse {
+                        status: u16::try_from(s)
+                            .ok()
+                            .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
+                            .ok_or_else(|| corrupt(&format!("status {s}")))?,
+                        content_type,
+                        body: body.ok_or_else(|| corrupt("a stored status without a body"))?,
+                    }),
+                },
             }),
         })
     }
@@ -72,7 +79,7 @@ impl IdempotencyStore for Backend {
         sqlx::query::<Db>("UPDATE idempotency_keys SET status = $3, headers = $4, body = $5 WHERE principal = $1 AND key = $2")
             .bind(principal)
             .bind(key)
-            .bind(i32::from(res.status))
+            .bind(i32::from(res.status.as_u16()))
             .bind(&res.content_type)
             .bind(&res.body)
             .execute(self.writer())

@@ -6,7 +6,7 @@ use crate::storage::{Result, Ts};
 
 #[derive(Clone, Debug)]
 pub struct StoredResponse {
-    pub status: u16,
+    pub status: axum::http::StatusCode,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
 }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::domain::{Channel, Preferences, WEBHOOK_TYPES};
 use super::store::{DeliveryRow, EndpointRow, message_id_of};
 use crate::app::AppState;
-use crate::auth::domain::{Permission, Principal};
+use crate::auth::domain::{Permission, Principal, Role};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::{Json, Page, Path, QueryParams, Validator, decode_cursor, encode_cursor};
 use crate::ids::{DeliveryId, EndpointId, UserRef};
@@ -90,7 +90,7 @@ async fn send_message(
         Ok(id) => state.store.user_by_id(id).await?,
         Err(_) => None,
     }
-    .filter(|u| u.role == "customer" && u.erased_at.is_none())
+    .filter(|u| u.role == Role::Customer && u.erased_at.is_none())
     .ok_or(ApiError::NotFound)?;
     if let Some(o) = order_id {
         let rec = state.store.order(o).await?;
@@ -126,7 +126,7 @@ async fn customer(state: &AppState, caller: &Principal, who: UserRef) -> ApiResu
         return Err(ApiError::Forbidden("only the customer itself or staff"));
     }
     match state.store.user_by_id(id).await? {
-        Some(u) if u.role == "customer" => Ok(id),
+        Some(u) if u.role == Role::Customer => Ok(id),
         _ => Err(ApiError::NotFound),
     }
 }
@@ -208,7 +208,7 @@ impl From<DeliveryRow> for DeliveryResponse {
             id: d.id.to_string(),
             event_id: message_id_of(&d).is_none().then(|| d.event_id.to_string()),
             message_id: message_id_of(&d).map(|m| m.to_string()),
-            channel: d.channel,
+            channel: d.channel.as_str().into(),
             kind: d.kind,
             target: d.target,
             status: d.status,
@@ -359,7 +359,7 @@ fn endpoint_response(e: EndpointRow, with_secret: bool) -> EndpointResponse {
     EndpointResponse {
         id: e.id.to_string(),
         url: e.url.clone(),
-        events: e.event_types(),
+        events: e.events.0,
         description: e.description,
         secret: with_secret.then_some(e.secret),
         created_at: e.created_at.0,

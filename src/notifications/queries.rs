@@ -277,7 +277,7 @@ impl NotificationStore for Backend {
         sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
             .bind(e.id)
             .bind(&e.url)
-            .bind(&e.events)
+            .bind(e.events.to_json())
             .bind(&e.description)
             .bind(&e.secret)
             .bind(&e.previous_secret)

@@ -4,17 +4,19 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::domain::Preferences;
+use super::domain::{Channel, Preferences};
 use crate::books::domain::NewAudit;
 use crate::orders::store::EventRow;
 use crate::storage::{Result, Ts};
+
+crate::storage::text_column!(Channel);
 
 /// A row of the delivery queue.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct DeliveryRow {
     pub id: Uuid,
     pub event_id: i64,
-    pub channel: String,
+    pub channel: Channel,
     pub recipient: Uuid,
     pub target: Option<String>,
     pub kind: String,
@@ -60,8 +62,9 @@ pub struct DeliveryUpdate {
 pub struct EndpointRow {
     pub id: Uuid,
     pub url: String,
-    /// A JSON array of event types.
-    pub events: String,
+    /// The event types it wants (`*`: all), stored as a JSON array.
+    #[sqlx(try_from = "String")]
+    pub events: EventTypes,
     pub description: Option<String>,
     pub secret: String,
     pub previous_secret: Option<String>,
@@ -75,13 +78,28 @@ pub struct EndpointRow {
 pub(crate) const ENDPOINT_COLUMNS: &str = "id, url, events, description, secret, previous_secret, \
      previous_secret_expires_at, created_by, created_at, updated_at, deleted_at";
 
-impl EndpointRow {
-    pub fn event_types(&self) -> Vec<String> {
-        serde_json::from_str(&self.events).unwrap_or_default()
-    }
+/// A webhook endpoint's event types, decoded once at the store: a stored list that is not
+/// a JSON array of strings is an error there, not an endpoint that silently wants nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventTypes(pub Vec<String>);
 
+impl TryFrom<String> for EventTypes {
+    type Error = serde_json::Error;
+    fn try_from(stored: String) -> Result<Self, Self::Error> {
+        serde_json::from_str(&stored).map(EventTypes)
+    }
+}
+
+impl EventTypes {
+    /// The stored form, a JSON array.
+    pub fn to_json(&self) -> String {
+        serde_json::Value::from(self.0.clone()).to_string()
+    }
+}
+
+impl EndpointRow {
     pub fn wants(&self, kind: &str) -> bool {
-        self.event_types().iter().any(|t| t == "*" || t == kind)
+        self.events.0.iter().any(|t| t == "*" || t == kind)
     }
 }
 

@@ -110,8 +110,8 @@ impl From<OrderRecord> for OrderResponse {
         OrderResponse {
             id: o.id.to_string(),
             customer_id: o.customer_id.to_string(),
-            status: o.status,
-            payment_status: o.payment_status,
+            status: o.status.as_str().into(),
+            payment_status: o.payment_status.as_str().into(),
             items: r
                 .lines
                 .into_iter()
@@ -785,8 +785,8 @@ impl From<crate::payments::store::PaymentRow> for PaymentResponse {
     fn from(p: crate::payments::store::PaymentRow) -> Self {
         PaymentResponse {
             id: p.id.to_string(),
-            kind: p.kind,
-            status: p.status,
+            kind: p.kind.as_str().into(),
+            status: p.status.as_str().into(),
             method: p.method,
             amount: p.amount,
             currency: p.currency,

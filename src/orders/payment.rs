@@ -14,7 +14,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::domain::{Command, OrderStatus, PaymentStatus};
-use super::service::{Change, OrderService, state_of};
+use super::service::{Change, OrderService};
 use super::store::{NewOrder, OrderRecord};
 use crate::error::{ApiError, ApiResult};
 use crate::payments::store::{PaymentRow, PaymentWrite, TxnKind, TxnStatus};
@@ -148,11 +148,14 @@ impl OrderService {
         payment_method: String,
         actor: &str,
     ) -> ApiResult<Payment> {
-        let not_payable = |status: &str| {
-            ApiError::InvalidTransition(format!("an order that is {status} cannot be paid"))
+        let not_payable = |status: OrderStatus| {
+            ApiError::InvalidTransition(format!(
+                "an order that is {} cannot be paid",
+                status.as_str()
+            ))
         };
-        if state_of(&rec)?.status != OrderStatus::Created {
-            return Err(not_payable(&rec.order.status));
+        if rec.order.status != OrderStatus::Created {
+            return Err(not_payable(rec.order.status));
         }
         if self.reservation_over(&rec) {
             return Err(ApiError::InvalidTransition(
@@ -170,10 +173,10 @@ impl OrderService {
         };
         if !self.store.start_charge(&step, now).await? {
             let current = self.get_any(rec.order.id).await?;
-            return Err(if current.order.status == OrderStatus::Created.as_str() {
+            return Err(if current.order.status == OrderStatus::Created {
                 ApiError::Conflict("a payment for this order is already in progress".into())
             } else {
-                not_payable(&current.order.status)
+                not_payable(current.order.status)
             });
         }
         self.charge(rec, payment_method, actor).await
@@ -275,7 +278,7 @@ impl OrderService {
             self.expire_due(100).await?;
         }
         let now = self.get_any(rec.order.id).await?;
-        Ok(if now.order.status == OrderStatus::Created.as_str() {
+        Ok(if now.order.status == OrderStatus::Created {
             Payment::Pending(now)
         } else {
             Payment::Expired(now)
@@ -385,7 +388,7 @@ impl OrderService {
         let outcome = ChargeOutcome::Declined {
             reason: reason.to_owned(),
         };
-        if rec.order.status != OrderStatus::Created.as_str() {
+        if rec.order.status != OrderStatus::Created {
             return Ok(rec);
         }
         match self.settle(rec, outcome, "system:payment", None).await? {
@@ -401,7 +404,7 @@ impl OrderService {
     /// so. Orders whose payment is settled otherwise (placed, or refunded) are left alone.
     async fn late_success(&self, id: Uuid, reference: String) -> ApiResult<OrderRecord> {
         let rec = self.get_any(id).await?;
-        let state = state_of(&rec)?;
+        let state = rec.order.state();
         if state.status != OrderStatus::Canceled
             || !matches!(
                 state.payment_status,
@@ -428,7 +431,11 @@ impl OrderService {
     /// Refunds a canceled, paid order. If the gateway fails, the order stays canceled with
     /// `payment_status` `paid`, and the saga retries the refund until it goes through.
     pub(super) async fn refund(&self, rec: OrderRecord, _actor: &str) -> ApiResult<OrderRecord> {
-        let reference = rec.order.payment_reference.clone().unwrap_or_default();
+        let reference = rec
+            .order
+            .payment_reference
+            .clone()
+            .ok_or_else(|| corrupt(&rec, "paid without a payment reference"))?;
         self.pay_back(rec, reference, 0).await
     }
 
@@ -474,7 +481,7 @@ impl OrderService {
         };
         // Money taken for an order that was never placed (a late success) is a different
         // command from the refund of a paid order that was canceled.
-        let late = rec.order.payment_status != PaymentStatus::Paid.as_str();
+        let late = rec.order.payment_status != PaymentStatus::Paid;
         let change = if late {
             Change {
                 payment_reference: Some(reference),
@@ -517,7 +524,7 @@ impl OrderService {
                     _ => self.resume_refund(row).await,
                 };
                 if let Err(e) = done {
-                    tracing::warn!(order_id = %row.order_id, kind = %row.kind, error = %e, "payment step failed; it will be retried");
+                    tracing::warn!(order_id = %row.order_id, kind = row.kind.as_str(), error = %e, "payment step failed; it will be retried");
                 }
             })
             .await;
@@ -528,9 +535,12 @@ impl OrderService {
     /// `created`), or call it off (the order ended).
     async fn resume_charge(&self, row: &PaymentRow) -> ApiResult<()> {
         let rec = self.get_any(row.order_id).await?;
-        let method = row.method.clone().unwrap_or_default();
+        let method = row
+            .method
+            .clone()
+            .ok_or_else(|| corrupt(&rec, "a charge without a payment method"))?;
         let req = charge_request(&rec, &method);
-        let status = state_of(&rec)?.status;
+        let status = rec.order.status;
         if !matches!(status, OrderStatus::Created | OrderStatus::Canceled) {
             // Settled otherwise (a webhook placed it): nothing left to ask.
             let step = self.charge_step(&rec, TxnStatus::Succeeded);
@@ -629,7 +639,7 @@ impl OrderService {
     /// A refund still owed: try it again.
     async fn resume_refund(&self, row: &PaymentRow) -> ApiResult<()> {
         let rec = self.get_any(row.order_id).await?;
-        let state = state_of(&rec)?;
+        let state = rec.order.state();
         let owed = state.status == OrderStatus::Canceled
             && state.payment_status != PaymentStatus::Refunded;
         if !owed {
@@ -645,7 +655,7 @@ impl OrderService {
             .gateway_reference
             .clone()
             .or_else(|| rec.order.payment_reference.clone())
-            .unwrap_or_default();
+            .ok_or_else(|| corrupt(&rec, "a refund owed without a charge reference"))?;
         self.pay_back(rec, reference, row.attempts).await?;
         Ok(())
     }
@@ -654,6 +664,15 @@ impl OrderService {
     pub async fn payments_of(&self, rec: &OrderRecord) -> ApiResult<Vec<PaymentRow>> {
         Ok(self.store.payments_of(rec.order.id).await?)
     }
+}
+
+/// A stored order that breaks an invariant of the payment saga: an error of the store's
+/// data, never a guess (an empty reference sent to the gateway).
+fn corrupt(rec: &OrderRecord, what: &str) -> ApiError {
+    ApiError::internal(crate::storage::Error::Corrupt(format!(
+        "order {}: {what}",
+        rec.order.id
+    )))
 }
 
 #[cfg(test)]

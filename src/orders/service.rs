@@ -90,19 +90,6 @@ pub struct OrderService {
     pages: Arc<PageCache>,
 }
 
-pub(super) fn state_of(rec: &OrderRecord) -> ApiResult<OrderState> {
-    let corrupt = || {
-        ApiError::internal(anyhow::anyhow!(
-            "order {} has an unknown status",
-            rec.order.id
-        ))
-    };
-    Ok(OrderState {
-        status: OrderStatus::parse(&rec.order.status).ok_or_else(corrupt)?,
-        payment_status: PaymentStatus::parse(&rec.order.payment_status).ok_or_else(corrupt)?,
-    })
-}
-
 impl From<TransitionError> for ApiError {
     fn from(e: TransitionError) -> Self {
         ApiError::InvalidTransition(e.to_string())
@@ -251,7 +238,7 @@ impl OrderService {
                 self.store.restore_order(id, self.clock.ts()).await?;
                 continue;
             }
-            let state = state_of(&current)?;
+            let state = current.order.state();
             if let Some(exp) = expected
                 && exp != state.status
             {
@@ -361,7 +348,7 @@ impl OrderService {
     }
 
     pub async fn add_tracking(&self, rec: &OrderRecord, event: NewEvent) -> ApiResult<EventRow> {
-        let state = state_of(rec)?;
+        let state = rec.order.state();
         if matches!(state.status, OrderStatus::Created | OrderStatus::Canceled) {
             return Err(ApiError::InvalidTransition(format!(
                 "an order that is {} has no shipment to track",
@@ -556,14 +543,16 @@ fn expiry_change() -> Expiry {
         status: OrderStatus::Created,
         payment_status: PaymentStatus::Pending,
     };
-    let events = decide(created, Command::Expire).unwrap_or_default();
+    // Constant input, checked by the test `expiry_cancels_and_returns_stock`.
+    let events = decide(created, Command::Expire)
+        .expect("the state machine lets a created, unpaid order expire");
     let to = events
         .iter()
         .find_map(|e| match e {
             Event::StatusChanged { to, .. } => Some(*to),
             _ => None,
         })
-        .unwrap_or(OrderStatus::Canceled);
+        .expect("expiry changes the status");
     debug_assert!(events.contains(&Event::StockReleased));
     let payment = events
         .iter()
@@ -571,7 +560,7 @@ fn expiry_change() -> Expiry {
             Event::PaymentStatusChanged { to } => Some(*to),
             _ => None,
         })
-        .unwrap_or(PaymentStatus::Failed);
+        .expect("expiry changes the payment status");
     Expiry {
         status: to.as_str(),
         payment_status: payment.as_str(),

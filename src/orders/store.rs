@@ -5,8 +5,12 @@ use async_trait::async_trait;
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use crate::orders::domain::{OrderState, OrderStatus, PaymentStatus};
 use crate::payments::store::PaymentWrite;
 use crate::storage::{Result, Ts};
+
+// Statuses decode into the state machine's types (see `storage::text_column`).
+crate::storage::text_column!(OrderStatus, PaymentStatus);
 
 crate::storage::columns!(
     /// The columns of `OrderRow`, in order.
@@ -20,8 +24,8 @@ crate::storage::columns!(
 pub struct OrderRow {
     pub id: Uuid,
     pub customer_id: Uuid,
-    pub status: String,
-    pub payment_status: String,
+    pub status: OrderStatus,
+    pub payment_status: PaymentStatus,
     pub total_amount: i64,
     pub currency: String,
     pub shipping_address: Option<Json<serde_json::Value>>,
@@ -44,6 +48,16 @@ pub struct OrderRow {
     /// the order as callers see it.
     #[sqlx(default)]
     pub archived: bool,
+}
+
+impl OrderRow {
+    /// The part of the order the state machine judges.
+    pub fn state(&self) -> OrderState {
+        OrderState {
+            status: self.status,
+            payment_status: self.payment_status,
+        }
+    }
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -160,8 +174,8 @@ impl NewOrder {
         let order = OrderRow {
             id: self.id,
             customer_id: self.customer_id,
-            status: "created".into(),
-            payment_status: "pending".into(),
+            status: OrderStatus::Created,
+            payment_status: PaymentStatus::Pending,
             total_amount: lines.iter().map(|l| l.line_total).sum(),
             currency,
             shipping_address: self.shipping_address.clone().map(Json),

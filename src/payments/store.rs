@@ -20,6 +20,12 @@ impl TxnKind {
             TxnKind::Refund => "refund",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [TxnKind::Charge, TxnKind::Refund]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
 }
 
 /// Where a step stands: `pending` until the gateway's answer is known.
@@ -42,19 +48,32 @@ impl TxnStatus {
             TxnStatus::Voided => "voided",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            TxnStatus::Pending,
+            TxnStatus::Succeeded,
+            TxnStatus::Failed,
+            TxnStatus::Voided,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
 }
+
+crate::storage::text_column!(TxnKind, TxnStatus);
 
 /// A row of `payment_transactions`.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct PaymentRow {
     pub id: Uuid,
     pub order_id: Uuid,
-    pub kind: String,
+    pub kind: TxnKind,
     pub idempotency_key: String,
     pub method: Option<String>,
     pub amount: i64,
     pub currency: String,
-    pub status: String,
+    pub status: TxnStatus,
     pub gateway_reference: Option<String>,
     pub attempts: i32,
     pub last_error: Option<String>,

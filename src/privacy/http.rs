@@ -176,7 +176,7 @@ impl CustomerExportResponse {
                 email: u.email,
                 name: u.name,
                 phone: u.phone,
-                role: u.role,
+                role: u.role.as_str().into(),
                 created_at: rfc3339(u.created_at),
                 updated_at: rfc3339(u.updated_at),
                 erased_at: u.erased_at.map(rfc3339),

@@ -17,6 +17,7 @@ mod types;
 use std::sync::Arc;
 
 pub use types::Ts;
+pub(crate) use types::text_column;
 
 /// A table's column list, declared once as identifiers: the list (`id, customer_id, …`)
 /// and, when a join needs it, the same list qualified by an alias (`o.id, o.customer_id,

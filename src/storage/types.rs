@@ -83,6 +83,52 @@ impl sqlx::postgres::PgHasArrayType for Ts {
     }
 }
 
+/// Stores an enum as its text (`as_str`) and decodes it back through `parse`, on both
+/// backends: a row whose value is none of the enum's is a decode error at the store
+/// ("unknown OrderStatus \"x\""), never a silent default further on.
+macro_rules! text_column {
+    ($($t:ty),* $(,)?) => {$(
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $t
+        where
+            str: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <str as sqlx::Type<DB>>::type_info()
+            }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <str as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $t
+        where
+            &'static str: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&'static str as sqlx::Encode<'q, DB>>::encode_by_ref(&self.as_str(), buf)
+            }
+        }
+
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $t
+        where
+            &'r str: sqlx::Decode<'r, DB>,
+        {
+            fn decode(
+                value: <DB as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let s = <&'r str as sqlx::Decode<'r, DB>>::decode(value)?;
+                <$t>::parse(s).ok_or_else(|| {
+                    format!("unknown {} {s:?}", stringify!($t)).into()
+                })
+            }
+        }
+    )*};
+}
+pub(crate) use text_column;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -720,7 +720,7 @@ async fn the_guard_runs_again_at_delivery(b: Backend) {
             &ordo::notifications::store::EndpointRow {
                 id,
                 url: format!("http://localhost:{port}/hook"),
-                events: r#"["*"]"#.into(),
+                events: ordo::notifications::store::EventTypes(vec!["*".into()]),
                 description: None,
                 secret: ordo::notifications::domain::new_webhook_secret(),
                 previous_secret: None,

@@ -8,7 +8,7 @@ use crate::books::domain::{self as books, NewAudit};
 use crate::error::{ApiError, ApiResult};
 use crate::notifications::channels::check_webhook_url;
 use crate::notifications::domain::{Channel, new_webhook_secret};
-use crate::notifications::store::{DeliveryRow, EndpointRow};
+use crate::notifications::store::{DeliveryRow, EndpointRow, EventTypes};
 
 use super::NotificationService;
 
@@ -27,7 +27,7 @@ impl NotificationService {
         let row = EndpointRow {
             id: Uuid::now_v7(),
             url: url.to_string(),
-            events: serde_json::to_string(&events).map_err(ApiError::internal)?,
+            events: EventTypes(events),
             description,
             secret: new_webhook_secret(),
             previous_secret: None,
@@ -44,7 +44,7 @@ impl NotificationService {
             "webhook_endpoint",
             row.id,
         )
-        .after(serde_json::json!({"url": row.url, "events": events}));
+        .after(serde_json::json!({"url": row.url, "events": row.events.0}));
         self.store.insert_endpoint(&row, &audit).await?;
         Ok(row)
     }
@@ -94,7 +94,7 @@ impl NotificationService {
             .store
             .delivery(delivery)
             .await?
-            .filter(|d| d.recipient == endpoint && d.channel == Channel::Webhook.as_str())
+            .filter(|d| d.recipient == endpoint && d.channel == Channel::Webhook)
             .ok_or(ApiError::NotFound)?;
         if !self.store.requeue_delivery(d.id, self.clock.ts()).await? {
             return Err(ApiError::Conflict(

@@ -45,7 +45,7 @@ impl NotificationService {
     }
 
     async fn deliver(&self, d: DeliveryRow) {
-        let channel = Channel::parse(&d.channel).unwrap_or(Channel::Webhook);
+        let channel = d.channel;
         let outcome = match self.attempt(channel, &d).await {
             Ok(o) => o,
             Err(e) => Outcome::Failed(SendError {
@@ -165,7 +165,7 @@ impl NotificationService {
             .user_by_id(d.recipient)
             .await?
             .map(|u| u.name)
-            .unwrap_or_default();
+            .ok_or_else(|| anyhow::anyhow!("recipient {} is gone", d.recipient))?;
         let kind = notable(
             &event.event,
             &event.status,
@@ -188,7 +188,7 @@ impl NotificationService {
             &OrderFacts {
                 order_id: &order_id,
                 customer_name: &name,
-                status: &order.order.status,
+                status: order.order.status.as_str(),
                 total: order.order.total_amount,
                 currency: &order.order.currency,
                 lines: &lines,
@@ -245,7 +245,7 @@ impl NotificationService {
             .user_by_id(d.recipient)
             .await?
             .map(|u| u.name)
-            .unwrap_or_default();
+            .ok_or_else(|| anyhow::anyhow!("recipient {} is gone", d.recipient))?;
         let order = match msg.order_id {
             Some(o) => self.store.order(o).await?,
             None => None,
