@@ -239,7 +239,11 @@ impl From<crate::storage::Error> for ApiError {
     fn from(e: crate::storage::Error) -> Self {
         use crate::storage::Error as E;
         match e {
-            E::Unique(c) => ApiError::Conflict(format!("already exists ({c})")),
+            // The constraint's name is the schema's business, not the client's: it is logged.
+            E::Unique(c) => {
+                tracing::info!(constraint = %c, "unique constraint refused a write");
+                ApiError::Conflict("it already exists".to_owned())
+            }
             E::ForeignKey => ApiError::validation("id", "refers to something that does not exist"),
             E::Check => ApiError::validation("body", "violates a rule of the data model"),
             E::Database(sqlx::Error::PoolTimedOut) => {
@@ -267,6 +271,17 @@ mod tests {
         assert_eq!(p.status, 500);
         assert!(!p.detail.contains("SELECT"));
         assert_eq!(p.code, "internal");
+    }
+
+    #[test]
+    fn a_conflict_never_names_a_constraint() {
+        let e = ApiError::from(crate::storage::Error::Unique("users_email_key".into()));
+        let p = e.problem();
+        assert_eq!((p.status, p.code), (409, "conflict"));
+        assert!(!p.detail.contains("users_email_key"), "{}", p.detail);
+        let e = ApiError::from(crate::storage::Error::Corrupt("order x: status".into()));
+        assert_eq!(e.problem().status, 500);
+        assert!(!e.problem().detail.contains("order x"));
     }
 
     #[test]
