@@ -223,9 +223,21 @@ pub async fn connect_with(
     }
 }
 
-/// Applies pending migrations only (the `ordo migrate` command).
+/// Applies pending migrations only (the `ordo migrate` command), and returns once every
+/// connection it opened has ended.
 pub async fn migrate(url: &str) -> anyhow::Result<()> {
-    connect(url, 1).await.map(|_| ())
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = postgres::PgStore::connect(url, 1).await?;
+        store.migrate().await?;
+        store.close().await;
+    } else if url.starts_with("sqlite:") {
+        let store = sqlite::SqliteStore::connect_with(url, 1, Default::default()).await?;
+        store.migrate().await?;
+        store.close().await;
+    } else {
+        anyhow::bail!("DATABASE_URL must start with sqlite:// or postgres://")
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -77,6 +77,12 @@ impl PgStore {
         })
     }
 
+    /// Closes the pool and waits until every connection has ended (a database with no
+    /// sessions left may be dropped or used as a template at once).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     pub async fn migrate(&self) -> Result<(), Error> {
         sqlx::migrate!("./migrations/postgres")
             .run(&self.pool)

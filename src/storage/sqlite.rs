@@ -345,6 +345,13 @@ impl SqliteStore {
         })
     }
 
+    /// Closes both pools and waits until every connection has ended: the last one to close
+    /// checkpoints the WAL, so the files are whole and still once this returns.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
     /// Applies the migrations, then brings the history database's tables in line with the
     /// live ones (new tables and columns) and makes the `*_all` views.
     pub async fn migrate(&self) -> Result<(), Error> {

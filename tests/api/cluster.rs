@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::both;
-use crate::helpers::{Backend, TestApp, WsClient};
+use crate::helpers::{Backend, TestApp, WsClient, eventually};
 
 pub const NATS_URL: &str = "nats://127.0.0.1:4222";
 
@@ -143,17 +143,16 @@ impl Node {
         }
         let child = cmd.spawn().expect("spawn ordo");
         let url = format!("http://127.0.0.1:{port}");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let client = reqwest::Client::new();
-        loop {
-            if let Ok(r) = client.get(format!("{url}/readyz")).send().await
-                && r.status() == StatusCode::OK
-            {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "node did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let started = eventually(Duration::from_secs(30), || async {
+            client
+                .get(format!("{url}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        })
+        .await;
+        assert!(started, "node did not start");
         Node { child, url }
     }
 
@@ -299,14 +298,8 @@ async fn two_nodes_share_one_stream_of_events() {
             .as_i64()
             .unwrap()
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while stock_of().await != 19 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the reservations did not expire"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let expired = eventually(Duration::from_secs(30), || async { stock_of().await == 19 }).await;
+    assert!(expired, "the reservations did not expire");
     for o in &unpaid {
         let ev = call(
             reqwest::Method::GET,
@@ -343,15 +336,12 @@ async fn two_nodes_share_one_stream_of_events() {
         }
     };
     let events_so_far = stream.ids().await.len();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !delivered_once(events_so_far).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "webhooks: {} requests for {events_so_far} events",
-            hooks.requests().len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let delivered = eventually(Duration::from_secs(20), || delivered_once(events_so_far)).await;
+    assert!(
+        delivered,
+        "webhooks: {} requests for {events_so_far} events",
+        hooks.requests().len()
+    );
     // A (the relay) dies; B takes over and Ann still hears everything.
     a.kill();
     let second = post(
@@ -402,14 +392,8 @@ async fn two_nodes_share_one_stream_of_events() {
     assert_eq!(heard, expected, "Ann heard each of her events once");
     // And the webhooks of the events after A died came through B, once each.
     let all_events = on_stream.len();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !delivered_once(all_events).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "webhooks after the failover"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let delivered = eventually(Duration::from_secs(20), || delivered_once(all_events)).await;
+    assert!(delivered, "webhooks after the failover");
     stream.delete().await;
 }
 

@@ -403,7 +403,7 @@ both!(malformed_ids_in_paths_are_404);
 /// rolling upgrade, say, past the schema's own checks) is an error where the row is read:
 /// a 500 that names nothing, never a silent default. Mended, the same order reads again.
 async fn a_broken_row_is_an_error_not_a_default(b: Backend) {
-    let app = TestApp::spawn_with(b, |c| c.notifications.webhook_allow_private = true).await;
+    let app = TestApp::new(b).with_private_webhooks().spawn().await;
     let (_, token) = app.customer("ann").await;
     let item = app.item(500, 5).await;
     let id = app.new_order(&token, &item).await;

@@ -41,17 +41,13 @@ impl Smtp {
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 -m aiosmtpd (pip install aiosmtpd)");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "aiosmtpd did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let up = crate::helpers::eventually(Duration::from_secs(20), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        assert!(up, "aiosmtpd did not start");
         Smtp { child, port, dir }
     }
 
@@ -100,15 +96,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::time::Instant::now() < deadline {
+    app.eventually(Duration::from_secs(20), || {
         app.advance(step);
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
+        check()
+    })
+    .await
 }
 
 /// Preferences: e-mail on by default; the customer itself or staff read and change them;
@@ -394,12 +386,14 @@ fn verify(secret: &str, r: &crate::helpers::Recorded) -> bool {
 }
 
 async fn webhook_app(b: Backend) -> TestApp {
-    TestApp::spawn_with(b, |c| {
-        c.notifications.webhook_allow_private = true;
-        c.notifications.retry_schedule =
-            ordo::notifications::domain::RetrySchedule::parse("10,10,10").unwrap();
-    })
-    .await
+    TestApp::new(b)
+        .with_private_webhooks()
+        .with(|c| {
+            c.notifications.retry_schedule =
+                ordo::notifications::domain::RetrySchedule::parse("10,10,10").unwrap();
+        })
+        .spawn()
+        .await
 }
 
 async fn endpoint(app: &TestApp, url: &str, events: Value) -> (String, String) {
@@ -792,8 +786,13 @@ async fn push_reaches_an_open_connection_or_falls_back(b: Backend) {
     .await;
     assert!(pushed, "{:?}", log(&app, &ann, &ann_id).await);
     drop(ws);
-    // Give the hub a moment to see the connection go.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once the hub has seen the connection go.
+    let gone = app
+        .eventually(Duration::from_secs(5), || async {
+            app.state.hub.connections() == 0
+        })
+        .await;
+    assert!(gone, "the hub still counts the closed connection");
     app.post(
         &format!("/v1/orders/{id}/status"),
         &app.admin_token,

@@ -149,14 +149,11 @@ fn load(
 
 /// Waits until the load has had `n` orders acknowledged (a minute at most).
 async fn under_load(seen: &Mutex<Seen>, n: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while seen.lock().unwrap().acknowledged.len() < n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the load did not get to {n} orders"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let got = crate::helpers::eventually(Duration::from_secs(60), || async {
+        seen.lock().unwrap().acknowledged.len() >= n
+    })
+    .await;
+    assert!(got, "the load did not get to {n} orders");
 }
 
 /// Every acknowledged order is there with its lines, a paid one is still paid, and the
@@ -520,14 +517,7 @@ async fn ready(url: &str) -> StatusCode {
 
 /// `/readyz` of `url` becomes `want` within `within`.
 async fn becomes_ready(url: &str, want: StatusCode, within: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    while tokio::time::Instant::now() < deadline {
-        if ready(url).await == want {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
+    crate::helpers::eventually(within, || async { ready(url).await == want }).await
 }
 
 /// PostgreSQL restarted beneath two nodes in the middle of the load (`-m fast`, then a

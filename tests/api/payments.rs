@@ -175,33 +175,22 @@ both!(canceling_voids_a_charge_that_is_out);
 /// order is settled, paying is an invalid transition.
 async fn no_second_charge_while_one_is_out(b: crate::helpers::Backend) {
     let app = TestApp::spawn(b).await;
-    let (_, token) = app.customer("ann").await;
+    let ann = app.sign_up("ann").await;
     let item = app.item(700, 5).await;
-    let r = app.order(&token, &[(&item, 1)]).await;
+    let r = ann.place(&[(&item, 1)]).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let id = r.body["id"].as_str().unwrap().to_owned();
-    let pay = |method: &'static str| {
-        let app = &app;
-        let token = &token;
-        let id = &id;
-        async move {
-            app.post(
-                &format!("/v1/orders/{id}/payments"),
-                token,
-                json!({"payment_method": method}),
-            )
-            .await
-        }
-    };
-    let first = pay("pm_sim_answers_late").await;
+    let first = ann.pay(&id, "pm_sim_answers_late").await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text);
-    pay("pm_card_visa").await.assert_problem(409, "conflict");
-    app.order_becomes(&token, &id, "status", "placed", Duration::from_secs(2))
+    ann.pay(&id, "pm_card_visa")
+        .await
+        .assert_problem(409, "conflict");
+    app.order_becomes(&ann.token, &id, "status", "placed", Duration::from_secs(2))
         .await;
-    pay("pm_card_visa")
+    ann.pay(&id, "pm_card_visa")
         .await
         .assert_problem(409, "invalid_transition");
-    let all = steps(&app, &token, &id).await;
+    let all = steps(&app, &ann.token, &id).await;
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(step(&all, "charge")["method"], "pm_sim_answers_late");
 }
@@ -210,15 +199,19 @@ both!(no_second_charge_while_one_is_out);
 /// Payment steps are the order's: another customer gets 404, staff see them.
 async fn payment_steps_belong_to_the_order(b: crate::helpers::Backend) {
     let app = TestApp::spawn(b).await;
-    let (_, ann) = app.customer("ann").await;
-    let (_, bob) = app.customer("bob").await;
+    let ann = app.sign_up("ann").await;
+    let bob = app.sign_up("bob").await;
     let item = app.item(700, 5).await;
-    let r = place(&app, &ann, &item, "pm_card_visa").await;
+    let r = place(&app, &ann.token, &item, "pm_card_visa").await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let id = r.body["id"].as_str().unwrap();
-    app.get(&format!("/v1/orders/{id}/payments"), &bob)
+    bob.get(&format!("/v1/orders/{id}/payments"))
         .await
         .assert_problem(404, "not_found");
+    bob.order(id).await.assert_problem(404, "not_found");
+    let own = ann.order(id).await;
+    assert_eq!(own.body["status"], "placed");
+    assert_eq!(own.body["customer_id"], ann.id.as_str());
     let staff = app.staff().await;
     let all = steps(&app, &staff, id).await;
     let charge = step(&all, "charge");
@@ -238,18 +231,14 @@ both!(payment_steps_belong_to_the_order);
 /// it yet: 409, and no charge is started.
 async fn an_expired_reservation_cannot_be_paid(b: crate::helpers::Backend) {
     let app = TestApp::spawn(b).await;
-    let (_, token) = app.customer("ann").await;
+    let ann = app.sign_up("ann").await;
+    let token = ann.token.clone();
     let item = app.item(700, 5).await;
     let id = app.new_order(&token, &item).await;
     app.advance(TTL + Duration::from_secs(1));
-    let r = app
-        .post(
-            &format!("/v1/orders/{id}/payments"),
-            &token,
-            json!({"payment_method": "pm_card_visa"}),
-        )
-        .await;
-    r.assert_problem(409, "invalid_transition");
+    ann.pay(&id, "pm_card_visa")
+        .await
+        .assert_problem(409, "invalid_transition");
     assert!(
         steps(&app, &token, &id).await.is_empty(),
         "no charge started"

@@ -36,20 +36,19 @@ fn ids(body: &Value) -> Vec<String> {
 
 /// Waits until `path` answers with exactly these item ids (the consumer is asynchronous).
 async fn until_ids(app: &TestApp, token: &str, path: &str, want: &[&str]) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = app.get(path, token).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        if ids(&r.body) == want {
-            return r.body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path}: wanted {want:?}, got {}",
-            r.text
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let last = std::sync::Mutex::new(Value::Null);
+    let came = app
+        .eventually(Duration::from_secs(10), || async {
+            let r = app.get(path, token).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            let done = ids(&r.body) == want;
+            *last.lock().unwrap() = r.body;
+            done
+        })
+        .await;
+    let last = last.into_inner().unwrap();
+    assert!(came, "{path}: wanted {want:?}, got {last}");
+    last
 }
 
 struct Shop {

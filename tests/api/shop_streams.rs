@@ -50,8 +50,8 @@ async fn hears_nothing(ws: &mut WsClient) {
 /// its own, an admin of one never sees the other's orders, and (on PostgreSQL) a second
 /// node of shop B hears all of shop B's events.
 async fn two_shops_on_one_nats_stay_apart(b: Backend) {
-    let shop_a = TestApp::spawn_with(b, with_nats).await;
-    let shop_b = TestApp::spawn_with(b, with_nats).await;
+    let shop_a = TestApp::new(b).with_nats(NATS_URL).spawn().await;
+    let shop_b = TestApp::new(b).with_nats(NATS_URL).spawn().await;
     let (stream_a, about_a) = stream_of(&shop_a).await;
     let (stream_b, about_b) = stream_of(&shop_b).await;
     assert_ne!(stream_a, stream_b, "each shop has its own stream");

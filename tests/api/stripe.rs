@@ -41,20 +41,16 @@ impl LocalStripe {
             .expect("sh");
         let url = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while tokio::time::Instant::now() < deadline {
-            let up = client
+        let up = crate::helpers::eventually(Duration::from_secs(30), || async {
+            client
                 .get(format!("{url}/v1/customers"))
                 .basic_auth("sk_test_x", Some(""))
                 .send()
                 .await
-                .is_ok_and(|r| r.status().is_success());
-            if up {
-                return Some(url);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        None
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        up.then_some(url)
     }
 
     pub async fn start() -> LocalStripe {
@@ -147,15 +143,17 @@ impl LocalStripe {
 
 async fn app_on(b: Backend, base: &str) -> TestApp {
     let base = base.to_owned();
-    TestApp::spawn_with(b, move |c| {
-        c.payment_gateway = GatewayKind::Stripe;
-        c.stripe = Some(StripeSettings {
-            api_base: base,
-            secret_key: Secret::new("sk_test_ordo"),
-        });
-        c.payment_timeout = Duration::from_secs(5);
-    })
-    .await
+    TestApp::new(b)
+        .with_gateway(GatewayKind::Stripe)
+        .with(move |c| {
+            c.stripe = Some(StripeSettings {
+                api_base: base,
+                secret_key: Secret::new("sk_test_ordo"),
+            });
+            c.payment_timeout = Duration::from_secs(5);
+        })
+        .spawn()
+        .await
 }
 
 async fn stripe_charges_and_refunds(b: Backend) {

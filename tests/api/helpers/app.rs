@@ -1,6 +1,5 @@
-//! The test harness: every test gets its own fresh database (a temporary SQLite file, or a
-//! new PostgreSQL database on the local server that is dropped afterwards) and its own
-//! server on port 0, and talks to it over real HTTP.
+//! The application under test: a server on port 0 over a database of its own, its
+//! manual clock, and the requests, users, items and orders tests are made of.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,72 +12,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::{Backend, DbGuard, migrated_database};
+
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
 pub const WEBHOOK_SECRET: &str = "whsec_test_ordo";
 pub const AFTERSHIP_SECRET: &str = "aftership-test-secret";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// Runs an async test body once per backend: `both!(name)` expects `async fn name(Backend)`.
-#[macro_export]
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name($crate::helpers::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name($crate::helpers::Backend::Postgres).await
-            }
-        }
-    };
-}
-
-/// The PostgreSQL server tests create their databases on.
-pub fn pg_admin_url() -> String {
-    std::env::var("ORDO_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// Owns the test's database and removes it when the test ends.
-pub enum DbGuard {
-    Sqlite {
-        _dir: tempfile::TempDir,
-    },
-    Postgres(String),
-    /// Another node's database: that node's guard removes it.
-    Shared,
-}
-
-impl Drop for DbGuard {
-    fn drop(&mut self) {
-        if let DbGuard::Postgres(name) = self {
-            let name = name.clone();
-            // Drop runs outside any runtime we may block: use a thread with its own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    use sqlx::Connection;
-                    if let Ok(mut c) = sqlx::PgConnection::connect(&pg_admin_url()).await {
-                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-}
 
 pub struct TestApp {
     pub url: String,
@@ -128,41 +67,27 @@ pub fn test_config(database_url: String) -> Config {
     }
 }
 
-pub async fn fresh_database(backend: Backend) -> (String, DbGuard) {
-    match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let url = format!("sqlite://{}", dir.path().join("ordo.db").display());
-            (url, DbGuard::Sqlite { _dir: dir })
-        }
-        Backend::Postgres => {
-            use sqlx::Connection;
-            let name = format!("ordo_test_{}", uuid::Uuid::new_v4().simple());
-            let admin = pg_admin_url();
-            let mut c = sqlx::PgConnection::connect(&admin)
-                .await
-                .expect("connect to the test PostgreSQL server");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                .execute(&mut c)
-                .await
-                .expect("create test database");
-            let base = admin
-                .rsplit_once('/')
-                .map_or(admin.as_str(), |(b, _)| b)
-                .to_owned();
-            (format!("{base}/{name}"), DbGuard::Postgres(name))
-        }
-    }
-}
-
 impl TestApp {
     pub async fn spawn(backend: Backend) -> TestApp {
         Self::spawn_with(backend, |_| {}).await
     }
 
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
-        let (url, guard) = fresh_database(backend).await;
+        let (url, guard) = migrated_database(backend).await;
         Self::launch(url, guard, tweak).await
+    }
+
+    /// A builder, for an app with settings of its own:
+    /// `TestApp::new(b).with_gateway(GatewayKind::Stripe).with_nats(url).spawn().await`.
+    #[expect(
+        clippy::new_ret_no_self,
+        reason = "TestApp::new(b).with_…(…).spawn() reads as what it makes"
+    )]
+    pub fn new(backend: Backend) -> Builder {
+        Builder {
+            backend,
+            tweaks: Vec::new(),
+        }
     }
 
     /// A second node on this node's database (PostgreSQL: many nodes share one database).
@@ -440,137 +365,16 @@ impl TestApp {
     }
 
     /// Polls `check` until it holds or `within` passes.
-    pub async fn eventually<F, Fut>(&self, within: Duration, mut check: F) -> bool
+    pub async fn eventually<F, Fut>(&self, within: Duration, check: F) -> bool
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if check().await {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// A WebSocket client of `/v1/ws`.
-pub struct WsClient {
-    pub stream: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-}
-
-/// What a WebSocket client got next.
-#[derive(Debug)]
-pub enum Got {
-    Json(Value),
-    Closed(Option<(u16, String)>),
-    Nothing,
-}
-
-impl WsClient {
-    /// The next text message (as JSON) or close, skipping pings; `Nothing` after `within`.
-    pub async fn next(&mut self, within: Duration) -> Got {
-        use futures::StreamExt;
-        use tokio_tungstenite::tungstenite::Message;
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let msg = match tokio::time::timeout_at(deadline, self.stream.next()).await {
-                Err(_) => return Got::Nothing,
-                Ok(None) | Ok(Some(Err(_))) => return Got::Closed(None),
-                Ok(Some(Ok(m))) => m,
-            };
-            match msg {
-                Message::Text(t) => return Got::Json(serde_json::from_str(&t).expect("JSON")),
-                Message::Close(frame) => {
-                    return Got::Closed(frame.map(|f| (u16::from(f.code), f.reason.to_string())));
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// The next message, which must be JSON.
-    pub async fn json(&mut self) -> Value {
-        match self.next(Duration::from_secs(10)).await {
-            Got::Json(v) => v,
-            other => panic!("expected a message, got {other:?}"),
-        }
-    }
-
-    /// Messages until one has id `last` (inclusive); panics on anything else.
-    pub async fn until_id(&mut self, last: i64) -> Vec<Value> {
-        let mut got = Vec::new();
-        loop {
-            let v = self.json().await;
-            let id: i64 = v["id"].as_str().expect("id").parse().expect("numeric id");
-            got.push(v);
-            if id >= last {
-                return got;
-            }
-        }
-    }
-
-    pub async fn send(&mut self, v: Value) {
-        use futures::SinkExt;
-        self.stream
-            .send(tokio_tungstenite::tungstenite::Message::Text(
-                v.to_string().into(),
-            ))
-            .await
-            .expect("send");
+        super::eventually(within, check).await
     }
 }
 
 impl TestApp {
-    /// Opens `/v1/ws{query}` with `token` in the Authorization header.
-    pub async fn ws(&self, query: &str, token: &str) -> WsClient {
-        self.try_ws(query, Some(token)).await.expect("websocket")
-    }
-
-    /// Opens `/v1/ws{query}`; the refusal's status and body if the server says no.
-    pub async fn try_ws(&self, query: &str, token: Option<&str>) -> Result<WsClient, Resp> {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let url = format!("{}/v1/ws{query}", self.url.replacen("http", "ws", 1));
-        let mut req = url.into_client_request().expect("request");
-        if let Some(t) = token {
-            req.headers_mut().insert(
-                "authorization",
-                format!("Bearer {t}").parse().expect("header"),
-            );
-        }
-        match tokio_tungstenite::connect_async(req).await {
-            Ok((stream, _)) => Ok(WsClient { stream }),
-            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
-                let status = StatusCode::from_u16(res.status().as_u16()).expect("status");
-                let mut headers = reqwest::header::HeaderMap::new();
-                for (k, v) in res.headers() {
-                    if let (Ok(k), Ok(v)) = (
-                        reqwest::header::HeaderName::from_bytes(k.as_str().as_bytes()),
-                        reqwest::header::HeaderValue::from_bytes(v.as_bytes()),
-                    ) {
-                        headers.insert(k, v);
-                    }
-                }
-                let text =
-                    String::from_utf8_lossy(res.body().as_deref().unwrap_or_default()).into_owned();
-                let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-                Err(Resp {
-                    status,
-                    headers,
-                    body,
-                    text,
-                })
-            }
-            Err(e) => panic!("websocket: {e}"),
-        }
-    }
-
     /// Stops the server as SIGTERM would.
     pub fn shutdown(&self) {
         self.shutdown.cancel();
@@ -592,6 +396,99 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// One change to the settings.
+type Tweak = Box<dyn FnOnce(&mut Config) + Send>;
+
+/// An app being set up: settings on top of `test_config`, applied in order.
+pub struct Builder {
+    backend: Backend,
+    tweaks: Vec<Tweak>,
+}
+
+impl Builder {
+    /// Any setting.
+    pub fn with(mut self, tweak: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        self.tweaks.push(Box::new(tweak));
+        self
+    }
+
+    /// The payment gateway (the simulated one by default).
+    pub fn with_gateway(self, gateway: GatewayKind) -> Self {
+        self.with(move |c| c.payment_gateway = gateway)
+    }
+
+    /// Events through this NATS server's JetStream instead of in-process.
+    pub fn with_nats(self, url: &str) -> Self {
+        let url = url.to_owned();
+        self.with(move |c| c.nats_url = Some(url))
+    }
+
+    /// Webhooks and providers on this machine's addresses allowed (test receivers).
+    pub fn with_private_webhooks(self) -> Self {
+        self.with(|c| c.notifications.webhook_allow_private = true)
+    }
+
+    /// Serves the app on a database of its own.
+    pub async fn spawn(self) -> TestApp {
+        TestApp::spawn_with(self.backend, |c| {
+            for tweak in self.tweaks {
+                tweak(c);
+            }
+        })
+        .await
+    }
+}
+
+/// A signed-up customer of one app: its id and token, and what a customer does.
+pub struct Customer<'a> {
+    pub app: &'a TestApp,
+    pub id: String,
+    pub token: String,
+}
+
+impl TestApp {
+    /// Signs up a new customer called `name`.
+    pub async fn sign_up(&self, name: &str) -> Customer<'_> {
+        let (id, token) = self.customer(name).await;
+        Customer {
+            app: self,
+            id,
+            token,
+        }
+    }
+}
+
+impl Customer<'_> {
+    /// `GET path` as this customer.
+    pub async fn get(&self, path: &str) -> Resp {
+        self.app.get(path, &self.token).await
+    }
+
+    /// `POST path` as this customer.
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.app.post(path, &self.token, body).await
+    }
+
+    /// Places an order of these (item, quantity) lines, unpaid.
+    pub async fn place(&self, lines: &[(&str, i64)]) -> Resp {
+        self.app.order(&self.token, lines).await
+    }
+
+    /// Pays this order with `method` (`pm_card_visa` pays, `pm_card_chargeDeclined` does not).
+    pub async fn pay(&self, order_id: &str, method: &str) -> Resp {
+        self.post(
+            &format!("/v1/orders/{order_id}/payments"),
+            json!({"payment_method": method}),
+        )
+        .await
+    }
+
+    /// The order as this customer sees it.
+    pub async fn order(&self, order_id: &str) -> Resp {
+        self.get(&format!("/v1/orders/{order_id}")).await
     }
 }
 
@@ -649,87 +546,6 @@ impl Resp {
             })
             .unwrap_or_default()
     }
-}
-
-/// One request an HTTP receiver got.
-#[derive(Clone, Debug)]
-pub struct Recorded {
-    pub path: String,
-    pub headers: axum::http::HeaderMap,
-    pub body: bytes::Bytes,
-}
-
-/// A local HTTP server standing in for a provider or a webhook receiver: it records every
-/// request and answers with the scripted statuses (and headers) in turn, then 200.
-#[derive(Clone)]
-pub struct Receiver {
-    pub url: String,
-    seen: Arc<std::sync::Mutex<Vec<Recorded>>>,
-}
-
-impl Receiver {
-    pub async fn start(script: Vec<(u16, Vec<(&'static str, &'static str)>)>) -> Receiver {
-        use axum::response::IntoResponse;
-        let seen: Arc<std::sync::Mutex<Vec<Recorded>>> = Arc::default();
-        let script = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(
-            script,
-        )));
-        let (s2, sc) = (seen.clone(), script.clone());
-        let app = axum::Router::new().fallback(
-            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: bytes::Bytes| {
-                let (seen, script) = (s2.clone(), sc.clone());
-                async move {
-                    seen.lock().unwrap().push(Recorded {
-                        path: uri.path().to_owned(),
-                        headers,
-                        body,
-                    });
-                    let (status, headers) =
-                        script.lock().unwrap().pop_front().unwrap_or((200, vec![]));
-                    let mut res = (
-                        axum::http::StatusCode::from_u16(status).unwrap(),
-                        r#"{"sid":"SM0123456789"}"#,
-                    )
-                        .into_response();
-                    for (k, v) in headers {
-                        res.headers_mut().insert(k, v.parse().unwrap());
-                    }
-                    res
-                }
-            },
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Receiver { url, seen }
-    }
-
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-/// Fails the test at once, with one clear line, when a test peer is not installed (instead
-/// of waiting for it to start). `check` is a shell command that succeeds when it is there.
-pub fn require_peer(what: &str, check: &str) {
-    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-    if seen.iter().any(|s| s == check) {
-        return;
-    }
-    let there = std::process::Command::new("sh")
-        .args(["-c", check])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        there,
-        "{what} is not installed: run scripts/test.sh, which sets up every test peer"
-    );
-    seen.push(check.to_owned());
 }
 
 /// An order's lines as (item id, quantity), sorted.
