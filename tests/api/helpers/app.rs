@@ -143,34 +143,7 @@ impl TestApp {
     /// with `id` as `$1` where a statement has it (bound as the store binds it: a 16-byte
     /// blob on SQLite, a `uuid` on PostgreSQL). Returns the rows the last one changed.
     pub async fn sql(&self, statements: &[&str], id: uuid::Uuid) -> u64 {
-        use sqlx::Connection;
-        let mut changed = 0;
-        if self.db_url.starts_with("sqlite:") {
-            let mut c = sqlx::SqliteConnection::connect(&self.db_url)
-                .await
-                .expect("sqlite");
-            for st in statements {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(st.to_string()));
-                if st.contains("$1") {
-                    q = q.bind(id);
-                }
-                changed = q.execute(&mut c).await.expect(st).rows_affected();
-            }
-            c.close().await.expect("close");
-        } else {
-            let mut c = sqlx::PgConnection::connect(&self.db_url)
-                .await
-                .expect("postgres");
-            for st in statements {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(st.to_string()));
-                if st.contains("$1") {
-                    q = q.bind(id);
-                }
-                changed = q.execute(&mut c).await.expect(st).rows_affected();
-            }
-            c.close().await.expect("close");
-        }
-        changed
+        super::execute(&self.db_url, statements, id).await
     }
 
     pub fn advance(&self, by: Duration) {

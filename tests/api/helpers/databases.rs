@@ -235,21 +235,33 @@ pub async fn migrated_database(backend: Backend) -> (String, DbGuard) {
 /// A copy of the template is a shop of its own, as a fresh install is: a new shop id
 /// (migration 0010 draws one), which names its NATS stream among other things.
 async fn own_identity(url: &str, random_id: &str) {
-    use sqlx::Connection;
     let sql = format!("UPDATE shop_identity SET shop_id = {random_id}");
+    assert_eq!(execute(url, &[&sql], uuid::Uuid::nil()).await, 1);
+}
+
+/// Runs statements on the database at `url`, on one connection, with `id` as `$1` where a
+/// statement has it (bound as the store binds it: a 16-byte blob on SQLite, a `uuid` on
+/// PostgreSQL). Returns the rows the last one changed.
+pub async fn execute(url: &str, statements: &[&str], id: uuid::Uuid) -> u64 {
+    macro_rules! on {
+        ($connection:ty) => {{
+            use sqlx::Connection;
+            let mut c = <$connection>::connect(url).await.expect("connect");
+            let mut changed = 0;
+            for st in statements {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(st.to_string()));
+                if st.contains("$1") {
+                    q = q.bind(id);
+                }
+                changed = q.execute(&mut c).await.expect(st).rows_affected();
+            }
+            c.close().await.expect("close");
+            changed
+        }};
+    }
     if url.starts_with("sqlite:") {
-        let mut c = sqlx::SqliteConnection::connect(url).await.expect("sqlite");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut c)
-            .await
-            .expect("a new shop id");
-        c.close().await.expect("close");
+        on!(sqlx::SqliteConnection)
     } else {
-        let mut c = sqlx::PgConnection::connect(url).await.expect("postgres");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut c)
-            .await
-            .expect("a new shop id");
-        c.close().await.expect("close");
+        on!(sqlx::PgConnection)
     }
 }
