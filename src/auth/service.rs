@@ -184,6 +184,7 @@ impl AuthService {
 
     /// A new tracking link for the order, valid for `ttl`; issued after any revocation of
     /// the order's links, so a link made right after revoking the others works.
+    #[tracing::instrument(skip_all, fields(order_id = %order_id))]
     pub async fn issue_link(
         &self,
         order_id: Uuid,
@@ -205,6 +206,7 @@ impl AuthService {
 
     /// Every tracking link of the order issued until now stops working, on every node at
     /// once (streams that hold one end at their next check); audited.
+    #[tracing::instrument(skip_all, fields(order_id = %order_id))]
     pub async fn revoke_links(&self, order_id: Uuid, actor: &str) -> ApiResult<()> {
         let now = self.clock.now();
         let audit = NewAudit::new(
@@ -285,6 +287,7 @@ impl AuthService {
     }
 
     /// Creates a user; `actor` is who does it (`None`: the new user itself, registering).
+    #[tracing::instrument(skip_all)]
     pub async fn create_user(&self, new: NewUser, actor: Option<&str>) -> ApiResult<UserRow> {
         let password_hash = hash_password(new.password.expose())
             .await
@@ -325,6 +328,7 @@ impl AuthService {
     /// The attempt is recorded *before* the password is checked and forgotten again if it
     /// succeeds: parallel guesses each see the ones recorded before them, so they cannot
     /// slip past the limit together.
+    #[tracing::instrument(skip_all)]
     pub async fn login(&self, email: &str, password: &str, ip: &str) -> ApiResult<UserRow> {
         let email = email.trim().to_lowercase();
         let now = self.clock.now();
@@ -367,11 +371,13 @@ impl AuthService {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
     pub async fn user(&self, id: Uuid) -> ApiResult<UserRow> {
         self.store.user_by_id(id).await?.ok_or(ApiError::NotFound)
     }
 
     /// Creates an API key; the returned plaintext is shown to the caller once and never stored.
+    #[tracing::instrument(skip_all)]
     pub async fn create_api_key(
         &self,
         name: String,
@@ -411,6 +417,7 @@ impl AuthService {
         Ok((row, plaintext))
     }
 
+    #[tracing::instrument(skip_all, fields(api_key_id = %id))]
     pub async fn revoke_api_key(&self, id: Uuid, actor: &str) -> ApiResult<()> {
         let audit = NewAudit::new(
             self.clock.ts(),

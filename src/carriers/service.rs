@@ -126,6 +126,7 @@ impl CarrierService {
 
     /// Applies one tracking update. Safe to run twice (the event id, the order's status
     /// and the timeline's checkpoints are all checked), and on many nodes at once.
+    #[tracing::instrument(skip_all, fields(event_id = %u.event_id, order_id = tracing::field::Empty))]
     pub async fn apply(&self, u: &TrackingUpdate) -> ApiResult<Handled> {
         if self
             .store
@@ -151,6 +152,7 @@ impl CarrierService {
             });
         };
         let order_id = order.id;
+        tracing::Span::current().record("order_id", tracing::field::display(order_id));
         let Some(tag) = u.tag else {
             tracing::warn!(
                 event_id = %u.event_id, slug = %u.slug,
@@ -281,6 +283,7 @@ impl Estimates {
     }
 
     /// After `order` became `to`; returns the order again if its estimate changed.
+    #[tracing::instrument(skip_all, fields(order_id = %order.id, to = to.as_str()))]
     pub async fn after_change(&self, order: &OrderRow, to: OrderStatus) -> Option<OrderRow> {
         let result = match to {
             OrderStatus::Shipped => self.predict(order).await,

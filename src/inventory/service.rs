@@ -36,6 +36,7 @@ impl ItemService {
     }
 
     /// Creates an item; `actor` is recorded in the audit log.
+    #[tracing::instrument(skip_all, fields(item_id = tracing::field::Empty))]
     pub async fn create(&self, new: NewItem, actor: &str) -> ApiResult<ItemRow> {
         let now = self.clock.ts();
         let row = ItemRow {
@@ -52,6 +53,7 @@ impl ItemService {
             created_at: now,
             updated_at: now,
         };
+        tracing::Span::current().record("item_id", tracing::field::display(row.id));
         let audit = NewAudit::new(now, actor, books::ITEM_CREATED, "item", row.id).after(
             serde_json::json!({"sku": row.sku, "name": row.name, "price": row.price,
                                "currency": row.currency, "stock": row.stock}),
@@ -66,11 +68,13 @@ impl ItemService {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(item_id = %id))]
     pub async fn get(&self, id: Uuid) -> ApiResult<ItemRow> {
         self.store.item(id).await?.ok_or(ApiError::NotFound)
     }
 
     /// Changes an item; the audit log gets the changed fields before and after.
+    #[tracing::instrument(skip_all, fields(item_id = %id))]
     pub async fn update(&self, id: Uuid, change: ItemChange, actor: &str) -> ApiResult<ItemRow> {
         let audit = NewAudit::new(self.clock.ts(), actor, books::ITEM_UPDATED, "item", id);
         match self.store.update_item(id, &change, &audit).await? {
@@ -88,6 +92,7 @@ impl ItemService {
     }
 
     /// One page, and the cursor of the next page when there may be one.
+    #[tracing::instrument(skip_all)]
     pub async fn list(
         &self,
         filter: &ItemFilter,

@@ -142,6 +142,7 @@ impl OrderService {
 
     /// Charges a `created` order. Gateway latency holds no database connection and no lock:
     /// the reservation was committed before, the outcome is committed after.
+    #[tracing::instrument(skip_all, fields(order_id = %rec.order.id))]
     pub async fn pay(
         &self,
         rec: OrderRecord,
@@ -184,6 +185,7 @@ impl OrderService {
 
     /// Charges an order whose charge step is already recorded: by `pay`, or by placing it
     /// with a `payment_method` (the step is written by the placement itself).
+    #[tracing::instrument(skip_all, fields(order_id = %rec.order.id))]
     pub async fn charge(
         &self,
         rec: OrderRecord,
@@ -358,6 +360,7 @@ impl OrderService {
 
     /// A payment the gateway reports as succeeded after the fact (a webhook). A `created`
     /// order becomes `placed`; an order that ended meanwhile gets its money back.
+    #[tracing::instrument(skip_all, fields(order_id = %id))]
     pub async fn settle_success(&self, id: Uuid, reference: String) -> ApiResult<OrderRecord> {
         let rec = self.get_any(id).await?;
         match self
@@ -383,6 +386,7 @@ impl OrderService {
 
     /// A payment the gateway reports as failed after the fact: a `created` order is
     /// canceled and its stock returns; any other order is left as it is.
+    #[tracing::instrument(skip_all, fields(order_id = %id))]
     pub async fn settle_failure(&self, id: Uuid, reason: &str) -> ApiResult<OrderRecord> {
         let rec = self.get_any(id).await?;
         let outcome = ChargeOutcome::Declined {
@@ -430,6 +434,7 @@ impl OrderService {
 
     /// Refunds a canceled, paid order. If the gateway fails, the order stays canceled with
     /// `payment_status` `paid`, and the saga retries the refund until it goes through.
+    #[tracing::instrument(skip_all, fields(order_id = %rec.order.id))]
     pub(super) async fn refund(&self, rec: OrderRecord, _actor: &str) -> ApiResult<OrderRecord> {
         let reference = rec
             .order
@@ -508,6 +513,7 @@ impl OrderService {
 
     /// The saga job: takes the steps that are due (no answer yet, or a retry owed) and
     /// moves each one on. Safe on many nodes at once. Returns how many it looked at.
+    #[tracing::instrument(skip_all)]
     pub async fn run_due_payments(&self, batch: u32) -> ApiResult<usize> {
         use futures::StreamExt;
         let now = self.clock.ts();
@@ -661,6 +667,7 @@ impl OrderService {
     }
 
     /// An order's payment steps (the caller may see the order).
+    #[tracing::instrument(skip_all, fields(order_id = %rec.order.id))]
     pub async fn payments_of(&self, rec: &OrderRecord) -> ApiResult<Vec<PaymentRow>> {
         Ok(self.store.payments_of(rec.order.id).await?)
     }

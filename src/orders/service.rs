@@ -126,6 +126,7 @@ impl OrderService {
     }
 
     /// Reserves every line in one transaction; either all are reserved or nothing is.
+    #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty, lines = req.lines.len()))]
     pub async fn place(&self, req: PlaceOrder, actor: &str) -> ApiResult<OrderRecord> {
         let now = self.clock.ts();
         let ttl = time::Duration::try_from(self.reservation_ttl).map_err(ApiError::internal)?;
@@ -141,6 +142,7 @@ impl OrderService {
             actor: actor.to_owned(),
             cart_version: req.cart_version,
         };
+        tracing::Span::current().record("order_id", tracing::field::display(order.id));
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
@@ -181,6 +183,7 @@ impl OrderService {
     }
 
     /// An order the caller may see; anybody else's is "not found".
+    #[tracing::instrument(skip_all, fields(order_id = %id))]
     pub async fn get(&self, caller: &Principal, id: Uuid) -> ApiResult<OrderRecord> {
         let rec = self.store.order(id).await?.ok_or(ApiError::NotFound)?;
         if caller.sees_order(rec.order.id, rec.order.customer_id) {
@@ -192,6 +195,7 @@ impl OrderService {
 
     /// Runs `cmd` against the stored order, retrying when another change won the race.
     /// `expected` rejects the change if the order is no longer in that status.
+    #[tracing::instrument(skip_all, fields(order_id = %id))]
     pub async fn apply(
         &self,
         id: Uuid,
@@ -211,6 +215,7 @@ impl OrderService {
     /// Applies `change` to the order, starting from a copy the caller already holds
     /// (`known`, saving a read); if that copy turns out to be stale, the stored order is
     /// read and judged instead.
+    #[tracing::instrument(skip_all, fields(order_id = %id))]
     pub(crate) async fn change(
         &self,
         id: Uuid,
@@ -320,6 +325,7 @@ impl OrderService {
     /// Cancels (customer or staff); a paid order's money goes back through the gateway.
     /// `known` is the order as the caller last read it (saves a read); `expected` rejects
     /// the cancel if the order has moved on from that status.
+    #[tracing::instrument(skip_all, fields(order_id = %id))]
     pub async fn cancel(
         &self,
         id: Uuid,
@@ -347,6 +353,7 @@ impl OrderService {
         self.store.order(id).await?.ok_or(ApiError::NotFound)
     }
 
+    #[tracing::instrument(skip_all, fields(order_id = %rec.order.id))]
     pub async fn add_tracking(&self, rec: &OrderRecord, event: NewEvent) -> ApiResult<EventRow> {
         let state = rec.order.state();
         if matches!(state.status, OrderStatus::Created | OrderStatus::Canceled) {
@@ -380,10 +387,12 @@ impl OrderService {
         unreachable!("the second attempt returns")
     }
 
+    #[tracing::instrument(skip_all, fields(order_id = %order_id))]
     pub async fn events(&self, order_id: Uuid) -> ApiResult<Vec<EventRow>> {
         Ok(self.store.events(order_id).await?)
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn list(
         &self,
         filter: &OrderFilter,
@@ -404,6 +413,7 @@ impl OrderService {
     /// A page of a list, rendered by `render` into what is sent, or `NotModified` when
     /// `if_none_match` names it. Checked against the orders' versions in the database on
     /// every call, so a page kept from an earlier call is never stale (see `pages`).
+    #[tracing::instrument(skip_all)]
     pub async fn list_page(
         &self,
         filter: OrderFilter,
@@ -460,6 +470,7 @@ impl OrderService {
 
     /// The order's current tag when `if_none_match` names it and `caller` may see the
     /// order: one small read instead of the order, its lines and a body.
+    #[tracing::instrument(skip_all, fields(order_id = %id))]
     pub async fn not_modified(
         &self,
         caller: &Principal,
@@ -475,6 +486,7 @@ impl OrderService {
 
     /// Cancels `created` orders whose reservation ran out and returns their stock; a charge
     /// still out is then voided by the payment saga. Safe on many nodes at once.
+    #[tracing::instrument(skip_all, fields(expired = tracing::field::Empty))]
     pub async fn expire_due(&self, batch: u32) -> ApiResult<usize> {
         let expiry = expiry_change();
         let ids = self
@@ -484,6 +496,7 @@ impl OrderService {
         if !ids.is_empty() {
             metrics::counter!("ordo_reservations_expired_total").increment(ids.len() as u64);
         }
+        tracing::Span::current().record("expired", ids.len());
         Ok(ids.len())
     }
 }

@@ -115,6 +115,7 @@ impl RecommendationService {
     }
 
     /// Items bought with `item`, best first, in stock; for a customer, none it bought.
+    #[tracing::instrument(skip_all, fields(item_id = %item))]
     pub async fn bought_together(
         &self,
         item: Uuid,
@@ -137,6 +138,7 @@ impl RecommendationService {
     }
 
     /// A customer's recommendations, from what it bought and wished for.
+    #[tracing::instrument(skip_all, fields(customer_id = %customer))]
     pub async fn for_customer(
         &self,
         customer: Uuid,

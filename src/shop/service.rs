@@ -65,6 +65,7 @@ impl ShopService {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(customer_id = %customer))]
     pub async fn cart(&self, customer: Uuid) -> ApiResult<CartRow> {
         Ok(self.read_cart(customer).await?.0)
     }
@@ -80,6 +81,7 @@ impl ShopService {
 
     /// The cart a checkout orders: the one this node kept when it has lines and `read` is
     /// false, else the cart read now.
+    #[tracing::instrument(skip_all, fields(customer_id = %customer))]
     pub async fn to_check_out(&self, customer: Uuid, read: bool) -> ApiResult<CheckoutCart> {
         if !read
             && let Some((version, lines)) = self.carts.latest(&customer)
@@ -106,6 +108,7 @@ impl ShopService {
         self.carts.forget(&customer);
     }
 
+    #[tracing::instrument(skip_all, fields(customer_id = %customer, item_id = %item))]
     pub async fn change_cart(&self, customer: Uuid, item: Uuid, op: CartOp) -> ApiResult<CartRow> {
         match self
             .store
@@ -129,11 +132,13 @@ impl ShopService {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(customer_id = %customer))]
     pub async fn wishlist(&self, customer: Uuid) -> ApiResult<Vec<WishRow>> {
         Ok(self.store.wishlist(customer).await?)
     }
 
     /// Adds an item (again adding it changes nothing); true when it was new.
+    #[tracing::instrument(skip_all, fields(customer_id = %customer, item_id = %item))]
     pub async fn wish(&self, customer: Uuid, item: Uuid) -> ApiResult<bool> {
         match self
             .store
@@ -150,6 +155,7 @@ impl ShopService {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(customer_id = %customer, item_id = %item))]
     pub async fn unwish(&self, customer: Uuid, item: Uuid) -> ApiResult<()> {
         self.store.remove_from_wishlist(customer, item).await?;
         Ok(())

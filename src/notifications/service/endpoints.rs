@@ -13,6 +13,7 @@ use crate::notifications::store::{DeliveryRow, EndpointRow, EventTypes};
 use super::NotificationService;
 
 impl NotificationService {
+    #[tracing::instrument(skip_all)]
     pub async fn create_endpoint(
         &self,
         url: &str,
@@ -49,6 +50,7 @@ impl NotificationService {
         Ok(row)
     }
 
+    #[tracing::instrument(skip_all, fields(endpoint_id = %id))]
     pub async fn endpoint(&self, id: Uuid) -> ApiResult<EndpointRow> {
         match self.store.endpoint(id).await? {
             Some(e) if e.deleted_at.is_none() => Ok(e),
@@ -56,10 +58,12 @@ impl NotificationService {
         }
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn endpoints(&self) -> ApiResult<Vec<EndpointRow>> {
         Ok(self.store.endpoints().await?)
     }
 
+    #[tracing::instrument(skip_all, fields(endpoint_id = %id))]
     pub async fn delete_endpoint(&self, id: Uuid, actor: &str) -> ApiResult<()> {
         let audit = NewAudit::new(
             self.clock.ts(),
@@ -76,6 +80,7 @@ impl NotificationService {
     }
 
     /// A new secret; the old one keeps signing (a second signature) for `grace`.
+    #[tracing::instrument(skip_all, fields(endpoint_id = %id))]
     pub async fn rotate_secret(&self, id: Uuid, grace: Duration) -> ApiResult<EndpointRow> {
         let secret = new_webhook_secret();
         let rotated = self
@@ -89,6 +94,7 @@ impl NotificationService {
     }
 
     /// Sends a delivery of this endpoint again, with the same id.
+    #[tracing::instrument(skip_all, fields(endpoint_id = %endpoint, delivery_id = %delivery))]
     pub async fn resend(&self, endpoint: Uuid, delivery: Uuid) -> ApiResult<DeliveryRow> {
         let d = self
             .store

@@ -119,16 +119,19 @@ impl NotificationService {
         Ts::truncated(self.clock.now() + d)
     }
 
+    #[tracing::instrument(skip_all, fields(customer_id = %user))]
     pub async fn preferences(&self, user: Uuid) -> ApiResult<Preferences> {
         Ok(self.store.preferences(user).await?.unwrap_or_default())
     }
 
+    #[tracing::instrument(skip_all, fields(customer_id = %user))]
     pub async fn set_preferences(&self, user: Uuid, p: Preferences) -> ApiResult<Preferences> {
         self.store.set_preferences(user, p, self.clock.ts()).await?;
         Ok(p)
     }
 
     /// Deliveries to a customer or an endpoint, newest first.
+    #[tracing::instrument(skip_all, fields(customer_id = %recipient))]
     pub async fn log(
         &self,
         recipient: Uuid,

@@ -33,6 +33,7 @@ enum Outcome {
 impl NotificationService {
     /// Makes the deliveries that are due (at most `batch`), all at once. Returns how
     /// many it looked at.
+    #[tracing::instrument(skip_all, fields(taken = tracing::field::Empty))]
     pub async fn deliver_due(&self, batch: u32) -> ApiResult<usize> {
         let now = self.clock.ts();
         let due = self
@@ -40,6 +41,7 @@ impl NotificationService {
             .take_due_deliveries(now, self.later(LEASE), batch)
             .await?;
         let n = due.len();
+        tracing::Span::current().record("taken", n);
         futures::future::join_all(due.into_iter().map(|d| self.deliver(d))).await;
         Ok(n)
     }
@@ -274,6 +276,7 @@ impl NotificationService {
     /// Sends a message from the shop to one customer on each channel it opted into (e-mail,
     /// SMS), through the delivery queue. Push is not a channel of these: a push is an event
     /// of the order's live stream, and a message is not one.
+    #[tracing::instrument(skip_all, fields(customer_id = %customer.id))]
     pub async fn send_shop_message(
         &self,
         customer: &crate::auth::store::UserRow,
