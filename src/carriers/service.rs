@@ -15,6 +15,7 @@ use super::store::{CarrierScan, ScanOutcome};
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
 use crate::orders::domain::{Command, OrderStatus};
+use crate::orders::error::OrderError;
 use crate::orders::service::{ChangeDetails, OrderService};
 use crate::orders::store::{NewEvent, OrderRow, TRACKING_EVENT};
 use crate::storage::{DynStore, Ts};
@@ -191,7 +192,7 @@ impl CarrierService {
             {
                 Ok(rec) => order = rec.order,
                 // Someone (staff, another delivery of this update) moved it meanwhile.
-                Err(ApiError::InvalidTransition(_) | ApiError::Conflict(_)) => {
+                Err(OrderError::Refused(_) | OrderError::Conflict(_)) => {
                     order = self
                         .store
                         .order(order_id)
@@ -207,7 +208,7 @@ impl CarrierService {
                         )));
                     }
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         let status = order.status;

@@ -35,6 +35,7 @@ use crate::app::AppState;
 use crate::auth::domain::{Permission, Principal};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::QueryParams;
+use crate::orders::error::OrderError;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -279,8 +280,8 @@ async fn command(
             Ok(_) => {
                 narrowing.0.get_or_insert_with(HashSet::new).insert(id);
             }
-            Err(ApiError::NotFound) => return error("not_found", "no such order".into()),
-            Err(e) => return error(e.code(), "try again".into()),
+            Err(OrderError::NotFound) => return error("not_found", "no such order".into()),
+            Err(e) => return error(ApiError::from(e).code(), "try again".into()),
         },
         Command::Unsubscribe { .. } => {
             if let Some(set) = narrowing.0.as_mut() {

@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::domain::{CarrierStatus, Command, MAX_LINES, OrderStatus, Quantity};
+use super::error::OrderError;
 use super::pages::{Listed, etag_of};
 use super::payment::Payment;
 use super::service::{ChangeDetails, PlaceOrder, actor_of};
@@ -160,6 +161,29 @@ pub struct EventData {
     estimated_delivery: Option<String>,
 }
 
+/// The one place an order's failure becomes an HTTP answer.
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::NotFound => ApiError::NotFound,
+            OrderError::Refused(why) => ApiError::InvalidTransition(why),
+            OrderError::Conflict(why) => ApiError::Conflict(why),
+            OrderError::CartChanged => ApiError::Conflict(e.to_string()),
+            OrderError::UnknownCustomer => ApiError::validation("customer_id", "no such customer"),
+            OrderError::UnknownItem { line } => {
+                ApiError::validation(format!("items[{line}].item_id"), "no such item")
+            }
+            OrderError::InsufficientStock { line, item_id } => ApiError::InsufficientStock {
+                item_id: item_id.to_string(),
+                field: format!("items[{line}].quantity"),
+            },
+            OrderError::MixedCurrencies => ApiError::validation("items", e.to_string()),
+            OrderError::GatewayUnavailable(_) => ApiError::Unavailable(e.to_string()),
+            OrderError::Store(e) => e.into(),
+            OrderError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
 /// One entry of an order's timeline, as also pushed to real-time clients.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventResponse {
@@ -502,7 +526,7 @@ async fn list_orders(
                     next_cursor: next.map(|c| encode_cursor(&c)),
                 };
                 Ok(Bytes::from(
-                    serde_json::to_vec(&page).map_err(ApiError::internal)?,
+                    serde_json::to_vec(&page).map_err(OrderError::internal)?,
                 ))
             },
         )

@@ -2,6 +2,7 @@
 
 mod allocate;
 pub mod domain;
+pub mod error;
 mod group_commit;
 pub mod http;
 pub mod pages;

@@ -14,9 +14,9 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::domain::{Command, OrderStatus, PaymentStatus};
+use super::error::{OrderError, OrderResult};
 use super::service::{Change, OrderService};
 use super::store::{NewOrder, OrderRecord};
-use crate::error::{ApiError, ApiResult};
 use crate::payments::store::{PaymentRow, PaymentWrite, TxnKind, TxnStatus};
 use crate::payments::{ChargeOutcome, ChargeRequest, GatewayError, RefundRequest, VoidOutcome};
 use crate::storage::Ts;
@@ -148,9 +148,9 @@ impl OrderService {
         rec: OrderRecord,
         payment_method: String,
         actor: &str,
-    ) -> ApiResult<Payment> {
+    ) -> OrderResult<Payment> {
         let not_payable = |status: OrderStatus| {
-            ApiError::InvalidTransition(format!(
+            OrderError::Refused(format!(
                 "an order that is {} cannot be paid",
                 status.as_str()
             ))
@@ -159,7 +159,7 @@ impl OrderService {
             return Err(not_payable(rec.order.status));
         }
         if self.reservation_over(&rec) {
-            return Err(ApiError::InvalidTransition(
+            return Err(OrderError::Refused(
                 "the order's reservation has expired; it cannot be paid".into(),
             ));
         }
@@ -175,7 +175,7 @@ impl OrderService {
         if !self.store.start_charge(&step, now).await? {
             let current = self.get_any(rec.order.id).await?;
             return Err(if current.order.status == OrderStatus::Created {
-                ApiError::Conflict("a payment for this order is already in progress".into())
+                OrderError::Conflict("a payment for this order is already in progress".into())
             } else {
                 not_payable(current.order.status)
             });
@@ -191,7 +191,7 @@ impl OrderService {
         rec: OrderRecord,
         payment_method: String,
         actor: &str,
-    ) -> ApiResult<Payment> {
+    ) -> OrderResult<Payment> {
         let req = charge_request(&rec, &payment_method);
         // A gateway call never outlives the reservation: past `expires_at` the answer could
         // no longer place the order.
@@ -214,9 +214,7 @@ impl OrderService {
                         ..self.charge_step(&rec, TxnStatus::Failed)
                     };
                     self.store.write_payment(&step, self.clock.ts()).await?;
-                    return Err(ApiError::Unavailable(format!(
-                        "the payment gateway is unavailable: {why}"
-                    )));
+                    return Err(OrderError::GatewayUnavailable(why.to_string()));
                 }
             };
         if self.gateway.store_reference_before_confirm() {
@@ -264,9 +262,7 @@ impl OrderService {
                     ),
                 };
                 self.store.write_payment(&step, self.clock.ts()).await?;
-                Err(ApiError::Unavailable(format!(
-                    "the payment gateway is unavailable: {e}"
-                )))
+                Err(OrderError::GatewayUnavailable(e.to_string()))
             }
             Ok(Ok(outcome)) => self.settle(rec, outcome, actor, None).await,
         }
@@ -275,7 +271,7 @@ impl OrderService {
     /// The answer to a charge the gateway left unanswered: the order as it is now. If the
     /// wait ended with the reservation, the order is expired here and then (as the sweeper
     /// would a moment later), so that the caller is never told it still holds stock.
-    async fn unanswered(&self, rec: OrderRecord) -> ApiResult<Payment> {
+    async fn unanswered(&self, rec: OrderRecord) -> OrderResult<Payment> {
         if self.reservation_over(&rec) {
             self.expire_due(100).await?;
         }
@@ -295,7 +291,7 @@ impl OrderService {
         outcome: ChargeOutcome,
         actor: &str,
         poll: Option<&PaymentRow>,
-    ) -> ApiResult<Payment> {
+    ) -> OrderResult<Payment> {
         let attempts = i32::from(poll.is_some());
         let id = rec.order.id;
         match outcome {
@@ -314,9 +310,9 @@ impl OrderService {
                 match self.change(id, Some(rec), change).await {
                     Ok((rec, _)) => Ok(Payment::Paid(rec)),
                     // Canceled or expired while the gateway was busy: the money goes back.
-                    Err(ApiError::InvalidTransition(_)) => {
+                    Err(OrderError::Refused(_)) => {
                         self.late_success(id, reference).await?;
-                        Err(ApiError::Conflict(
+                        Err(OrderError::Conflict(
                             "the order ended (canceled, or its reservation ran out) before the payment \
                              went through; the money is refunded"
                                 .into(),
@@ -348,7 +344,7 @@ impl OrderService {
                 match self.change(id, Some(rec), change).await {
                     Ok((rec, _)) => Ok(Payment::Declined(rec)),
                     // The order ended meanwhile; the decline only closes the charge.
-                    Err(ApiError::InvalidTransition(_)) => {
+                    Err(OrderError::Refused(_)) => {
                         self.store.write_payment(&step, self.clock.ts()).await?;
                         Ok(Payment::Declined(self.get_any(id).await?))
                     }
@@ -361,7 +357,7 @@ impl OrderService {
     /// A payment the gateway reports as succeeded after the fact (a webhook). A `created`
     /// order becomes `placed`; an order that ended meanwhile gets its money back.
     #[tracing::instrument(skip_all, fields(order_id = %id))]
-    pub async fn settle_success(&self, id: Uuid, reference: String) -> ApiResult<OrderRecord> {
+    pub async fn settle_success(&self, id: Uuid, reference: String) -> OrderResult<OrderRecord> {
         let rec = self.get_any(id).await?;
         match self
             .settle(
@@ -379,7 +375,7 @@ impl OrderService {
                 | Payment::Expired(rec),
             ) => Ok(rec),
             // Refunded: the order ended before the money came in.
-            Err(ApiError::Conflict(_)) => self.get_any(id).await,
+            Err(OrderError::Conflict(_)) => self.get_any(id).await,
             Err(e) => Err(e),
         }
     }
@@ -387,7 +383,7 @@ impl OrderService {
     /// A payment the gateway reports as failed after the fact: a `created` order is
     /// canceled and its stock returns; any other order is left as it is.
     #[tracing::instrument(skip_all, fields(order_id = %id))]
-    pub async fn settle_failure(&self, id: Uuid, reason: &str) -> ApiResult<OrderRecord> {
+    pub async fn settle_failure(&self, id: Uuid, reason: &str) -> OrderResult<OrderRecord> {
         let rec = self.get_any(id).await?;
         let outcome = ChargeOutcome::Declined {
             reason: reason.to_owned(),
@@ -406,7 +402,7 @@ impl OrderService {
     /// Money that moved for an order that had ended (canceled or expired) goes back: the
     /// order stays `canceled`, `payment_status` becomes `refunded`, and the timeline says
     /// so. Orders whose payment is settled otherwise (placed, or refunded) are left alone.
-    async fn late_success(&self, id: Uuid, reference: String) -> ApiResult<OrderRecord> {
+    async fn late_success(&self, id: Uuid, reference: String) -> OrderResult<OrderRecord> {
         let rec = self.get_any(id).await?;
         let state = rec.order.state();
         if state.status != OrderStatus::Canceled
@@ -435,7 +431,7 @@ impl OrderService {
     /// Refunds a canceled, paid order. If the gateway fails, the order stays canceled with
     /// `payment_status` `paid`, and the saga retries the refund until it goes through.
     #[tracing::instrument(skip_all, fields(order_id = %rec.order.id))]
-    pub(super) async fn refund(&self, rec: OrderRecord, _actor: &str) -> ApiResult<OrderRecord> {
+    pub(super) async fn refund(&self, rec: OrderRecord, _actor: &str) -> OrderResult<OrderRecord> {
         let reference = rec
             .order
             .payment_reference
@@ -451,7 +447,7 @@ impl OrderService {
         rec: OrderRecord,
         reference: String,
         attempts: i32,
-    ) -> ApiResult<OrderRecord> {
+    ) -> OrderResult<OrderRecord> {
         let id = rec.order.id;
         let step = self.refund_step(&rec, None);
         let req = RefundRequest {
@@ -503,7 +499,7 @@ impl OrderService {
         match self.change(id, None, change).await {
             Ok((rec, _)) => Ok(rec),
             // Refunded meanwhile (by another node): the step is done all the same.
-            Err(ApiError::InvalidTransition(_)) => {
+            Err(OrderError::Refused(_)) => {
                 self.store.write_payment(&done, self.clock.ts()).await?;
                 self.get_any(id).await
             }
@@ -514,7 +510,7 @@ impl OrderService {
     /// The saga job: takes the steps that are due (no answer yet, or a retry owed) and
     /// moves each one on. Safe on many nodes at once. Returns how many it looked at.
     #[tracing::instrument(skip_all)]
-    pub async fn run_due_payments(&self, batch: u32) -> ApiResult<usize> {
+    pub async fn run_due_payments(&self, batch: u32) -> OrderResult<usize> {
         use futures::StreamExt;
         let now = self.clock.ts();
         // A step may take up to three gateway calls (prepare, retrieve, confirm), each
@@ -539,7 +535,7 @@ impl OrderService {
 
     /// A charge nobody knows the outcome of: ask the gateway (the order is still
     /// `created`), or call it off (the order ended).
-    async fn resume_charge(&self, row: &PaymentRow) -> ApiResult<()> {
+    async fn resume_charge(&self, row: &PaymentRow) -> OrderResult<()> {
         let rec = self.get_any(row.order_id).await?;
         let method = row
             .method
@@ -591,7 +587,7 @@ impl OrderService {
         }
         match answer {
             Ok(outcome) => match self.settle(rec, outcome, "system:payment", Some(row)).await {
-                Ok(_) | Err(ApiError::Conflict(_)) => Ok(()),
+                Ok(_) | Err(OrderError::Conflict(_)) => Ok(()),
                 Err(e) => Err(e),
             },
             Err(why) => {
@@ -611,7 +607,7 @@ impl OrderService {
         req: &ChargeRequest,
         reference: String,
         row: &PaymentRow,
-    ) -> ApiResult<()> {
+    ) -> OrderResult<()> {
         let answer = answered(
             tokio::time::timeout(self.payment_timeout, self.gateway.void(req, &reference)).await,
         );
@@ -643,7 +639,7 @@ impl OrderService {
     }
 
     /// A refund still owed: try it again.
-    async fn resume_refund(&self, row: &PaymentRow) -> ApiResult<()> {
+    async fn resume_refund(&self, row: &PaymentRow) -> OrderResult<()> {
         let rec = self.get_any(row.order_id).await?;
         let state = rec.order.state();
         let owed = state.status == OrderStatus::Canceled
@@ -668,15 +664,15 @@ impl OrderService {
 
     /// An order's payment steps (the caller may see the order).
     #[tracing::instrument(skip_all, fields(order_id = %rec.order.id))]
-    pub async fn payments_of(&self, rec: &OrderRecord) -> ApiResult<Vec<PaymentRow>> {
+    pub async fn payments_of(&self, rec: &OrderRecord) -> OrderResult<Vec<PaymentRow>> {
         Ok(self.store.payments_of(rec.order.id).await?)
     }
 }
 
 /// A stored order that breaks an invariant of the payment saga: an error of the store's
 /// data, never a guess (an empty reference sent to the gateway).
-fn corrupt(rec: &OrderRecord, what: &str) -> ApiError {
-    ApiError::internal(crate::storage::Error::Corrupt(format!(
+fn corrupt(rec: &OrderRecord, what: &str) -> OrderError {
+    OrderError::Store(crate::storage::Error::Corrupt(format!(
         "order {}: {what}",
         rec.order.id
     )))

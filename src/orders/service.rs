@@ -7,9 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::domain::{
-    Command, Event, OrderState, OrderStatus, PaymentStatus, TransitionError, decide, run,
-};
+use super::domain::{Command, Event, OrderState, OrderStatus, PaymentStatus, decide, run};
+use super::error::{OrderError, OrderResult};
 use super::pages::{Listed, PageCache, PageKey, RenderedPage, etag_of, none_match};
 use super::store::{
     EventRow, Expiry, NewEvent, NewOrder, OrderCursor, OrderFilter, OrderRecord, OrderUpdate,
@@ -18,7 +17,6 @@ use super::store::{
 use crate::auth::domain::Principal;
 use crate::carriers::service::Estimates;
 use crate::clock::Clock;
-use crate::error::{ApiError, ApiResult};
 use crate::payments::PaymentGateway;
 use crate::payments::store::PaymentWrite;
 use crate::storage::{DynStore, Error as StoreError, Ts};
@@ -90,12 +88,6 @@ pub struct OrderService {
     pages: Arc<PageCache>,
 }
 
-impl From<TransitionError> for ApiError {
-    fn from(e: TransitionError) -> Self {
-        ApiError::InvalidTransition(e.to_string())
-    }
-}
-
 pub fn actor_of(p: &Principal) -> String {
     p.key()
 }
@@ -127,9 +119,9 @@ impl OrderService {
 
     /// Reserves every line in one transaction; either all are reserved or nothing is.
     #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty, lines = req.lines.len()))]
-    pub async fn place(&self, req: PlaceOrder, actor: &str) -> ApiResult<OrderRecord> {
+    pub async fn place(&self, req: PlaceOrder, actor: &str) -> OrderResult<OrderRecord> {
         let now = self.clock.ts();
-        let ttl = time::Duration::try_from(self.reservation_ttl).map_err(ApiError::internal)?;
+        let ttl = time::Duration::try_from(self.reservation_ttl).map_err(OrderError::internal)?;
         let order = NewOrder {
             id: Uuid::now_v7(),
             customer_id: req.customer_id,
@@ -148,9 +140,7 @@ impl OrderService {
             attempt += 1;
             match self.store.place_order(&order).await {
                 Err(e) if e.is_transient() && attempt < ATTEMPTS => continue,
-                Err(StoreError::ForeignKey) => {
-                    return Err(ApiError::validation("customer_id", "no such customer"));
-                }
+                Err(StoreError::ForeignKey) => return Err(OrderError::UnknownCustomer),
                 other => break other?,
             }
         };
@@ -159,37 +149,27 @@ impl OrderService {
                 metrics::counter!("ordo_orders_placed_total").increment(1);
                 Ok(rec)
             }
-            PlaceOutcome::UnknownItem(i) => Err(ApiError::validation(
-                format!("items[{i}].item_id"),
-                "no such item",
-            )),
-            PlaceOutcome::InsufficientStock(i) => {
+            PlaceOutcome::UnknownItem(line) => Err(OrderError::UnknownItem { line }),
+            PlaceOutcome::InsufficientStock(line) => {
                 metrics::counter!("ordo_stock_outs_total").increment(1);
-                Err(ApiError::InsufficientStock {
-                    item_id: order.lines[i].0.to_string(),
-                    field: format!("items[{i}].quantity"),
+                Err(OrderError::InsufficientStock {
+                    line,
+                    item_id: order.lines[line].0,
                 })
             }
-            PlaceOutcome::MixedCurrencies => Err(ApiError::validation(
-                "items",
-                "all items of one order must have the same currency",
-            )),
-            PlaceOutcome::CartChanged => Err(ApiError::Conflict(
-                "the cart changed during checkout (another checkout, or a change to it); \
-                 nothing was ordered: look at the cart and check out again"
-                    .into(),
-            )),
+            PlaceOutcome::MixedCurrencies => Err(OrderError::MixedCurrencies),
+            PlaceOutcome::CartChanged => Err(OrderError::CartChanged),
         }
     }
 
     /// An order the caller may see; anybody else's is "not found".
     #[tracing::instrument(skip_all, fields(order_id = %id))]
-    pub async fn get(&self, caller: &Principal, id: Uuid) -> ApiResult<OrderRecord> {
-        let rec = self.store.order(id).await?.ok_or(ApiError::NotFound)?;
+    pub async fn get(&self, caller: &Principal, id: Uuid) -> OrderResult<OrderRecord> {
+        let rec = self.store.order(id).await?.ok_or(OrderError::NotFound)?;
         if caller.sees_order(rec.order.id, rec.order.customer_id) {
             Ok(rec)
         } else {
-            Err(ApiError::NotFound)
+            Err(OrderError::NotFound)
         }
     }
 
@@ -203,7 +183,7 @@ impl OrderService {
         expected: Option<OrderStatus>,
         details: &ChangeDetails,
         actor: &str,
-    ) -> ApiResult<OrderRecord> {
+    ) -> OrderResult<OrderRecord> {
         let change = Change {
             expected,
             details: details.clone(),
@@ -221,7 +201,7 @@ impl OrderService {
         id: Uuid,
         mut known: Option<OrderRecord>,
         change: Change<'_>,
-    ) -> ApiResult<(OrderRecord, Vec<Event>)> {
+    ) -> OrderResult<(OrderRecord, Vec<Event>)> {
         let Change {
             cmd,
             expected,
@@ -234,7 +214,7 @@ impl OrderService {
             let (current, from_memory) = match known.take() {
                 Some(rec) => (rec, true),
                 None => (
-                    self.store.order(id).await?.ok_or(ApiError::NotFound)?,
+                    self.store.order(id).await?.ok_or(OrderError::NotFound)?,
                     false,
                 ),
             };
@@ -250,7 +230,7 @@ impl OrderService {
                 if from_memory {
                     continue;
                 }
-                return Err(ApiError::Conflict(format!(
+                return Err(OrderError::Conflict(format!(
                     "the order is {}, not {}",
                     state.status.as_str(),
                     exp.as_str()
@@ -262,7 +242,7 @@ impl OrderService {
                 && state.status == OrderStatus::Created
                 && self.reservation_over(&current)
             {
-                return Err(ApiError::InvalidTransition(
+                return Err(OrderError::Refused(
                     "the order's reservation has expired".into(),
                 ));
             }
@@ -317,7 +297,7 @@ impl OrderService {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::Conflict(
+        Err(OrderError::Conflict(
             "the order is changing too fast; try again".into(),
         ))
     }
@@ -333,7 +313,7 @@ impl OrderService {
         expected: Option<OrderStatus>,
         details: &ChangeDetails,
         actor: &str,
-    ) -> ApiResult<OrderRecord> {
+    ) -> OrderResult<OrderRecord> {
         let change = Change {
             expected,
             details: details.clone(),
@@ -349,15 +329,15 @@ impl OrderService {
         Ok(rec)
     }
 
-    pub(super) async fn get_any(&self, id: Uuid) -> ApiResult<OrderRecord> {
-        self.store.order(id).await?.ok_or(ApiError::NotFound)
+    pub(super) async fn get_any(&self, id: Uuid) -> OrderResult<OrderRecord> {
+        self.store.order(id).await?.ok_or(OrderError::NotFound)
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %rec.order.id))]
-    pub async fn add_tracking(&self, rec: &OrderRecord, event: NewEvent) -> ApiResult<EventRow> {
+    pub async fn add_tracking(&self, rec: &OrderRecord, event: NewEvent) -> OrderResult<EventRow> {
         let state = rec.order.state();
         if matches!(state.status, OrderStatus::Created | OrderStatus::Canceled) {
-            return Err(ApiError::InvalidTransition(format!(
+            return Err(OrderError::Refused(format!(
                 "an order that is {} has no shipment to track",
                 state.status.as_str()
             )));
@@ -388,7 +368,7 @@ impl OrderService {
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %order_id))]
-    pub async fn events(&self, order_id: Uuid) -> ApiResult<Vec<EventRow>> {
+    pub async fn events(&self, order_id: Uuid) -> OrderResult<Vec<EventRow>> {
         Ok(self.store.events(order_id).await?)
     }
 
@@ -398,7 +378,7 @@ impl OrderService {
         filter: &OrderFilter,
         after: Option<&OrderCursor>,
         limit: u32,
-    ) -> ApiResult<(Vec<OrderRecord>, Option<OrderCursor>)> {
+    ) -> OrderResult<(Vec<OrderRecord>, Option<OrderCursor>)> {
         let rows = self.store.list_orders(filter, after, limit).await?;
         let next = (rows.len() == limit as usize)
             .then(|| rows.last())
@@ -420,8 +400,8 @@ impl OrderService {
         after: Option<OrderCursor>,
         limit: u32,
         if_none_match: Option<&str>,
-        render: impl FnOnce(Vec<OrderRecord>, Option<OrderCursor>) -> ApiResult<Bytes>,
-    ) -> ApiResult<Listed> {
+        render: impl FnOnce(Vec<OrderRecord>, Option<OrderCursor>) -> OrderResult<Bytes>,
+    ) -> OrderResult<Listed> {
         let key = PageKey {
             filter,
             after,
@@ -476,7 +456,7 @@ impl OrderService {
         caller: &Principal,
         id: Uuid,
         if_none_match: &str,
-    ) -> ApiResult<Option<String>> {
+    ) -> OrderResult<Option<String>> {
         let Some((customer, version)) = self.store.order_version(id).await? else {
             return Ok(None);
         };
@@ -487,7 +467,7 @@ impl OrderService {
     /// Cancels `created` orders whose reservation ran out and returns their stock; a charge
     /// still out is then voided by the payment saga. Safe on many nodes at once.
     #[tracing::instrument(skip_all, fields(expired = tracing::field::Empty))]
-    pub async fn expire_due(&self, batch: u32) -> ApiResult<usize> {
+    pub async fn expire_due(&self, batch: u32) -> OrderResult<usize> {
         let expiry = expiry_change();
         let ids = self
             .store

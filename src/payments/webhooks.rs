@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::{Json, parse_json};
+use crate::orders::error::OrderError;
 
 /// How old a signed event may be before it counts as a replay.
 pub const TOLERANCE_SECS: i64 = 300;
@@ -172,8 +173,8 @@ async fn settle(state: &AppState, event: &Event) -> ApiResult<()> {
         _ => return Ok(()),
     };
     match result {
-        Ok(_) | Err(ApiError::NotFound) => Ok(()),
-        Err(e) => Err(e),
+        Ok(_) | Err(OrderError::NotFound) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

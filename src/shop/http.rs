@@ -18,6 +18,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::{Json, Path, Validator, parse_json};
 use crate::ids::{ItemId, UserRef};
 use crate::inventory::http::ItemResponse;
+use crate::orders::error::OrderError;
 use crate::orders::http::{OrderResponse, parse_shipping_address, pay_placed};
 use crate::orders::service::{PlaceOrder, actor_of};
 use crate::payments::parse_payment_method;
@@ -273,9 +274,9 @@ async fn checkout_cart(
             cart_version: Some(cart.version),
         };
         match state.orders.place(order, &actor).await {
-            // The kept cart was behind (a 409 of placement is the cart's version only, and
-            // nothing was written): read it and try once more, as if it had been read now.
-            Err(ApiError::Conflict(_)) if cart.kept => {
+            // The kept cart was behind (nothing was written): read it and try once more, as
+            // if it had been read now.
+            Err(OrderError::CartChanged) if cart.kept => {
                 cart = state.shop.to_check_out(owner, true).await?;
             }
             other => break other,
