@@ -8,13 +8,29 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::domain::{Email, NewPassword, Permission, Principal, Role, Scope, parse_name};
-use super::service::NewUser;
+use super::service::{AuthError, NewUser};
 use super::store::UserRow;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::middleware::client_ip;
 use crate::http::{Json, Path, Validator};
 use crate::ids::ApiKeyId;
+
+/// The one place an authentication failure becomes an HTTP answer.
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthorized(why) => ApiError::Unauthorized(why),
+            AuthError::RateLimited { retry_after_secs } => {
+                ApiError::RateLimited { retry_after_secs }
+            }
+            AuthError::EmailTaken => ApiError::Conflict(e.to_string()),
+            AuthError::NotFound => ApiError::NotFound,
+            AuthError::Store(e) => e.into(),
+            AuthError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -113,7 +129,6 @@ pub struct ApiKeyResponse {
     /// Shown only in this answer.
     key: String,
 }
-
 /// Who the caller is: a user, or an integration's API key.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]

@@ -17,8 +17,35 @@ use super::store::{ApiKeyRow, UserRow};
 use crate::books::domain::{self as books, NewAudit};
 use crate::clock::Clock;
 use crate::config::Secret;
-use crate::error::{ApiError, ApiResult};
 use crate::storage::{DynStore, Error as StoreError, Ts};
+
+/// What can go wrong with accounts, credentials and keys; an HTTP answer only at the edge
+/// (`impl From<AuthError> for ApiError` in `http.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The credential is not one (or no longer): why, in words a client may see.
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    /// Too many failed logins lately; try again after this long.
+    #[error("rate limited for {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("a user with this e-mail already exists")]
+    EmailTaken,
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+pub type AuthResult<T> = Result<T, AuthError>;
+
+impl AuthError {
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        AuthError::Internal(e.into())
+    }
+}
 
 const JWT_SETTING: &str = "jwt_secret";
 const ISSUER: &str = "ordo";
@@ -122,7 +149,7 @@ impl AuthService {
 
     /// Is the account there and not erased? Erased on this node: no, at once. Read as
     /// active on this node less than `ACTIVE_FOR` ago: yes. Otherwise it is read.
-    async fn account_is_active(&self, id: Uuid) -> ApiResult<bool> {
+    async fn account_is_active(&self, id: Uuid) -> AuthResult<bool> {
         if self.accounts.erased.lock().expect("accounts").contains(&id) {
             return Ok(false);
         }
@@ -156,7 +183,7 @@ impl AuthService {
         self.accounts.active.lock().expect("accounts").remove(&id);
     }
 
-    pub fn issue_token(&self, user: &UserRow) -> ApiResult<IssuedToken> {
+    pub fn issue_token(&self, user: &UserRow) -> AuthResult<IssuedToken> {
         let role = user.role;
         let now = self.clock.now().unix_timestamp();
         let ttl = self.token_ttl.as_secs();
@@ -169,7 +196,7 @@ impl AuthService {
         };
         let access_token =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-                .map_err(ApiError::internal)?;
+                .map_err(AuthError::internal)?;
         Ok(IssuedToken {
             access_token,
             expires_in: ttl,
@@ -177,7 +204,7 @@ impl AuthService {
     }
 
     /// Was this link revoked (`revoke_links`)? One indexed read, on every use of a link.
-    async fn link_revoked(&self, c: &LinkClaims) -> ApiResult<bool> {
+    async fn link_revoked(&self, c: &LinkClaims) -> AuthResult<bool> {
         let revoked = self.store.links_revoked_at(c.order_id).await?;
         Ok(revoked.is_some_and(|at| c.issued_at <= at))
     }
@@ -190,7 +217,7 @@ impl AuthService {
         order_id: Uuid,
         customer_id: Uuid,
         ttl: std::time::Duration,
-    ) -> ApiResult<(String, LinkClaims)> {
+    ) -> AuthResult<(String, LinkClaims)> {
         let now = self.clock.now().unix_timestamp();
         let revoked = self.store.links_revoked_at(order_id).await?;
         let issued_at = revoked.map_or(now, |at| now.max(at + 1));
@@ -207,7 +234,7 @@ impl AuthService {
     /// Every tracking link of the order issued until now stops working, on every node at
     /// once (streams that hold one end at their next check); audited.
     #[tracing::instrument(skip_all, fields(order_id = %order_id))]
-    pub async fn revoke_links(&self, order_id: Uuid, actor: &str) -> ApiResult<()> {
+    pub async fn revoke_links(&self, order_id: Uuid, actor: &str) -> AuthResult<()> {
         let now = self.clock.now();
         let audit = NewAudit::new(
             Ts::truncated(now),
@@ -234,35 +261,35 @@ impl AuthService {
     /// Resolves a bearer credential: an access token (its account checked: an erasure ends
     /// it, see `account_is_active`), a tracking link (likewise), or an API key (looked up
     /// on every request so that revocation takes effect at once).
-    pub async fn authenticate(&self, bearer: &str) -> ApiResult<Principal> {
+    pub async fn authenticate(&self, bearer: &str) -> AuthResult<Principal> {
         if bearer.starts_with(super::links::PREFIX) {
             return match self.links.verify(bearer, self.clock.now().unix_timestamp()) {
                 // The link of an erased customer's order ends with the account.
                 Ok(c) if !self.account_is_active(c.customer_id).await? => {
-                    Err(ApiError::Unauthorized("invalid tracking link"))
+                    Err(AuthError::Unauthorized("invalid tracking link"))
                 }
-                Ok(c) if self.link_revoked(&c).await? => Err(ApiError::Unauthorized(
+                Ok(c) if self.link_revoked(&c).await? => Err(AuthError::Unauthorized(
                     "the tracking link was revoked; sign in to see the order",
                 )),
                 Ok(c) => Ok(Principal::TrackingLink {
                     order_id: c.order_id,
                     customer_id: c.customer_id,
                 }),
-                Err(LinkError::Expired) => Err(ApiError::Unauthorized(
+                Err(LinkError::Expired) => Err(AuthError::Unauthorized(
                     "the tracking link has expired; sign in to see the order",
                 )),
-                Err(LinkError::Malformed) => Err(ApiError::Unauthorized("invalid tracking link")),
+                Err(LinkError::Malformed) => Err(AuthError::Unauthorized("invalid tracking link")),
             };
         }
         if let Some(rest) = bearer.strip_prefix(API_KEY_PREFIX) {
             if rest.is_empty() || rest.len() > 128 {
-                return Err(ApiError::Unauthorized("invalid API key"));
+                return Err(AuthError::Unauthorized("invalid API key"));
             }
             let row = self
                 .store
                 .active_api_key(&sha256(bearer))
                 .await?
-                .ok_or(ApiError::Unauthorized("invalid or revoked API key"))?;
+                .ok_or(AuthError::Unauthorized("invalid or revoked API key"))?;
             let scopes = row
                 .scopes
                 .split_whitespace()
@@ -271,14 +298,14 @@ impl AuthService {
             return Ok(Principal::ApiKey { id: row.id, scopes });
         }
         let data = jsonwebtoken::decode::<Claims>(bearer, &self.decoding, &self.validation)
-            .map_err(|_| ApiError::Unauthorized("invalid access token"))?;
+            .map_err(|_| AuthError::Unauthorized("invalid access token"))?;
         if data.claims.exp + TOKEN_LEEWAY_SECS as i64 <= self.clock.now().unix_timestamp() {
-            return Err(ApiError::Unauthorized("the access token has expired"));
+            return Err(AuthError::Unauthorized("the access token has expired"));
         }
         // An erased account's tokens stop working at once on the node that erased it and
         // within a second on the others (one indexed read per account and second per node).
         if !self.account_is_active(data.claims.sub).await? {
-            return Err(ApiError::Unauthorized("invalid access token"));
+            return Err(AuthError::Unauthorized("invalid access token"));
         }
         Ok(Principal::User {
             id: data.claims.sub,
@@ -288,10 +315,10 @@ impl AuthService {
 
     /// Creates a user; `actor` is who does it (`None`: the new user itself, registering).
     #[tracing::instrument(skip_all)]
-    pub async fn create_user(&self, new: NewUser, actor: Option<&str>) -> ApiResult<UserRow> {
+    pub async fn create_user(&self, new: NewUser, actor: Option<&str>) -> AuthResult<UserRow> {
         let password_hash = hash_password(new.password.expose())
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(AuthError::internal)?;
         let now = self.clock.ts();
         let row = UserRow {
             id: Uuid::now_v7(),
@@ -314,9 +341,7 @@ impl AuthService {
         .after(serde_json::json!({"role": row.role}));
         match self.store.insert_user(&row, &audit).await {
             Ok(()) => Ok(row),
-            Err(StoreError::Unique(_)) => Err(ApiError::Conflict(
-                "a user with this e-mail already exists".into(),
-            )),
+            Err(StoreError::Unique(_)) => Err(AuthError::EmailTaken),
             Err(e) => Err(e.into()),
         }
     }
@@ -329,10 +354,10 @@ impl AuthService {
     /// succeeds: parallel guesses each see the ones recorded before them, so they cannot
     /// slip past the limit together.
     #[tracing::instrument(skip_all)]
-    pub async fn login(&self, email: &str, password: &str, ip: &str) -> ApiResult<UserRow> {
+    pub async fn login(&self, email: &str, password: &str, ip: &str) -> AuthResult<UserRow> {
         let email = email.trim().to_lowercase();
         let now = self.clock.now();
-        let window = time::Duration::try_from(LOGIN_WINDOW).map_err(ApiError::internal)?;
+        let window = time::Duration::try_from(LOGIN_WINDOW).map_err(AuthError::internal)?;
         let since = crate::storage::Ts::truncated(now - window);
         let attempt = self
             .store
@@ -352,7 +377,7 @@ impl AuthService {
             // A refused attempt is not a failure: it does not extend the block.
             self.store.forget_login_attempt(attempt).await?;
             let secs = (until - now).whole_seconds().max(1) as u64;
-            return Err(ApiError::RateLimited {
+            return Err(AuthError::RateLimited {
                 retry_after_secs: secs,
             });
         }
@@ -367,13 +392,13 @@ impl AuthService {
                 self.store.forget_login_attempt(attempt).await?;
                 Ok(u)
             }
-            _ => Err(ApiError::Unauthorized("wrong e-mail or password")),
+            _ => Err(AuthError::Unauthorized("wrong e-mail or password")),
         }
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %id))]
-    pub async fn user(&self, id: Uuid) -> ApiResult<UserRow> {
-        self.store.user_by_id(id).await?.ok_or(ApiError::NotFound)
+    pub async fn user(&self, id: Uuid) -> AuthResult<UserRow> {
+        self.store.user_by_id(id).await?.ok_or(AuthError::NotFound)
     }
 
     /// Creates an API key; the returned plaintext is shown to the caller once and never stored.
@@ -384,7 +409,7 @@ impl AuthService {
         scopes: Vec<Scope>,
         created_by: Option<Uuid>,
         actor: &str,
-    ) -> ApiResult<(ApiKeyRow, String)> {
+    ) -> AuthResult<(ApiKeyRow, String)> {
         let plaintext = format!(
             "{API_KEY_PREFIX}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>())
@@ -418,7 +443,7 @@ impl AuthService {
     }
 
     #[tracing::instrument(skip_all, fields(api_key_id = %id))]
-    pub async fn revoke_api_key(&self, id: Uuid, actor: &str) -> ApiResult<()> {
+    pub async fn revoke_api_key(&self, id: Uuid, actor: &str) -> AuthResult<()> {
         let audit = NewAudit::new(
             self.clock.ts(),
             actor,
@@ -429,7 +454,7 @@ impl AuthService {
         if self.store.revoke_api_key(id, &audit).await? {
             Ok(())
         } else {
-            Err(ApiError::NotFound)
+            Err(AuthError::NotFound)
         }
     }
 
@@ -451,7 +476,7 @@ impl AuthService {
         };
         match self.create_user(new, Some("system:bootstrap")).await {
             // Another node created it at the same moment.
-            Ok(_) | Err(ApiError::Conflict(_)) => Ok(()),
+            Ok(_) | Err(AuthError::EmailTaken) => Ok(()),
             Err(e) => Err(anyhow::anyhow!("creating the admin user: {e}")),
         }
     }

@@ -15,18 +15,28 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::domain::{Tag, clip, format_date, parse_checkpoint_time, parse_date};
-use super::service::{Checkpoint, Handled, TrackingUpdate};
+use super::service::{CarrierError, Checkpoint, Handled, TrackingUpdate};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::Json;
 use crate::storage::Ts;
+
+/// The one place a carrier update's failure becomes an HTTP answer.
+impl From<CarrierError> for ApiError {
+    fn from(e: CarrierError) -> Self {
+        match e {
+            CarrierError::Behind { .. } => ApiError::Conflict(e.to_string()),
+            CarrierError::Order(e) => e.into(),
+            CarrierError::Store(e) => e.into(),
+        }
+    }
+}
 
 pub const SIGNATURE_HEADER: &str = "aftership-hmac-sha256";
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(aftership_webhook))
 }
-
 /// Checks AfterShip's signature of `body` (constant-time).
 pub fn verify_signature(header: &str, body: &[u8], secret: &str) -> Result<(), &'static str> {
     let expected = base64::engine::general_purpose::STANDARD

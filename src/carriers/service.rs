@@ -13,12 +13,29 @@ use super::domain::{
 };
 use super::store::{CarrierScan, ScanOutcome};
 use crate::clock::Clock;
-use crate::error::{ApiError, ApiResult};
 use crate::orders::domain::{Command, OrderStatus};
 use crate::orders::error::OrderError;
 use crate::orders::service::{ChangeDetails, OrderService};
 use crate::orders::store::{NewEvent, OrderRow, TRACKING_EVENT};
-use crate::storage::{DynStore, Ts};
+use crate::storage::{DynStore, Error as StoreError, Ts};
+
+/// What can go wrong with a carrier's update, in the carriers' terms; an HTTP answer only
+/// at the edge (`impl From<CarrierError> for ApiError` in `http.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum CarrierError {
+    /// The update says the order is further on than it can get from where it is.
+    #[error("the order is {}; it cannot become {}", .status.as_str(), .target.as_str())]
+    Behind {
+        status: OrderStatus,
+        target: OrderStatus,
+    },
+    #[error(transparent)]
+    Order(#[from] OrderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type CarrierResult<T> = Result<T, CarrierError>;
 
 /// The provider name under which AfterShip's event ids are kept.
 pub const AFTERSHIP: &str = "aftership";
@@ -97,7 +114,7 @@ impl CarrierService {
 
     /// The order an update is about: the newest with this tracking number whose carrier
     /// is the update's (by any of its names), preferring one that is shipping.
-    async fn find_order(&self, u: &TrackingUpdate) -> ApiResult<Option<OrderRow>> {
+    async fn find_order(&self, u: &TrackingUpdate) -> CarrierResult<Option<OrderRow>> {
         let mut found: Vec<OrderRow> = self
             .store
             .orders_by_tracking_number(&u.tracking_number)
@@ -111,7 +128,7 @@ impl CarrierService {
             .collect();
         let live = found
             .iter()
-            .position(|o| !matches!(o.status.as_str(), "created" | "canceled"));
+            .position(|o| !matches!(o.status, OrderStatus::Created | OrderStatus::Canceled));
         let order = match live {
             Some(i) => Some(found.swap_remove(i)),
             None => found.into_iter().next(),
@@ -128,7 +145,7 @@ impl CarrierService {
     /// Applies one tracking update. Safe to run twice (the event id, the order's status
     /// and the timeline's checkpoints are all checked), and on many nodes at once.
     #[tracing::instrument(skip_all, fields(event_id = %u.event_id, order_id = tracing::field::Empty))]
-    pub async fn apply(&self, u: &TrackingUpdate) -> ApiResult<Handled> {
+    pub async fn apply(&self, u: &TrackingUpdate) -> CarrierResult<Handled> {
         if self
             .store
             .carrier_event_seen(AFTERSHIP, &u.event_id)
@@ -197,15 +214,13 @@ impl CarrierService {
                         .store
                         .order(order_id)
                         .await?
-                        .ok_or(ApiError::NotFound)?
+                        .ok_or(OrderError::NotFound)?
                         .order;
-                    let now_status = order.status;
-                    if rank(now_status) < rank(target) {
-                        return Err(ApiError::Conflict(format!(
-                            "the order is {}; it cannot become {}",
-                            now_status.as_str(),
-                            target.as_str()
-                        )));
+                    if rank(order.status) < rank(target) {
+                        return Err(CarrierError::Behind {
+                            status: order.status,
+                            target,
+                        });
                     }
                 }
                 Err(e) => return Err(e.into()),
@@ -256,7 +271,12 @@ impl CarrierService {
         })
     }
 
-    async fn ignore(&self, u: &TrackingUpdate, order_id: Uuid, why: &str) -> ApiResult<Handled> {
+    async fn ignore(
+        &self,
+        u: &TrackingUpdate,
+        order_id: Uuid,
+        why: &str,
+    ) -> CarrierResult<Handled> {
         let new = self
             .store
             .record_carrier_event(AFTERSHIP, &u.event_id, Some(order_id), why, self.clock.ts())

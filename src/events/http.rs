@@ -33,6 +33,7 @@ use super::hub::Subscription;
 use super::store::Audience;
 use crate::app::AppState;
 use crate::auth::domain::{Permission, Principal};
+use crate::auth::service::AuthError;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::QueryParams;
 use crate::orders::error::OrderError;
@@ -122,7 +123,7 @@ fn credential(headers: &HeaderMap, q: &QueryParams) -> String {
 async fn still_allowed(state: &AppState, start: &Start) -> bool {
     !matches!(
         state.auth.authenticate(&start.credential).await,
-        Err(ApiError::Unauthorized(_))
+        Err(AuthError::Unauthorized(_))
     )
 }
 

@@ -15,6 +15,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::Caller;
 use crate::app::AppState;
+use crate::auth::service::AuthError;
 use crate::error::{ApiError, InternalCause};
 
 /// Resolves the bearer credential (header, or `?access_token=` for browsers' WebSocket and
@@ -27,8 +28,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 Caller::Invalid("a tracking link only reads and follows its own order")
             }
             Ok(p) => Caller::Authenticated(p),
-            Err(ApiError::Unauthorized(why)) => Caller::Invalid(why),
-            Err(e) => return e.into_response(),
+            Err(AuthError::Unauthorized(why)) => Caller::Invalid(why),
+            Err(e) => return ApiError::from(e).into_response(),
         },
     };
     req.extensions_mut().insert(caller);

@@ -11,13 +11,26 @@ use utoipa_axum::routes;
 use super::domain::{
     ItemSort, parse_attributes, parse_currency, parse_price, parse_sku, parse_stock, parse_text,
 };
-use super::service::NewItem;
+use super::service::{ItemError, NewItem};
 use super::store::{ItemChange, ItemCursor, ItemFilter, ItemRow};
 use crate::app::AppState;
 use crate::auth::domain::{Permission, Principal, parse_name};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::{Json, Page, Path, QueryParams, Validator, decode_cursor, encode_cursor};
 use crate::ids::ItemId;
+
+/// The one place an item's failure becomes an HTTP answer.
+impl From<ItemError> for ApiError {
+    fn from(e: ItemError) -> Self {
+        match e {
+            ItemError::NotFound => ApiError::NotFound,
+            ItemError::SkuTaken(_) | ItemError::StockOutOfRange => {
+                ApiError::Conflict(e.to_string())
+            }
+            ItemError::Store(e) => e.into(),
+        }
+    }
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -94,7 +107,6 @@ pub struct CreateItemRequest {
     #[schema(max_length = 100)]
     supplier_id: Option<String>,
 }
-
 /// `null` clears a field; an absent field is left as it is.
 fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,

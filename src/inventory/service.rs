@@ -9,8 +9,23 @@ use super::domain::ItemSort;
 use super::store::{ItemChange, ItemCursor, ItemFilter, ItemRow, UpdateOutcome};
 use crate::books::domain::{self as books, NewAudit};
 use crate::clock::Clock;
-use crate::error::{ApiError, ApiResult};
 use crate::storage::{DynStore, Error as StoreError};
+
+/// What can go wrong with an item, in the catalogue's terms; an HTTP answer only at the
+/// edge (`impl From<ItemError> for ApiError` in `http.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum ItemError {
+    #[error("not found")]
+    NotFound,
+    #[error("an item with SKU {0} already exists")]
+    SkuTaken(String),
+    #[error("the adjustment would take the stock below 0 or above 10^9")]
+    StockOutOfRange,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type ItemResult<T> = Result<T, ItemError>;
 
 pub struct NewItem {
     pub sku: String,
@@ -37,7 +52,7 @@ impl ItemService {
 
     /// Creates an item; `actor` is recorded in the audit log.
     #[tracing::instrument(skip_all, fields(item_id = tracing::field::Empty))]
-    pub async fn create(&self, new: NewItem, actor: &str) -> ApiResult<ItemRow> {
+    pub async fn create(&self, new: NewItem, actor: &str) -> ItemResult<ItemRow> {
         let now = self.clock.ts();
         let row = ItemRow {
             id: Uuid::now_v7(),
@@ -60,22 +75,19 @@ impl ItemService {
         );
         match self.store.insert_item(&row, &audit).await {
             Ok(()) => Ok(row),
-            Err(StoreError::Unique(_)) => Err(ApiError::Conflict(format!(
-                "an item with SKU {} already exists",
-                row.sku
-            ))),
+            Err(StoreError::Unique(_)) => Err(ItemError::SkuTaken(row.sku)),
             Err(e) => Err(e.into()),
         }
     }
 
     #[tracing::instrument(skip_all, fields(item_id = %id))]
-    pub async fn get(&self, id: Uuid) -> ApiResult<ItemRow> {
-        self.store.item(id).await?.ok_or(ApiError::NotFound)
+    pub async fn get(&self, id: Uuid) -> ItemResult<ItemRow> {
+        self.store.item(id).await?.ok_or(ItemError::NotFound)
     }
 
     /// Changes an item; the audit log gets the changed fields before and after.
     #[tracing::instrument(skip_all, fields(item_id = %id))]
-    pub async fn update(&self, id: Uuid, change: ItemChange, actor: &str) -> ApiResult<ItemRow> {
+    pub async fn update(&self, id: Uuid, change: ItemChange, actor: &str) -> ItemResult<ItemRow> {
         let audit = NewAudit::new(self.clock.ts(), actor, books::ITEM_UPDATED, "item", id);
         match self.store.update_item(id, &change, &audit).await? {
             UpdateOutcome::Updated(row) => {
@@ -84,10 +96,8 @@ impl ItemService {
                 }
                 Ok(row)
             }
-            UpdateOutcome::NotFound => Err(ApiError::NotFound),
-            UpdateOutcome::StockOutOfRange => Err(ApiError::Conflict(
-                "the adjustment would take the stock below 0 or above 10^9".into(),
-            )),
+            UpdateOutcome::NotFound => Err(ItemError::NotFound),
+            UpdateOutcome::StockOutOfRange => Err(ItemError::StockOutOfRange),
         }
     }
 
@@ -99,7 +109,7 @@ impl ItemService {
         sort: ItemSort,
         after: Option<&ItemCursor>,
         limit: u32,
-    ) -> ApiResult<(Vec<ItemRow>, Option<ItemCursor>)> {
+    ) -> ItemResult<(Vec<ItemRow>, Option<ItemCursor>)> {
         let rows = self.store.list_items(filter, sort, after, limit).await?;
         let next = (rows.len() == limit as usize)
             .then(|| rows.last())

@@ -20,8 +20,21 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::{Json, Page, Path, QueryParams, Validator, decode_cursor, encode_cursor};
 use crate::ids::{DeliveryId, EndpointId, UserRef};
 use crate::inventory::domain::parse_text;
+use crate::notifications::service::NotificationError;
 use crate::orders::service::actor_of;
 use crate::storage::Ts;
+
+/// The one place a notification failure becomes an HTTP answer.
+impl From<NotificationError> for ApiError {
+    fn from(e: NotificationError) -> Self {
+        match e {
+            NotificationError::NotFound => ApiError::NotFound,
+            NotificationError::BadUrl(why) => ApiError::validation("url", why),
+            NotificationError::StillTrying => ApiError::Conflict(e.to_string()),
+            NotificationError::Store(e) => e.into(),
+        }
+    }
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

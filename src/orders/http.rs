@@ -29,6 +29,30 @@ use crate::inventory::domain::parse_text;
 use crate::payments::parse_payment_method;
 use crate::storage::Ts;
 
+/// The one place an order's failure becomes an HTTP answer.
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::NotFound => ApiError::NotFound,
+            OrderError::Refused(why) => ApiError::InvalidTransition(why),
+            OrderError::Conflict(why) => ApiError::Conflict(why),
+            OrderError::CartChanged => ApiError::Conflict(e.to_string()),
+            OrderError::UnknownCustomer => ApiError::validation("customer_id", "no such customer"),
+            OrderError::UnknownItem { line } => {
+                ApiError::validation(format!("items[{line}].item_id"), "no such item")
+            }
+            OrderError::InsufficientStock { line, item_id } => ApiError::InsufficientStock {
+                item_id: item_id.to_string(),
+                field: format!("items[{line}].quantity"),
+            },
+            OrderError::MixedCurrencies => ApiError::validation("items", e.to_string()),
+            OrderError::GatewayUnavailable(_) => ApiError::Unavailable(e.to_string()),
+            OrderError::Store(e) => e.into(),
+            OrderError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_order, list_orders))
@@ -159,30 +183,6 @@ pub struct EventData {
     carrier_status: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     estimated_delivery: Option<String>,
-}
-
-/// The one place an order's failure becomes an HTTP answer.
-impl From<OrderError> for ApiError {
-    fn from(e: OrderError) -> Self {
-        match e {
-            OrderError::NotFound => ApiError::NotFound,
-            OrderError::Refused(why) => ApiError::InvalidTransition(why),
-            OrderError::Conflict(why) => ApiError::Conflict(why),
-            OrderError::CartChanged => ApiError::Conflict(e.to_string()),
-            OrderError::UnknownCustomer => ApiError::validation("customer_id", "no such customer"),
-            OrderError::UnknownItem { line } => {
-                ApiError::validation(format!("items[{line}].item_id"), "no such item")
-            }
-            OrderError::InsufficientStock { line, item_id } => ApiError::InsufficientStock {
-                item_id: item_id.to_string(),
-                field: format!("items[{line}].quantity"),
-            },
-            OrderError::MixedCurrencies => ApiError::validation("items", e.to_string()),
-            OrderError::GatewayUnavailable(_) => ApiError::Unavailable(e.to_string()),
-            OrderError::Store(e) => e.into(),
-            OrderError::Internal(e) => ApiError::Internal(e),
-        }
-    }
 }
 /// One entry of an order's timeline, as also pushed to real-time clients.
 #[derive(Debug, Serialize, ToSchema)]

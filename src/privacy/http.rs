@@ -16,6 +16,7 @@ use super::store::{PersonRecords, SavedItemRow};
 use crate::app::AppState;
 use crate::auth::domain::Principal;
 use crate::books::http::{AuditEntryResponse, rfc3339};
+use crate::error::ApiError;
 use crate::error::{ApiResult, Problem};
 use crate::http::{Json, Path};
 use crate::ids::UserRef;
@@ -24,6 +25,18 @@ use crate::notifications::http::DeliveryResponse;
 use crate::orders::http::{EventResponse, OrderResponse, PaymentResponse};
 use crate::orders::store::{EventRow, OrderLineRow, OrderRecord};
 use crate::payments::store::PaymentRow;
+use crate::privacy::service::PrivacyError;
+
+/// The one place an export's or an erasure's failure becomes an HTTP answer.
+impl From<PrivacyError> for ApiError {
+    fn from(e: PrivacyError) -> Self {
+        match e {
+            PrivacyError::NotFound => ApiError::NotFound,
+            PrivacyError::Forbidden(why) => ApiError::Forbidden(why),
+            PrivacyError::Store(e) => e.into(),
+        }
+    }
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

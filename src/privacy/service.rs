@@ -10,9 +10,23 @@ use super::store::{Erased, Erasure, PersonRecords};
 use crate::auth::domain::Principal;
 use crate::books::domain::{self as books, NewAudit};
 use crate::clock::Clock;
-use crate::error::{ApiError, ApiResult};
 use crate::ids::UserRef;
 use crate::storage::{DynStore, Ts};
+
+/// What can go wrong with an export or an erasure; an HTTP answer only at the edge
+/// (`impl From<PrivacyError> for ApiError` in `http.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum PrivacyError {
+    /// Nobody, or somebody the caller may not know exists.
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error(transparent)]
+    Store(#[from] crate::storage::Error),
+}
+
+pub type PrivacyResult<T> = Result<T, PrivacyError>;
 
 #[derive(Clone)]
 pub struct PrivacyService {
@@ -20,11 +34,11 @@ pub struct PrivacyService {
     clock: Arc<dyn Clock>,
 }
 
-fn check(a: Access) -> ApiResult<()> {
+fn check(a: Access) -> PrivacyResult<()> {
     match a {
         Access::Allowed => Ok(()),
-        Access::NotFound => Err(ApiError::NotFound),
-        Access::Forbidden(why) => Err(ApiError::Forbidden(why)),
+        Access::NotFound => Err(PrivacyError::NotFound),
+        Access::Forbidden(why) => Err(PrivacyError::Forbidden(why)),
     }
 }
 
@@ -37,14 +51,18 @@ impl PrivacyService {
     /// The export is in the audit log before anybody sees it: an export that cannot be
     /// recorded is not handed out.
     #[tracing::instrument(skip_all, fields(subject = %who))]
-    pub async fn export(&self, caller: &Principal, who: UserRef) -> ApiResult<(PersonRecords, Ts)> {
-        let id = caller.named(who).ok_or(ApiError::NotFound)?;
+    pub async fn export(
+        &self,
+        caller: &Principal,
+        who: UserRef,
+    ) -> PrivacyResult<(PersonRecords, Ts)> {
+        let id = caller.named(who).ok_or(PrivacyError::NotFound)?;
         check(may_export(caller, id))?;
         let records = self
             .store
             .person_records(id)
             .await?
-            .ok_or(ApiError::NotFound)?;
+            .ok_or(PrivacyError::NotFound)?;
         let now = self.clock.ts();
         let audit = NewAudit::new(now, caller.key(), books::CUSTOMER_EXPORTED, "user", id);
         self.store.append_audit(&audit).await?;
@@ -54,10 +72,14 @@ impl PrivacyService {
     /// Erases the person `who` names (`me` or an id): see `store::PrivacyStore::erase_person`.
     /// Erasing again changes nothing and answers the same. Returns the erased id.
     #[tracing::instrument(skip_all, fields(subject = %who))]
-    pub async fn erase(&self, caller: &Principal, who: UserRef) -> ApiResult<uuid::Uuid> {
-        let id = caller.named(who).ok_or(ApiError::NotFound)?;
+    pub async fn erase(&self, caller: &Principal, who: UserRef) -> PrivacyResult<uuid::Uuid> {
+        let id = caller.named(who).ok_or(PrivacyError::NotFound)?;
         check(first_look(caller, id))?;
-        let user = self.store.user_by_id(id).await?.ok_or(ApiError::NotFound)?;
+        let user = self
+            .store
+            .user_by_id(id)
+            .await?
+            .ok_or(PrivacyError::NotFound)?;
         check(may_erase(caller, id, user.role))?;
         let now = self.clock.ts();
         let erasure = Erasure {
@@ -77,7 +99,7 @@ impl PrivacyService {
                 Ok(id)
             }
             Erased::Already => Ok(id),
-            Erased::NoSuchUser => Err(ApiError::NotFound),
+            Erased::NoSuchUser => Err(PrivacyError::NotFound),
         }
     }
 }

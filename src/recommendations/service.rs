@@ -18,12 +18,11 @@ use super::store::PairRow;
 use super::{BOUGHT, MIN_SUPPORT};
 use crate::cache::{GenerationCache, TaggedCache};
 use crate::clock::Clock;
-use crate::error::ApiResult;
 use crate::events::outbox::Outbox;
 use crate::inventory::store::ItemRow;
 use crate::jobs::{Job, Tick};
 use crate::orders::store::STATUS_EVENT;
-use crate::storage::DynStore;
+use crate::storage::{DynStore, Result as StoreResult};
 
 /// The consumer's name in `outbox_cursors` and for its lease.
 pub const CONSUMER: &str = "recommendations";
@@ -102,7 +101,7 @@ impl RecommendationService {
         customer: Uuid,
         newest: Option<Uuid>,
         limit: usize,
-    ) -> ApiResult<Vec<Uuid>> {
+    ) -> StoreResult<Vec<Uuid>> {
         let items = match self.bought.get(&customer, &newest) {
             Some(items) => items,
             None => {
@@ -121,7 +120,7 @@ impl RecommendationService {
         item: Uuid,
         customer: Option<Uuid>,
         limit: u32,
-    ) -> ApiResult<Vec<ItemRow>> {
+    ) -> StoreResult<Vec<ItemRow>> {
         let inputs = self.store.recommendation_inputs(COUNTS, customer).await?;
         let mut never: HashSet<Uuid> = match customer {
             Some(c) => self
@@ -143,7 +142,7 @@ impl RecommendationService {
         &self,
         customer: Uuid,
         limit: u32,
-    ) -> ApiResult<(Basis, Vec<ItemRow>)> {
+    ) -> StoreResult<(Basis, Vec<ItemRow>)> {
         let inputs = self
             .store
             .recommendation_inputs(COUNTS, Some(customer))
@@ -179,7 +178,11 @@ impl RecommendationService {
 
     /// The neighbours of these items as of the counts' `generation` (read before): those
     /// this node has for it, the others read in one statement (and kept).
-    async fn neighbours(&self, items: &[Uuid], generation: i64) -> ApiResult<Vec<Arc<Neighbours>>> {
+    async fn neighbours(
+        &self,
+        items: &[Uuid],
+        generation: i64,
+    ) -> StoreResult<Vec<Arc<Neighbours>>> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -220,7 +223,7 @@ impl RecommendationService {
     }
 
     /// The ranked items that are in stock, in rank order, at most `limit`.
-    async fn in_stock(&self, ranked: Vec<(Uuid, f64)>, limit: u32) -> ApiResult<Vec<ItemRow>> {
+    async fn in_stock(&self, ranked: Vec<(Uuid, f64)>, limit: u32) -> StoreResult<Vec<ItemRow>> {
         // Read a few more than asked for: some may be out of stock.
         let wanted: Vec<Uuid> = ranked
             .iter()

@@ -10,7 +10,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::domain::parse_op;
+use super::domain::{CartRefusal, MAX_CART_LINES, parse_op};
+use super::service::ShopError;
 use super::store::{CartRow, WishRow};
 use crate::app::AppState;
 use crate::auth::domain::{Permission, Principal};
@@ -22,6 +23,31 @@ use crate::orders::error::OrderError;
 use crate::orders::http::{OrderResponse, parse_shipping_address, pay_placed};
 use crate::orders::service::{PlaceOrder, actor_of};
 use crate::payments::parse_payment_method;
+
+/// The one place a cart's or a wishlist's failure becomes an HTTP answer.
+impl From<ShopError> for ApiError {
+    fn from(e: ShopError) -> Self {
+        match e {
+            ShopError::NotFound => ApiError::NotFound,
+            ShopError::Cart(CartRefusal::UnknownItem) | ShopError::UnknownItem => {
+                ApiError::validation("item_id", "no such item")
+            }
+            ShopError::Cart(CartRefusal::TooMany) => {
+                ApiError::validation("quantity", "a cart line holds at most 1000")
+            }
+            ShopError::Cart(CartRefusal::TooManyLines) => ApiError::validation(
+                "item_id",
+                format!("a cart holds at most {MAX_CART_LINES} different items"),
+            ),
+            ShopError::Cart(CartRefusal::MixedCurrencies) => ApiError::validation(
+                "item_id",
+                "is priced in another currency than the rest of the cart",
+            ),
+            ShopError::WishlistFull => ApiError::validation("item_id", e.to_string()),
+            ShopError::Store(e) => e.into(),
+        }
+    }
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -134,7 +160,6 @@ fn wishlist_response(rows: Vec<WishRow>) -> WishlistResponse {
             .collect(),
     }
 }
-
 /// An item id in a body: malformed is as unknown as an id nobody has.
 fn body_item_id(v: &mut Validator, raw: &str) -> Option<Uuid> {
     let id = Uuid::parse_str(raw.trim()).ok();
@@ -200,9 +225,7 @@ async fn set_cart_line(
         .ok_or_else(|| ApiError::validation("quantity", "must be a whole number from 0 to 1000"))?;
     match state.shop.change_cart(owner, item, op).await {
         // The item is in the path: an unknown one is a resource that does not exist.
-        Err(ApiError::Validation(f)) if f.iter().any(|e| e.message == "no such item") => {
-            Err(ApiError::NotFound)
-        }
+        Err(ShopError::Cart(CartRefusal::UnknownItem)) => Err(ApiError::NotFound),
         other => Ok(Json(other?.into())),
     }
 }

@@ -4,14 +4,33 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::domain::{CartOp, CartRefusal, MAX_CART_LINES, MAX_WISHLIST};
+use super::domain::{CartOp, CartRefusal, MAX_WISHLIST};
 use super::store::{CartRow, WishOutcome, WishRow};
 use crate::auth::domain::Principal;
 use crate::cache::TaggedCache;
 use crate::clock::Clock;
-use crate::error::{ApiError, ApiResult};
 use crate::ids::UserRef;
-use crate::storage::DynStore;
+use crate::storage::{DynStore, Error as StoreError};
+
+/// What can go wrong with a cart or a wishlist, in the shop's terms; an HTTP answer only
+/// at the edge (`impl From<ShopError> for ApiError` in `http.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum ShopError {
+    /// No such customer, or one the caller may not reach.
+    #[error("not found")]
+    NotFound,
+    /// The cart refused the change; nothing changed.
+    #[error("the cart refused the change: {0:?}")]
+    Cart(CartRefusal),
+    #[error("no such item")]
+    UnknownItem,
+    #[error("a wishlist holds at most {MAX_WISHLIST} items")]
+    WishlistFull,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type ShopResult<T> = Result<T, ShopError>;
 
 /// Carts a node keeps: what it last read of each (bounded; a full cache starts over).
 const KEPT_CARTS: usize = 65_536;
@@ -52,26 +71,26 @@ impl ShopService {
     /// The customer whose cart or wishlist `raw` (`me` or a user id) names, if `caller`
     /// may reach it: a customer only its own, staff and integrations anybody's. Anything
     /// else is "not found", never "forbidden".
-    pub async fn owner(&self, caller: &Principal, who: UserRef) -> ApiResult<Uuid> {
-        let id = caller.named(who).ok_or(ApiError::NotFound)?;
+    pub async fn owner(&self, caller: &Principal, who: UserRef) -> ShopResult<Uuid> {
+        let id = caller.named(who).ok_or(ShopError::NotFound)?;
         match caller.own_customer_id() {
             Some(own) if own == id => Ok(id),
-            Some(_) => Err(ApiError::NotFound),
+            Some(_) => Err(ShopError::NotFound),
             None if caller.user_id() == Some(id) => Ok(id),
             None => match self.store.user_by_id(id).await? {
                 Some(_) => Ok(id),
-                None => Err(ApiError::NotFound),
+                None => Err(ShopError::NotFound),
             },
         }
     }
 
     #[tracing::instrument(skip_all, fields(customer_id = %customer))]
-    pub async fn cart(&self, customer: Uuid) -> ApiResult<CartRow> {
+    pub async fn cart(&self, customer: Uuid) -> ShopResult<CartRow> {
         Ok(self.read_cart(customer).await?.0)
     }
 
     /// The cart as it is now, and its lines as kept for a later checkout.
-    async fn read_cart(&self, customer: Uuid) -> ApiResult<(CartRow, Arc<Vec<(Uuid, i32)>>)> {
+    async fn read_cart(&self, customer: Uuid) -> ShopResult<(CartRow, Arc<Vec<(Uuid, i32)>>)> {
         let cart = self.store.cart(customer).await?;
         let lines = Arc::new(cart.lines.iter().map(|l| (l.item_id, l.quantity)).collect());
         self.carts
@@ -82,7 +101,7 @@ impl ShopService {
     /// The cart a checkout orders: the one this node kept when it has lines and `read` is
     /// false, else the cart read now.
     #[tracing::instrument(skip_all, fields(customer_id = %customer))]
-    pub async fn to_check_out(&self, customer: Uuid, read: bool) -> ApiResult<CheckoutCart> {
+    pub async fn to_check_out(&self, customer: Uuid, read: bool) -> ShopResult<CheckoutCart> {
         if !read
             && let Some((version, lines)) = self.carts.latest(&customer)
             && !lines.is_empty()
@@ -109,37 +128,25 @@ impl ShopService {
     }
 
     #[tracing::instrument(skip_all, fields(customer_id = %customer, item_id = %item))]
-    pub async fn change_cart(&self, customer: Uuid, item: Uuid, op: CartOp) -> ApiResult<CartRow> {
+    pub async fn change_cart(&self, customer: Uuid, item: Uuid, op: CartOp) -> ShopResult<CartRow> {
         match self
             .store
             .change_cart(customer, item, op, self.clock.ts())
             .await?
         {
             Ok(()) => self.cart(customer).await,
-            Err(CartRefusal::UnknownItem) => Err(ApiError::validation("item_id", "no such item")),
-            Err(CartRefusal::TooMany) => Err(ApiError::validation(
-                "quantity",
-                "a cart line holds at most 1000",
-            )),
-            Err(CartRefusal::TooManyLines) => Err(ApiError::validation(
-                "item_id",
-                format!("a cart holds at most {MAX_CART_LINES} different items"),
-            )),
-            Err(CartRefusal::MixedCurrencies) => Err(ApiError::validation(
-                "item_id",
-                "is priced in another currency than the rest of the cart",
-            )),
+            Err(refusal) => Err(ShopError::Cart(refusal)),
         }
     }
 
     #[tracing::instrument(skip_all, fields(customer_id = %customer))]
-    pub async fn wishlist(&self, customer: Uuid) -> ApiResult<Vec<WishRow>> {
+    pub async fn wishlist(&self, customer: Uuid) -> ShopResult<Vec<WishRow>> {
         Ok(self.store.wishlist(customer).await?)
     }
 
     /// Adds an item (again adding it changes nothing); true when it was new.
     #[tracing::instrument(skip_all, fields(customer_id = %customer, item_id = %item))]
-    pub async fn wish(&self, customer: Uuid, item: Uuid) -> ApiResult<bool> {
+    pub async fn wish(&self, customer: Uuid, item: Uuid) -> ShopResult<bool> {
         match self
             .store
             .add_to_wishlist(customer, item, self.clock.ts())
@@ -147,16 +154,13 @@ impl ShopService {
         {
             WishOutcome::Added => Ok(true),
             WishOutcome::AlreadyThere => Ok(false),
-            WishOutcome::UnknownItem => Err(ApiError::validation("item_id", "no such item")),
-            WishOutcome::Full => Err(ApiError::validation(
-                "item_id",
-                format!("a wishlist holds at most {MAX_WISHLIST} items"),
-            )),
+            WishOutcome::UnknownItem => Err(ShopError::UnknownItem),
+            WishOutcome::Full => Err(ShopError::WishlistFull),
         }
     }
 
     #[tracing::instrument(skip_all, fields(customer_id = %customer, item_id = %item))]
-    pub async fn unwish(&self, customer: Uuid, item: Uuid) -> ApiResult<()> {
+    pub async fn unwish(&self, customer: Uuid, item: Uuid) -> ShopResult<()> {
         self.store.remove_from_wishlist(customer, item).await?;
         Ok(())
     }

@@ -5,12 +5,11 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::books::domain::{self as books, NewAudit};
-use crate::error::{ApiError, ApiResult};
 use crate::notifications::channels::check_webhook_url;
 use crate::notifications::domain::{Channel, new_webhook_secret};
 use crate::notifications::store::{DeliveryRow, EndpointRow, EventTypes};
 
-use super::NotificationService;
+use super::{NotificationError, NotificationResult, NotificationService};
 
 impl NotificationService {
     #[tracing::instrument(skip_all)]
@@ -20,10 +19,10 @@ impl NotificationService {
         events: Vec<String>,
         description: Option<String>,
         actor: &str,
-    ) -> ApiResult<EndpointRow> {
+    ) -> NotificationResult<EndpointRow> {
         let url = check_webhook_url(url, self.allow_private)
             .await
-            .map_err(|e| ApiError::validation("url", e))?;
+            .map_err(|e| NotificationError::BadUrl(e.to_string()))?;
         let now = self.clock.ts();
         let row = EndpointRow {
             id: Uuid::now_v7(),
@@ -51,20 +50,20 @@ impl NotificationService {
     }
 
     #[tracing::instrument(skip_all, fields(endpoint_id = %id))]
-    pub async fn endpoint(&self, id: Uuid) -> ApiResult<EndpointRow> {
+    pub async fn endpoint(&self, id: Uuid) -> NotificationResult<EndpointRow> {
         match self.store.endpoint(id).await? {
             Some(e) if e.deleted_at.is_none() => Ok(e),
-            _ => Err(ApiError::NotFound),
+            _ => Err(NotificationError::NotFound),
         }
     }
 
     #[tracing::instrument(skip_all)]
-    pub async fn endpoints(&self) -> ApiResult<Vec<EndpointRow>> {
+    pub async fn endpoints(&self) -> NotificationResult<Vec<EndpointRow>> {
         Ok(self.store.endpoints().await?)
     }
 
     #[tracing::instrument(skip_all, fields(endpoint_id = %id))]
-    pub async fn delete_endpoint(&self, id: Uuid, actor: &str) -> ApiResult<()> {
+    pub async fn delete_endpoint(&self, id: Uuid, actor: &str) -> NotificationResult<()> {
         let audit = NewAudit::new(
             self.clock.ts(),
             actor,
@@ -75,38 +74,43 @@ impl NotificationService {
         if self.store.delete_endpoint(id, &audit).await? {
             Ok(())
         } else {
-            Err(ApiError::NotFound)
+            Err(NotificationError::NotFound)
         }
     }
 
     /// A new secret; the old one keeps signing (a second signature) for `grace`.
     #[tracing::instrument(skip_all, fields(endpoint_id = %id))]
-    pub async fn rotate_secret(&self, id: Uuid, grace: Duration) -> ApiResult<EndpointRow> {
+    pub async fn rotate_secret(
+        &self,
+        id: Uuid,
+        grace: Duration,
+    ) -> NotificationResult<EndpointRow> {
         let secret = new_webhook_secret();
         let rotated = self
             .store
             .rotate_endpoint_secret(id, &secret, self.later(grace), self.clock.ts())
             .await?;
         if !rotated {
-            return Err(ApiError::NotFound);
+            return Err(NotificationError::NotFound);
         }
         self.endpoint(id).await
     }
 
     /// Sends a delivery of this endpoint again, with the same id.
     #[tracing::instrument(skip_all, fields(endpoint_id = %endpoint, delivery_id = %delivery))]
-    pub async fn resend(&self, endpoint: Uuid, delivery: Uuid) -> ApiResult<DeliveryRow> {
+    pub async fn resend(&self, endpoint: Uuid, delivery: Uuid) -> NotificationResult<DeliveryRow> {
         let d = self
             .store
             .delivery(delivery)
             .await?
             .filter(|d| d.recipient == endpoint && d.channel == Channel::Webhook)
-            .ok_or(ApiError::NotFound)?;
+            .ok_or(NotificationError::NotFound)?;
         if !self.store.requeue_delivery(d.id, self.clock.ts()).await? {
-            return Err(ApiError::Conflict(
-                "this delivery is still being tried; it goes out again on its schedule".into(),
-            ));
+            return Err(NotificationError::StillTrying);
         }
-        self.store.delivery(d.id).await?.ok_or(ApiError::NotFound)
+        self.store
+            .delivery(d.id)
+            .await?
+            .ok_or(NotificationError::NotFound)
     }
 }

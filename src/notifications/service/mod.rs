@@ -27,9 +27,26 @@ use super::store::DeliveryRow;
 use crate::auth::links::LinkSigner;
 use crate::clock::Clock;
 use crate::config::NotificationSettings;
-use crate::error::ApiResult;
 use crate::jobs::{Job, Tick};
-use crate::storage::{DynStore, Ts};
+use crate::storage::{DynStore, Error as StoreError, Ts};
+
+/// What can go wrong with notifications and webhook endpoints; an HTTP answer only at the
+/// edge (`impl From<NotificationError> for ApiError` in `http.rs`). The jobs log it.
+#[derive(Debug, thiserror::Error)]
+pub enum NotificationError {
+    #[error("not found")]
+    NotFound,
+    /// A webhook URL the address guard refuses, and why.
+    #[error("url: {0}")]
+    BadUrl(String),
+    /// A delivery still being tried goes out on its schedule, not on request.
+    #[error("this delivery is still being tried; it goes out again on its schedule")]
+    StillTrying,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type NotificationResult<T> = Result<T, NotificationError>;
 
 mod endpoints;
 mod notifier;
@@ -120,12 +137,16 @@ impl NotificationService {
     }
 
     #[tracing::instrument(skip_all, fields(customer_id = %user))]
-    pub async fn preferences(&self, user: Uuid) -> ApiResult<Preferences> {
+    pub async fn preferences(&self, user: Uuid) -> NotificationResult<Preferences> {
         Ok(self.store.preferences(user).await?.unwrap_or_default())
     }
 
     #[tracing::instrument(skip_all, fields(customer_id = %user))]
-    pub async fn set_preferences(&self, user: Uuid, p: Preferences) -> ApiResult<Preferences> {
+    pub async fn set_preferences(
+        &self,
+        user: Uuid,
+        p: Preferences,
+    ) -> NotificationResult<Preferences> {
         self.store.set_preferences(user, p, self.clock.ts()).await?;
         Ok(p)
     }
@@ -138,7 +159,7 @@ impl NotificationService {
         channel: Option<Channel>,
         before: Option<(Ts, Uuid)>,
         limit: u32,
-    ) -> ApiResult<Vec<DeliveryRow>> {
+    ) -> NotificationResult<Vec<DeliveryRow>> {
         Ok(self
             .store
             .deliveries_to(recipient, channel.map(Channel::as_str), before, limit)

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::error::ApiResult;
 use crate::notifications::channels::SendError;
 use crate::notifications::domain::{
     Channel, Line, Message, Notable, OrderFacts, ShopMessageFacts, compose, compose_shop_message,
@@ -14,7 +13,7 @@ use crate::notifications::domain::{
 use crate::notifications::store::{DeliveryRow, DeliveryUpdate, NewDelivery, message_id_of};
 use crate::orders::http::EventResponse;
 
-use super::NotificationService;
+use super::{NotificationResult, NotificationService};
 
 /// How long a push may take to reach a connection of its customer before it counts as
 /// not received.
@@ -34,7 +33,7 @@ impl NotificationService {
     /// Makes the deliveries that are due (at most `batch`), all at once. Returns how
     /// many it looked at.
     #[tracing::instrument(skip_all, fields(taken = tracing::field::Empty))]
-    pub async fn deliver_due(&self, batch: u32) -> ApiResult<usize> {
+    pub async fn deliver_due(&self, batch: u32) -> NotificationResult<usize> {
         let now = self.clock.ts();
         let due = self
             .store
@@ -283,7 +282,7 @@ impl NotificationService {
         order_id: Option<Uuid>,
         message: &str,
         actor: &str,
-    ) -> ApiResult<Vec<DeliveryRow>> {
+    ) -> NotificationResult<Vec<DeliveryRow>> {
         let p = self.preferences(customer.id).await?;
         let now = self.clock.ts();
         let mut out = Vec::new();
@@ -369,7 +368,7 @@ impl NotificationService {
     }
 
     /// Updates the queue-depth gauges.
-    pub async fn measure_queue(&self) -> ApiResult<()> {
+    pub async fn measure_queue(&self) -> NotificationResult<()> {
         let depth = self.store.queue_depth().await?;
         for c in [
             Channel::Email,
