@@ -224,7 +224,7 @@ impl From<DeliveryRow> for DeliveryResponse {
             channel: d.channel.as_str().into(),
             kind: d.kind,
             target: d.target,
-            status: d.status,
+            status: d.status.as_str().into(),
             attempts: d.attempts,
             last_error: d.last_error,
             detail: d.detail,

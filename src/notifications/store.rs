@@ -4,12 +4,12 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::domain::{Channel, Preferences};
+use super::domain::{Channel, DeliveryStatus, Preferences};
 use crate::books::domain::NewAudit;
 use crate::orders::store::EventRow;
 use crate::storage::{Result, Ts};
 
-crate::storage::text_column!(Channel);
+crate::storage::text_column!(Channel, DeliveryStatus);
 
 /// A row of the delivery queue.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -20,7 +20,7 @@ pub struct DeliveryRow {
     pub recipient: Uuid,
     pub target: Option<String>,
     pub kind: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub detail: Option<String>,
@@ -49,7 +49,7 @@ pub struct NewDelivery {
 /// The outcome of an attempt (or a look, which does not count as one).
 #[derive(Clone, Debug)]
 pub struct DeliveryUpdate {
-    pub status: &'static str,
+    pub status: DeliveryStatus,
     /// Added to the stored count.
     pub attempts: i32,
     pub last_error: Option<String>,

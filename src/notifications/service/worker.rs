@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use crate::notifications::channels::SendError;
 use crate::notifications::domain::{
-    Channel, Line, Message, Notable, OrderFacts, ShopMessageFacts, compose, compose_shop_message,
-    notable, sign_webhook,
+    Channel, DeliveryStatus, Line, Message, Notable, OrderFacts, ShopMessageFacts, compose,
+    compose_shop_message, notable, sign_webhook,
 };
 use crate::notifications::store::{DeliveryRow, DeliveryUpdate, NewDelivery, message_id_of};
 use crate::orders::http::EventResponse;
@@ -64,7 +64,7 @@ impl NotificationService {
                 metrics::histogram!("ordo_delivery_latency_seconds", "channel" => channel.as_str())
                     .record(waited);
                 DeliveryUpdate {
-                    status: "sent",
+                    status: DeliveryStatus::Sent,
                     attempts: 1,
                     last_error: None,
                     detail: Some(detail),
@@ -73,7 +73,7 @@ impl NotificationService {
                 }
             }
             Outcome::Later(wait) => DeliveryUpdate {
-                status: "pending",
+                status: DeliveryStatus::Pending,
                 attempts: 0,
                 last_error: None,
                 detail: None,
@@ -93,8 +93,12 @@ impl NotificationService {
                         )
                     })
                 };
-                let status = if next.is_some() { "failed" } else { "dead" };
-                metrics::counter!("ordo_notifications_total", "channel" => channel.as_str(), "outcome" => status)
+                let status = if next.is_some() {
+                    DeliveryStatus::Failed
+                } else {
+                    DeliveryStatus::Dead
+                };
+                metrics::counter!("ordo_notifications_total", "channel" => channel.as_str(), "outcome" => status.as_str())
                     .increment(1);
                 if next.is_none() {
                     tracing::warn!(delivery = %d.id, channel = channel.as_str(), error = %e.message, "delivery is dead");
