@@ -368,15 +368,15 @@ pub struct EndpointResponse {
     created_at: OffsetDateTime,
 }
 
-fn endpoint_response(e: EndpointRow, with_secret: bool) -> EndpointResponse {
-    EndpointResponse {
+fn endpoint_response(e: EndpointRow, with_secret: bool) -> ApiResult<EndpointResponse> {
+    Ok(EndpointResponse {
         id: e.id.to_string(),
         url: e.url.clone(),
-        events: e.events.0,
+        events: e.events.list()?.to_vec(),
         description: e.description,
         secret: with_secret.then_some(e.secret),
         created_at: e.created_at.0,
-    }
+    })
 }
 
 /// Registers a webhook endpoint (admin, `webhooks:manage`). Its URL must reach a public
@@ -415,7 +415,7 @@ async fn create_endpoint(
         .notifications
         .create_endpoint(&req.url, events, description, &actor_of(&caller))
         .await?;
-    Ok((StatusCode::CREATED, Json(endpoint_response(row, true))))
+    Ok((StatusCode::CREATED, Json(endpoint_response(row, true)?)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -436,7 +436,7 @@ async fn list_endpoints(
         data: rows
             .into_iter()
             .map(|e| endpoint_response(e, false))
-            .collect(),
+            .collect::<ApiResult<_>>()?,
     }))
 }
 
@@ -449,7 +449,7 @@ async fn get_endpoint(
 ) -> ApiResult<Json<EndpointResponse>> {
     caller.require(Permission::ManageWebhooks)?;
     let row = state.notifications.endpoint(id.uuid()).await?;
-    Ok(Json(endpoint_response(row, false)))
+    Ok(Json(endpoint_response(row, false)?))
 }
 
 /// Deletes an endpoint: nothing more is sent to it.
@@ -499,7 +499,7 @@ async fn rotate_secret(
         .notifications
         .rotate_secret(id.uuid(), Duration::from_secs(grace))
         .await?;
-    Ok(Json(endpoint_response(row, true)))
+    Ok(Json(endpoint_response(row, true)?))
 }
 
 /// An endpoint's deliveries, newest first.

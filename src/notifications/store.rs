@@ -78,28 +78,51 @@ pub struct EndpointRow {
 pub(crate) const ENDPOINT_COLUMNS: &str = "id, url, events, description, secret, previous_secret, \
      previous_secret_expires_at, created_by, created_at, updated_at, deleted_at";
 
-/// A webhook endpoint's event types, decoded once at the store: a stored list that is not
-/// a JSON array of strings is an error there, not an endpoint that silently wants nothing.
+/// A webhook endpoint's event types, decoded once at the store. A stored text that is not
+/// a JSON array of strings is kept as it is, as an error: reading that endpoint is a 500
+/// (`list`), and the notifier gives it nothing, logged and counted
+/// (`ordo_webhook_endpoints_unreadable_total`), while every other endpoint and customer
+/// goes on being notified. Never an endpoint that silently wants nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventTypes(pub Vec<String>);
+pub struct EventTypes(Result<Vec<String>, String>);
 
-impl TryFrom<String> for EventTypes {
-    type Error = serde_json::Error;
-    fn try_from(stored: String) -> Result<Self, Self::Error> {
-        serde_json::from_str(&stored).map(EventTypes)
+impl From<String> for EventTypes {
+    fn from(stored: String) -> Self {
+        EventTypes(serde_json::from_str(&stored).map_err(|_| stored))
     }
 }
 
 impl EventTypes {
-    /// The stored form, a JSON array.
+    pub fn new(types: Vec<String>) -> Self {
+        EventTypes(Ok(types))
+    }
+
+    /// The types, or the store's error for a stored text that is not a list of them.
+    pub fn list(&self) -> Result<&[String], crate::storage::Error> {
+        self.0.as_deref().map_err(|stored| {
+            crate::storage::Error::Corrupt(format!("webhook event types {stored:?}"))
+        })
+    }
+
+    /// The stored form, a JSON array (or the unreadable text, unchanged).
     pub fn to_json(&self) -> String {
-        serde_json::Value::from(self.0.clone()).to_string()
+        match &self.0 {
+            Ok(types) => serde_json::Value::from(types.clone()).to_string(),
+            Err(stored) => stored.clone(),
+        }
     }
 }
 
 impl EndpointRow {
     pub fn wants(&self, kind: &str) -> bool {
-        self.events.0.iter().any(|t| t == "*" || t == kind)
+        match self.events.list() {
+            Ok(types) => types.iter().any(|t| t == "*" || t == kind),
+            Err(e) => {
+                tracing::error!(endpoint_id = %self.id, error = %e, "a webhook endpoint cannot be read; it gets nothing until mended");
+                metrics::counter!("ordo_webhook_endpoints_unreadable_total").increment(1);
+                false
+            }
+        }
     }
 }
 

@@ -432,11 +432,16 @@ impl OrderService {
     /// `payment_status` `paid`, and the saga retries the refund until it goes through.
     #[tracing::instrument(skip_all, fields(order_id = %rec.order.id))]
     pub(super) async fn refund(&self, rec: OrderRecord, _actor: &str) -> OrderResult<OrderRecord> {
-        let reference = rec
-            .order
-            .payment_reference
-            .clone()
-            .ok_or_else(|| corrupt(&rec, "paid without a payment reference"))?;
+        let Some(reference) = rec.order.payment_reference.clone() else {
+            // A broken row: paid, with no charge to refund. The cancel is committed and
+            // the refund step recorded; nothing is sent to the gateway (no empty
+            // reference), and the saga reports the step as failing on every look
+            // (`resume_refund`), logged and counted, until an operator mends the row.
+            let e = corrupt(&rec, "paid without a payment reference");
+            tracing::error!(error = %e, "a refund cannot be sent");
+            metrics::counter!("ordo_refunds_unsendable_total").increment(1);
+            return Ok(rec);
+        };
         self.pay_back(rec, reference, 0).await
     }
 

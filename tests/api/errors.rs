@@ -453,6 +453,26 @@ async fn a_broken_row_is_an_error_not_a_default(b: Backend) {
     )
     .await
     .assert_problem(500, "internal");
+    app.get("/v1/webhook-endpoints", &app.admin_token)
+        .await
+        .assert_problem(500, "internal");
+    // The broken endpoint gets nothing, loudly; everybody else is still notified.
+    app.paid_order(&token, &item, 1).await;
+    let notified = app
+        .eventually(std::time::Duration::from_secs(10), || async {
+            let r = app.get("/v1/customers/me/notifications", &token).await;
+            r.body["data"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|n| n["kind"] == "placed"))
+        })
+        .await;
+    assert!(notified, "the notifier stopped at the broken endpoint");
+    assert!(
+        app.metrics()
+            .await
+            .contains("ordo_webhook_endpoints_unreadable_total"),
+        "the broken endpoint is counted"
+    );
 }
 both!(a_broken_row_is_an_error_not_a_default);
 

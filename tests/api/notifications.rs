@@ -96,7 +96,8 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    app.eventually(Duration::from_secs(20), || {
+    // Every 50 ms of real time, as before: the test clock moves `step` per look.
+    crate::helpers::eventually_every(Duration::from_secs(20), Duration::from_millis(50), || {
         app.advance(step);
         check()
     })
@@ -714,7 +715,7 @@ async fn the_guard_runs_again_at_delivery(b: Backend) {
             &ordo::notifications::store::EndpointRow {
                 id,
                 url: format!("http://localhost:{port}/hook"),
-                events: ordo::notifications::store::EventTypes(vec!["*".into()]),
+                events: ordo::notifications::store::EventTypes::new(vec!["*".into()]),
                 description: None,
                 secret: ordo::notifications::domain::new_webhook_secret(),
                 previous_secret: None,

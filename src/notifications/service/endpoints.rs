@@ -27,7 +27,7 @@ impl NotificationService {
         let row = EndpointRow {
             id: Uuid::now_v7(),
             url: url.to_string(),
-            events: EventTypes(events),
+            events: EventTypes::new(events),
             description,
             secret: new_webhook_secret(),
             previous_secret: None,
@@ -44,7 +44,7 @@ impl NotificationService {
             "webhook_endpoint",
             row.id,
         )
-        .after(serde_json::json!({"url": row.url, "events": row.events.0}));
+        .after(serde_json::json!({"url": row.url, "events": row.events.list()?}));
         self.store.insert_endpoint(&row, &audit).await?;
         Ok(row)
     }

@@ -348,6 +348,18 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// The node's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
     /// Stops the server as SIGTERM would.
     pub fn shutdown(&self) {
         self.shutdown.cancel();

@@ -92,9 +92,22 @@ fn migrations_hash(backend: Backend) -> String {
         .collect()
 }
 
+/// How long a template of other migrations is kept: another checkout on the same server
+/// may still be cloning it.
+const STALE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
 /// The migrated PostgreSQL template of this set of migrations: made by the first test
 /// that needs it (under an advisory lock, so concurrent runs make it once), kept between
-/// runs, and marked `is_template` once complete. Older templates are dropped.
+/// runs, and marked `is_template` once complete. Templates of other migrations are
+/// dropped once they are a day old (their comment says when they were made), so that two
+/// checkouts on one server never drop each other's.
 async fn pg_template() -> &'static str {
     static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     TEMPLATE
@@ -118,14 +131,21 @@ async fn pg_template() -> &'static str {
             .await
             .expect("look for the template");
             if !done {
-                // A template of other migrations, or a half-made one of ours.
-                let old: Vec<String> = sqlx::query_scalar(
-                    "SELECT datname::text FROM pg_database WHERE datname LIKE 'ordo\\_tpl\\_%'",
+                // Templates of other migrations made over a day ago, and a half-made one
+                // of ours (never marked, so never cloned).
+                let others: Vec<(String, Option<String>)> = sqlx::query_as(
+                    "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database \
+                     WHERE datname LIKE 'ordo\\_tpl\\_%'",
                 )
                 .fetch_all(&mut c)
                 .await
                 .expect("old templates");
-                for db in old {
+                let cutoff = now_secs().saturating_sub(STALE.as_secs());
+                for (db, made) in others {
+                    let made: u64 = made.and_then(|m| m.parse().ok()).unwrap_or(0);
+                    if db != name && made > cutoff {
+                        continue;
+                    }
                     let _ = exec(format!("ALTER DATABASE \"{db}\" WITH IS_TEMPLATE false"))
                         .execute(&mut c)
                         .await;
@@ -140,6 +160,13 @@ async fn pg_template() -> &'static str {
                 ordo::storage::migrate(&database_url(&admin, &name))
                     .await
                     .expect("migrate the template");
+                exec(format!(
+                    "COMMENT ON DATABASE \"{name}\" IS '{}'",
+                    now_secs()
+                ))
+                .execute(&mut c)
+                .await
+                .expect("date the template");
                 exec(format!("ALTER DATABASE \"{name}\" WITH IS_TEMPLATE true"))
                     .execute(&mut c)
                     .await
@@ -156,7 +183,9 @@ async fn pg_template() -> &'static str {
 
 /// The migrated SQLite template of this set of migrations: a directory under the system's
 /// temporary directory, made once (in a directory of its own, then renamed into place, so
-/// a concurrent run sees it whole or not at all) and kept between runs.
+/// a concurrent run sees it whole or not at all) and kept between runs; remade if its
+/// database is gone (a cleaner emptied it). Templates of other migrations go once they are
+/// a day old.
 async fn sqlite_template() -> &'static std::path::Path {
     static TEMPLATE: tokio::sync::OnceCell<std::path::PathBuf> = tokio::sync::OnceCell::const_new();
     TEMPLATE
@@ -165,7 +194,9 @@ async fn sqlite_template() -> &'static std::path::Path {
                 "ordo-test-sqlite-{}",
                 migrations_hash(Backend::Sqlite)
             ));
-            if !dir.exists() {
+            if !dir.join("ordo.db").exists() {
+                let _ = std::fs::remove_dir_all(&dir);
+                remove_stale_sqlite_templates();
                 let making = tempfile::tempdir_in(std::env::temp_dir()).expect("tempdir");
                 let db = making.path().join("ordo.db");
                 ordo::storage::migrate(&format!("sqlite://{}", db.display()))
@@ -180,6 +211,26 @@ async fn sqlite_template() -> &'static std::path::Path {
             dir
         })
         .await
+}
+
+/// Removes SQLite templates of other migrations last changed over a day ago.
+fn remove_stale_sqlite_templates() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE));
+        if old
+            && e.file_name()
+                .to_string_lossy()
+                .starts_with("ordo-test-sqlite-")
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// `…/test` with another database name.

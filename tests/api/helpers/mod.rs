@@ -19,7 +19,20 @@ pub use sockets::*;
 /// Waits until `check` holds, looking every 20 ms, for at most `within`; true if it came
 /// to hold. The one way tests wait for something asynchronous (a job, a consumer, another
 /// process) instead of a fixed sleep or a hand-written loop.
-pub async fn eventually<F, Fut>(within: std::time::Duration, mut check: F) -> bool
+pub async fn eventually<F, Fut>(within: std::time::Duration, check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_every(within, std::time::Duration::from_millis(20), check).await
+}
+
+/// As [`eventually`], looking every `every`.
+pub async fn eventually_every<F, Fut>(
+    within: std::time::Duration,
+    every: std::time::Duration,
+    mut check: F,
+) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -32,7 +45,7 @@ where
         if tokio::time::Instant::now() >= deadline {
             return false;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
