@@ -486,15 +486,7 @@ async fn the_wal_is_truncated_after_a_long_reader_lets_go() {
         .await
         .unwrap();
     assert_eq!(n, 150);
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for name in [
         "ordo_sqlite_wal_bytes",
         "ordo_sqlite_last_checkpoint_timestamp_seconds",

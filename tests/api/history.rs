@@ -235,15 +235,7 @@ async fn archived_orders_read_exactly_as_before(b: Backend) {
         let r = app.get(&format!("/v1/orders/{id}"), &stranger).await;
         r.assert_problem(404, "not_found");
     }
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     // Counted (process-wide: other tests of this process archive too).
     let counted: u64 = metrics
         .lines()

@@ -236,7 +236,9 @@ async fn attributes_round_trip_at_the_edges_of_a_double(b: Backend) {
         "uint": u64::MAX,
         "nested": [1.0e300, {"x": -1.0e-300}]
     });
-    let id = app.item_with(json!({"attributes": attributes.clone()})).await;
+    let id = app
+        .item_with(json!({"attributes": attributes.clone()}))
+        .await;
     let r = app.get(&format!("/v1/items/{id}"), &app.admin_token).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["attributes"], attributes);

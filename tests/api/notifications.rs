@@ -833,15 +833,7 @@ async fn push_reaches_an_open_connection_or_falls_back(b: Backend) {
         "recorded, not sent: {mail}"
     );
     // Metrics per channel.
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for name in ["ordo_notifications_total", "ordo_delivery_latency_seconds"] {
         assert!(metrics.contains(name), "{name} missing");
     }

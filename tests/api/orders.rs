@@ -525,15 +525,7 @@ async fn concurrent_payments_charge_once(b: Backend) {
         &y
     };
     loser.assert_problem(409, "conflict");
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("ordo_payments_total"), "{metrics}");
     let ev = app.get(&format!("/v1/orders/{id}/events"), &token).await;
     let placed = ev.body["data"]

@@ -420,15 +420,7 @@ async fn a_slow_client_is_dropped_and_holds_up_nobody(b: Backend) {
         })
         .await;
     assert!(dropped, "the slow client was not dropped");
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("ordo_realtime_messages_dropped_total"),
         "{metrics}"

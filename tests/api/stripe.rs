@@ -338,15 +338,7 @@ async fn a_failing_gateway_opens_the_circuit(b: Backend) {
         "{}",
         probe.text
     );
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("ordo_gateway_circuit_state"), "{metrics}");
     assert!(metrics.contains("ordo_gateway_calls_total"), "{metrics}");
 }
