@@ -162,8 +162,10 @@ impl OrderService {
         }
     }
 
-    /// An order the caller may see; anybody else's is "not found".
-    #[tracing::instrument(skip_all, fields(order_id = %id))]
+    /// An order the caller may see; anybody else's is "not found". (The reads' spans are
+    /// at DEBUG: they are the hottest calls, and following an order takes its changes, not
+    /// its reads.)
+    #[tracing::instrument(level = "debug", skip_all, fields(order_id = %id))]
     pub async fn get(&self, caller: &Principal, id: Uuid) -> OrderResult<OrderRecord> {
         let rec = self.store.order(id).await?.ok_or(OrderError::NotFound)?;
         if caller.sees_order(rec.order.id, rec.order.customer_id) {
@@ -372,7 +374,7 @@ impl OrderService {
         Ok(self.store.events(order_id).await?)
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn list(
         &self,
         filter: &OrderFilter,
@@ -393,7 +395,7 @@ impl OrderService {
     /// A page of a list, rendered by `render` into what is sent, or `NotModified` when
     /// `if_none_match` names it. Checked against the orders' versions in the database on
     /// every call, so a page kept from an earlier call is never stale (see `pages`).
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn list_page(
         &self,
         filter: OrderFilter,
@@ -450,7 +452,7 @@ impl OrderService {
 
     /// The order's current tag when `if_none_match` names it and `caller` may see the
     /// order: one small read instead of the order, its lines and a body.
-    #[tracing::instrument(skip_all, fields(order_id = %id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(order_id = %id))]
     pub async fn not_modified(
         &self,
         caller: &Principal,
