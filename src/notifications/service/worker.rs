@@ -165,12 +165,7 @@ impl NotificationService {
         let Some(order) = self.store.order(event.order_id).await? else {
             anyhow::bail!("order {} is gone", event.order_id);
         };
-        let name = self
-            .store
-            .user_by_id(d.recipient)
-            .await?
-            .map(|u| u.name)
-            .ok_or_else(|| anyhow::anyhow!("recipient {} is gone", d.recipient))?;
+        let name = self.recipient_name(d).await?;
         let kind = notable(
             &event.event,
             &event.status,
@@ -245,12 +240,7 @@ impl NotificationService {
         let Some(msg) = self.store.shop_message(id).await? else {
             anyhow::bail!("shop message {id} is gone");
         };
-        let name = self
-            .store
-            .user_by_id(d.recipient)
-            .await?
-            .map(|u| u.name)
-            .ok_or_else(|| anyhow::anyhow!("recipient {} is gone", d.recipient))?;
+        let name = self.recipient_name(d).await?;
         let order = match msg.order_id {
             Some(o) => self.store.order(o).await?,
             None => None,
@@ -369,6 +359,16 @@ impl NotificationService {
             Ok(status) => Outcome::Sent(format!("HTTP {status}")),
             Err(e) => Outcome::Failed(e),
         })
+    }
+
+    /// The name a message greets its recipient by. A recipient that is gone is an error
+    /// (the attempt fails and is tried again), never an empty greeting.
+    async fn recipient_name(&self, d: &DeliveryRow) -> anyhow::Result<String> {
+        self.store
+            .user_by_id(d.recipient)
+            .await?
+            .map(|u| u.name)
+            .ok_or_else(|| anyhow::anyhow!("recipient {} is gone", d.recipient))
     }
 
     /// Updates the queue-depth gauges.
